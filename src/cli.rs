@@ -1,0 +1,146 @@
+//! The command line: clap definitions only, no logic.
+//!
+//! Every flag a pipeline would set also reads `STACKBAKE_<FLAG>` from the
+//! environment (clap's `env`), so the precedence is flag > environment >
+//! default. Validation into typed settings happens in `config.rs`.
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Builds every target of a Dockerfile in parallel, pushes to ECR and pins
+/// the pushed digests into taskdef.json.
+#[derive(Debug, Parser)]
+#[command(name = "stackbake", version = crate::VERSION, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// The pipeline build: build, push, pin digests, write the artifact.
+    Build(BuildArgs),
+    /// What `build` would do, per target, and why. Changes nothing.
+    Plan(BuildArgs),
+    /// Offline lint of Dockerfile, taskdef.json, appspec.yaml, buildspec.yml.
+    Check(CommonArgs),
+    /// Write starter buildspec.yml / appspec.yaml / taskdef.json.
+    Init(InitArgs),
+}
+
+/// Flags every command takes.
+#[derive(Debug, Args, Clone)]
+pub struct CommonArgs {
+    /// Project root.
+    #[arg(long, env = "STACKBAKE_DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// Dockerfile, relative to --dir.
+    #[arg(long, env = "STACKBAKE_DOCKERFILE", default_value = "Dockerfile")]
+    pub dockerfile: PathBuf,
+    /// ECS task definition, relative to --dir.
+    #[arg(long, env = "STACKBAKE_TASKDEF", default_value = "taskdef.json")]
+    pub taskdef: PathBuf,
+    /// CodeDeploy appspec, relative to --dir.
+    #[arg(long, env = "STACKBAKE_APPSPEC", default_value = "appspec.yaml")]
+    pub appspec: PathBuf,
+    /// Machine-readable output on stdout (human output stays on stderr).
+    #[arg(long, env = "STACKBAKE_JSON")]
+    pub json: bool,
+    /// More detail on stderr (never secrets).
+    #[arg(long, short, env = "STACKBAKE_VERBOSE")]
+    pub verbose: bool,
+}
+
+/// How progress is shown on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Progress {
+    /// `tty` when stderr is a terminal, else `plain`.
+    Auto,
+    /// Every log line, prefixed with `[target]`.
+    Plain,
+    /// A compact live view.
+    Tty,
+    /// Errors and the summary only.
+    Quiet,
+}
+
+/// Flags of `build` and `plan`.
+#[derive(Debug, Args, Clone)]
+pub struct BuildArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// No AWS call at all: build with the local engine, push only to --registry if given.
+    #[arg(long, env = "STACKBAKE_LOCAL")]
+    pub local: bool,
+    /// Registry host[:port] to push to, overriding the ECR host.
+    #[arg(long, env = "STACKBAKE_REGISTRY", value_name = "HOST[:PORT]")]
+    pub registry: Option<String>,
+    /// User for --registry (the password is read from STACKBAKE_REGISTRY_PASSWORD).
+    #[arg(long, env = "STACKBAKE_REGISTRY_USER")]
+    pub registry_user: Option<String>,
+    /// Map a container to a Dockerfile stage (repeatable).
+    #[arg(
+        long = "target",
+        env = "STACKBAKE_TARGET",
+        value_name = "CONTAINER=STAGE",
+        value_delimiter = ','
+    )]
+    pub targets: Vec<String>,
+    /// A build argument, as docker's --build-arg (repeatable).
+    #[arg(
+        long = "build-arg",
+        env = "STACKBAKE_BUILD_ARG",
+        value_name = "KEY=VALUE",
+        value_delimiter = ','
+    )]
+    pub build_args: Vec<String>,
+    /// The commit tag (default: first 7 characters of CODEBUILD_RESOLVED_SOURCE_VERSION, else of `git rev-parse HEAD`).
+    #[arg(long, env = "STACKBAKE_TAG")]
+    pub tag: Option<String>,
+    /// Do not move `latest`.
+    #[arg(long, env = "STACKBAKE_NO_LATEST")]
+    pub no_latest: bool,
+    /// Rebuild every target, whatever the registry holds.
+    #[arg(long, env = "STACKBAKE_FORCE")]
+    pub force: bool,
+    /// Targets built at once (default: number of CPUs).
+    #[arg(long, env = "STACKBAKE_JOBS")]
+    pub jobs: Option<NonZeroUsize>,
+    /// Create missing ECR repositories.
+    #[arg(long, env = "STACKBAKE_CREATE_REPOS")]
+    pub create_repos: bool,
+    /// Where the artifact is written (default: in place; with --local: DIR/stackbake-out).
+    #[arg(long, env = "STACKBAKE_OUT")]
+    pub out: Option<PathBuf>,
+    /// How progress is shown.
+    #[arg(long, env = "STACKBAKE_PROGRESS", value_enum, default_value = "auto")]
+    pub progress: Progress,
+    /// Stop every other target as soon as one fails.
+    #[arg(long, env = "STACKBAKE_FAIL_FAST")]
+    pub fail_fast: bool,
+}
+
+/// Flags of `init`.
+#[derive(Debug, Args, Clone)]
+pub struct InitArgs {
+    #[command(flatten)]
+    pub common: CommonArgs,
+    /// Project name: repositories are `<project>-<target>`.
+    #[arg(long, env = "STACKBAKE_PROJECT")]
+    pub project: Option<String>,
+    /// AWS account id for the image URIs and role ARNs.
+    #[arg(long, env = "STACKBAKE_ACCOUNT")]
+    pub account: Option<String>,
+    /// AWS region (default: AWS_REGION / AWS_DEFAULT_REGION).
+    #[arg(long)]
+    pub region: Option<String>,
+    /// Deployable stages to include (default: every named stage no other stage builds on).
+    #[arg(long = "stage", value_delimiter = ',')]
+    pub stages: Vec<String>,
+    /// The container that receives load balancer traffic.
+    #[arg(long)]
+    pub lb_container: Option<String>,
+}

@@ -1,0 +1,250 @@
+//! Validated settings: the command line (flags > `STACKBAKE_*` environment >
+//! defaults, resolved by clap) turned into typed values, with every usage
+//! error found here, before any file, engine or network is touched.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use crate::cli::BuildArgs;
+use crate::error::Error;
+use crate::registry::{Credentials, Secret};
+use crate::ui::Mode;
+
+/// Environment variable holding the password for `--registry-user`.
+pub const PASSWORD_ENV: &str = "STACKBAKE_REGISTRY_PASSWORD";
+
+/// Everything `build` and `plan` need to know, validated.
+pub struct Settings {
+    /// Project root.
+    pub dir: PathBuf,
+    /// Dockerfile path (resolved against `dir`).
+    pub dockerfile: PathBuf,
+    /// taskdef.json path.
+    pub taskdef: PathBuf,
+    /// appspec.yaml path.
+    pub appspec: PathBuf,
+    /// `--json`.
+    pub json: bool,
+    /// `--verbose`.
+    pub verbose: bool,
+    /// `--local`.
+    pub local: bool,
+    /// `--registry`.
+    pub registry: Option<String>,
+    /// `--registry-user` with the password from the environment.
+    pub registry_credentials: Option<Credentials>,
+    /// `--target CONTAINER=STAGE`.
+    pub targets: Vec<(String, String)>,
+    /// `--build-arg KEY=VALUE`.
+    pub build_args: BTreeMap<String, String>,
+    /// `--tag`, if given.
+    pub tag: Option<String>,
+    /// `--no-latest`.
+    pub no_latest: bool,
+    /// `--force`.
+    pub force: bool,
+    /// `--jobs`.
+    pub jobs: usize,
+    /// `--create-repos`.
+    pub create_repos: bool,
+    /// Where the artifact goes.
+    pub out: PathBuf,
+    /// Progress display.
+    pub mode: Mode,
+    /// `--fail-fast`.
+    pub fail_fast: bool,
+}
+
+impl Settings {
+    /// Validates `build`/`plan` flags.
+    pub fn from_args(a: &BuildArgs) -> Result<Settings, Error> {
+        let dir = a.common.dir.clone();
+        if !dir.is_dir() {
+            return Err(Error::Usage(format!(
+                "--dir {}: not a directory. Pass the project root that holds the Dockerfile and taskdef.json",
+                dir.display()
+            )));
+        }
+        let mut build_args = BTreeMap::new();
+        for kv in &a.build_args {
+            let (k, v) = match kv.split_once('=') {
+                Some((k, v)) => (k.to_string(), v.to_string()),
+                // As docker: `--build-arg KEY` takes the value from the environment.
+                None => match std::env::var(kv) {
+                    Ok(v) => (kv.clone(), v),
+                    Err(_) => {
+                        return Err(Error::Usage(format!(
+                            "--build-arg {kv}: expected KEY=VALUE (or KEY with KEY set in the environment)"
+                        )));
+                    }
+                },
+            };
+            if k.is_empty() {
+                return Err(Error::Usage(format!("--build-arg {kv}: the name is empty")));
+            }
+            build_args.insert(k, v);
+        }
+        let mut targets = Vec::new();
+        for t in &a.targets {
+            match t.split_once('=') {
+                Some((c, s)) if !c.trim().is_empty() && !s.trim().is_empty() => {
+                    targets.push((c.trim().to_string(), s.trim().to_lowercase()));
+                }
+                _ => {
+                    return Err(Error::Usage(format!(
+                        "--target {t}: expected CONTAINER=STAGE, e.g. --target bash-dog-api=api"
+                    )));
+                }
+            }
+        }
+        if let Some(tag) = &a.tag {
+            validate_tag(tag)?;
+        }
+        if let Some(r) = &a.registry {
+            validate_registry(r)?;
+        }
+        let registry_credentials = match (&a.registry_user, std::env::var(PASSWORD_ENV)) {
+            (Some(user), Ok(pass)) => Some(Credentials {
+                username: user.clone(),
+                password: Secret::new(pass),
+            }),
+            (Some(_), Err(_)) => {
+                return Err(Error::Usage(format!(
+                    "--registry-user is set but {PASSWORD_ENV} is not: export the registry password in {PASSWORD_ENV}"
+                )));
+            }
+            (None, _) => None,
+        };
+        if registry_credentials.is_some() && a.registry.is_none() {
+            return Err(Error::Usage(
+                "--registry-user needs --registry HOST[:PORT]".to_string(),
+            ));
+        }
+        let jobs = a.jobs.map_or_else(
+            || std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            std::num::NonZeroUsize::get,
+        );
+        let out = match &a.out {
+            Some(o) => o.clone(),
+            None if a.local => dir.join("stackbake-out"),
+            None => dir.clone(),
+        };
+        Ok(Settings {
+            dockerfile: dir.join(&a.common.dockerfile),
+            taskdef: dir.join(&a.common.taskdef),
+            appspec: dir.join(&a.common.appspec),
+            dir,
+            json: a.common.json,
+            verbose: a.common.verbose,
+            local: a.local,
+            registry: a.registry.clone(),
+            registry_credentials,
+            targets,
+            build_args,
+            tag: a.tag.clone(),
+            no_latest: a.no_latest,
+            force: a.force,
+            jobs,
+            create_repos: a.create_repos,
+            out,
+            mode: Mode::from_flag(a.progress),
+            fail_fast: a.fail_fast,
+        })
+    }
+}
+
+/// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
+pub fn validate_tag(tag: &str) -> Result<(), Error> {
+    let ok = !tag.is_empty()
+        && tag.len() <= 128
+        && tag
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+        && tag
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--tag {tag:?}: not a valid image tag (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.` or `-`)"
+        )))
+    }
+}
+
+fn validate_registry(r: &str) -> Result<(), Error> {
+    let ok = !r.is_empty()
+        && !r.contains("://")
+        && !r.contains('/')
+        && r.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::Usage(format!(
+            "--registry {r:?}: expected HOST[:PORT] with no scheme or path, e.g. 127.0.0.1:5000"
+        )))
+    }
+}
+
+/// The commit tag: `--tag`, else the first 7 characters of
+/// `CODEBUILD_RESOLVED_SOURCE_VERSION`, else of `git rev-parse HEAD` in `dir`.
+pub fn commit_tag(s: &Settings) -> Result<String, Error> {
+    if let Some(t) = &s.tag {
+        return Ok(t.clone());
+    }
+    if let Ok(v) = std::env::var("CODEBUILD_RESOLVED_SOURCE_VERSION") {
+        let v = v.trim();
+        if !v.is_empty() {
+            let t: String = v.chars().take(7).collect();
+            validate_tag(&t)?;
+            return Ok(t);
+        }
+    }
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(&s.dir)
+        .args(["rev-parse", "HEAD"])
+        .output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let t: String = String::from_utf8_lossy(&o.stdout)
+                .trim()
+                .chars()
+                .take(7)
+                .collect();
+            validate_tag(&t)?;
+            Ok(t)
+        }
+        _ => Err(Error::Usage(format!(
+            "cannot tell the commit: --tag is not set, CODEBUILD_RESOLVED_SOURCE_VERSION is not set, and {} is not a git checkout with a commit. Pass --tag TAG",
+            s.dir.display()
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tags_follow_docker_grammar() {
+        assert!(validate_tag("abc1234").is_ok());
+        assert!(validate_tag("v1.2_3-x").is_ok());
+        assert!(validate_tag("").is_err());
+        assert!(validate_tag(".x").is_err());
+        assert!(validate_tag("-x").is_err());
+        assert!(validate_tag("a/b").is_err());
+        assert!(validate_tag(&"a".repeat(129)).is_err());
+    }
+
+    #[test]
+    fn registries_are_host_and_port_only() {
+        assert!(validate_registry("127.0.0.1:5000").is_ok());
+        assert!(validate_registry("123456789012.dkr.ecr.us-east-2.amazonaws.com").is_ok());
+        assert!(validate_registry("http://x").is_err());
+        assert!(validate_registry("x/y").is_err());
+        assert!(validate_registry("").is_err());
+    }
+}

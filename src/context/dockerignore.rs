@@ -1,0 +1,907 @@
+//! `.dockerignore` exactly as the Docker CLI applies it to a classic-builder context.
+//!
+//! Reading follows moby `patternmatcher/ignorefile.ReadAll` (UTF-8 BOM dropped, `#` lines
+//! are comments only when `#` is the first byte, whitespace trimmed, `filepath.Clean`,
+//! a leading `/` dropped, `!` exceptions). Matching follows `patternmatcher.Pattern`
+//! (its regexp translation: `*` and `?` never cross `/`, `**` spans directories, `[...]`
+//! classes, `\` escapes, and the exact/prefix/suffix shortcuts) combined as
+//! `MatchesUsingParentResults` does while `go-archive` walks the context: the last
+//! matching pattern wins and a path is excluded when it or a parent directory matches.
+//! [`DockerIgnore::descend`] is Docker's rule for walking into an excluded directory.
+//! Also hosts Go's `filepath.Match`, which COPY/ADD wildcards use.
+
+use std::path::Path;
+
+use super::ContextError;
+
+/// A parsed `.dockerignore`: an ordered list of patterns, the last match wins.
+#[derive(Debug, Clone, Default)]
+pub struct DockerIgnore {
+    patterns: Vec<Pattern>,
+    exclusions: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Pattern {
+    /// Cleaned pattern without the leading `!` (Docker's `Pattern.String()`).
+    cleaned: String,
+    exclusion: bool,
+    kind: MatchKind,
+}
+
+#[derive(Debug, Clone)]
+enum MatchKind {
+    Exact,
+    /// Trailing `**` after literals: plain prefix test.
+    Prefix(String),
+    /// Leading `**` followed by literals only: plain suffix test.
+    Suffix(String),
+    Regex(Vec<Tok>),
+}
+
+/// One element of Docker's generated regular expression.
+#[derive(Debug, Clone, PartialEq)]
+enum Tok {
+    Lit(char),
+    /// `?` → `[^/]`
+    AnyOne,
+    /// `*` → `[^/]*`
+    Star,
+    /// inner `**` → `(.*/)?`
+    DirStar,
+    /// trailing `**` → `.*`
+    AllStar,
+    /// `[...]`, matches any char (including `/`) in or, when negated, not in the ranges.
+    Class {
+        negated: bool,
+        ranges: Vec<(char, char)>,
+    },
+    /// An unescaped `^` outside a class: a regexp start anchor.
+    Start,
+}
+
+impl DockerIgnore {
+    /// Parses the text of a `.dockerignore` file.
+    ///
+    /// Errors on a lone `!` and on patterns Go's `filepath.Match` rejects
+    /// (unclosed `[`, trailing `\`), as the Docker CLI does.
+    pub fn parse(text: &str) -> Result<DockerIgnore, ContextError> {
+        let mut out = DockerIgnore::default();
+        let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+        for (idx, raw) in text.split('\n').enumerate() {
+            let line = raw.strip_suffix('\r').unwrap_or(raw);
+            if let Some(p) = read_line(line) {
+                out.push(&p, idx + 1)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Reads `<root>/.dockerignore`; a missing file means "exclude nothing".
+    pub fn load(root: &Path) -> Result<DockerIgnore, ContextError> {
+        let path = root.join(".dockerignore");
+        match std::fs::read(&path) {
+            Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(DockerIgnore::default()),
+            Err(source) => Err(ContextError::DockerignoreRead { path, source }),
+        }
+    }
+
+    /// True when the file has no pattern at all.
+    pub fn is_empty(&self) -> bool {
+        self.patterns.is_empty()
+    }
+
+    /// Whether the path (relative to the context root, `/`-separated) is excluded
+    /// by the patterns: it or one of its parent directories matches, last match wins.
+    ///
+    /// This is the verdict on the path itself; [`super::walk::list`] additionally
+    /// skips the contents of excluded directories unless [`Self::descend`] allows them.
+    pub fn excluded(&self, rel: &str) -> bool {
+        let rel = clean(rel.trim_start_matches('/'));
+        if rel == "." || self.patterns.is_empty() {
+            return false;
+        }
+        let mut info: Option<Vec<bool>> = None;
+        let mut prefix = String::new();
+        let mut verdict = false;
+        for comp in rel.split('/') {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(comp);
+            let (v, i) = self.evaluate(&prefix, info.as_deref());
+            verdict = v;
+            info = Some(i);
+        }
+        verdict
+    }
+
+    /// Whether the path would be in the context Docker sends: not excluded, and every
+    /// excluded parent directory is one Docker still walks into ([`Self::descend`]).
+    pub fn in_context(&self, rel: &str) -> bool {
+        let rel = clean(rel.trim_start_matches('/'));
+        if rel == "." {
+            return true;
+        }
+        let mut info: Option<Vec<bool>> = None;
+        let mut prefix = String::new();
+        let comps: Vec<&str> = rel.split('/').collect();
+        for (n, comp) in comps.iter().enumerate() {
+            if !prefix.is_empty() {
+                prefix.push('/');
+            }
+            prefix.push_str(comp);
+            let (v, i) = self.evaluate(&prefix, info.as_deref());
+            let last = n + 1 == comps.len();
+            if last {
+                return !v;
+            }
+            if v && !self.descend(&prefix) {
+                return false;
+            }
+            info = Some(i);
+        }
+        true
+    }
+
+    /// Docker's rule for an excluded directory: walk into it only when some `!`
+    /// pattern, as a literal string, starts with `dir/` (go-archive's `TarWithOptions`).
+    pub fn descend(&self, dir: &str) -> bool {
+        if !self.exclusions {
+            return false;
+        }
+        let dir_slash = format!("{dir}/");
+        self.patterns
+            .iter()
+            .any(|p| p.exclusion && format!("{}/", p.cleaned).starts_with(&dir_slash))
+    }
+
+    /// Returns a copy with `!name` appended for every `name` that is excluded, as the
+    /// Docker CLI does for `.dockerignore` and the Dockerfile (`TrimBuildFilesFromExcludes`).
+    pub fn with_exceptions(&self, names: &[&str]) -> Result<DockerIgnore, ContextError> {
+        let mut out = self.clone();
+        for name in names {
+            if out.excluded(name)
+                && let Some(p) = read_line(&format!("!{name}"))
+            {
+                out.push(&p, 0)?;
+            }
+        }
+        Ok(out)
+    }
+
+    /// `MatchesUsingParentResults`: verdict for `file` plus the per-pattern match flags
+    /// that its children reuse. `parent` is `None` for top-level paths.
+    pub(super) fn evaluate(&self, file: &str, parent: Option<&[bool]>) -> (bool, Vec<bool>) {
+        let parent = parent.filter(|p| p.len() == self.patterns.len() && !p.is_empty());
+        let mut matched = false;
+        let mut info = vec![false; self.patterns.len()];
+        for (i, pat) in self.patterns.iter().enumerate() {
+            let mut m = parent.is_some_and(|p| p[i]);
+            if !m {
+                if pat.exclusion != matched {
+                    continue;
+                }
+                m = pat.matches(file);
+                if !m
+                    && parent.is_none()
+                    && let Some((parent_path, _)) = file.rsplit_once('/')
+                {
+                    let mut acc = String::new();
+                    for comp in parent_path.split('/') {
+                        if !acc.is_empty() {
+                            acc.push('/');
+                        }
+                        acc.push_str(comp);
+                        if pat.matches(&acc) {
+                            m = true;
+                            break;
+                        }
+                    }
+                }
+            }
+            info[i] = m;
+            if m {
+                matched = !pat.exclusion;
+            }
+        }
+        (matched, info)
+    }
+
+    fn push(&mut self, line_pattern: &str, line: usize) -> Result<(), ContextError> {
+        // NewPatternMatcher: trim, clean, `!`, syntax check, compile.
+        let bad = |reason: &str| ContextError::DockerignorePattern {
+            line,
+            pattern: line_pattern.to_string(),
+            reason: reason.to_string(),
+        };
+        let p = line_pattern.trim();
+        if p.is_empty() {
+            return Ok(());
+        }
+        let mut p = clean(p);
+        let mut exclusion = false;
+        if let Some(rest) = p.strip_prefix('!') {
+            if rest.is_empty() {
+                return Err(bad("a lone `!` excludes nothing; write `!path`"));
+            }
+            exclusion = true;
+            p = rest.to_string();
+        }
+        validate_go_pattern(&p).map_err(|r| bad(&r))?;
+        let kind = compile(&p);
+        if exclusion {
+            self.exclusions = true;
+        }
+        self.patterns.push(Pattern {
+            cleaned: p,
+            exclusion,
+            kind,
+        });
+        Ok(())
+    }
+}
+
+/// `ignorefile.ReadAll` for one line: `None` for comments and blank lines.
+fn read_line(line: &str) -> Option<String> {
+    if line.starts_with('#') {
+        return None;
+    }
+    let mut pattern = line.trim();
+    if pattern.is_empty() {
+        return None;
+    }
+    let invert = pattern.starts_with('!');
+    if invert {
+        pattern = pattern[1..].trim();
+    }
+    let mut p = String::new();
+    if !pattern.is_empty() {
+        let c = clean(pattern);
+        p = if c.len() > 1 && c.starts_with('/') {
+            c[1..].to_string()
+        } else {
+            c
+        };
+    }
+    Some(if invert { format!("!{p}") } else { p })
+}
+
+impl Pattern {
+    fn matches(&self, path: &str) -> bool {
+        match &self.kind {
+            MatchKind::Exact => path == self.cleaned,
+            MatchKind::Prefix(prefix) => path.starts_with(prefix.as_str()),
+            MatchKind::Suffix(suffix) => {
+                path.ends_with(suffix.as_str())
+                    || suffix
+                        .strip_prefix('/')
+                        .is_some_and(|rest| !suffix.is_empty() && path == rest)
+            }
+            MatchKind::Regex(toks) => regex_match(toks, path),
+        }
+    }
+}
+
+/// Go's `path.Clean` for `/`-separated paths.
+pub(super) fn clean(p: &str) -> String {
+    if p.is_empty() {
+        return ".".to_string();
+    }
+    let rooted = p.starts_with('/');
+    let mut out: Vec<&str> = Vec::new();
+    for comp in p.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                if out.last().is_some_and(|l| *l != "..") {
+                    out.pop();
+                } else if !rooted {
+                    out.push("..");
+                }
+            }
+            c => out.push(c),
+        }
+    }
+    let joined = out.join("/");
+    match (rooted, joined.is_empty()) {
+        (true, _) => format!("/{joined}"),
+        (false, true) => ".".to_string(),
+        (false, false) => joined,
+    }
+}
+
+/// Docker's `Pattern.compile`, producing the match shortcut or regexp tokens.
+fn compile(p: &str) -> MatchKind {
+    #[derive(PartialEq)]
+    enum T {
+        Exact,
+        Prefix,
+        Suffix,
+        Regex,
+    }
+    let mut t = T::Exact;
+    let mut toks = Vec::new();
+    let mut it = p.chars().peekable();
+    let mut i = 0usize;
+    while let Some(ch) = it.next() {
+        match ch {
+            '*' => {
+                if it.peek() == Some(&'*') {
+                    it.next();
+                    if it.peek() == Some(&'/') {
+                        it.next();
+                    }
+                    if it.peek().is_none() {
+                        if t == T::Exact {
+                            t = T::Prefix;
+                        } else {
+                            toks.push(Tok::AllStar);
+                            t = T::Regex;
+                        }
+                    } else {
+                        toks.push(Tok::DirStar);
+                        t = T::Regex;
+                    }
+                    if i == 0 {
+                        t = T::Suffix;
+                    }
+                } else {
+                    toks.push(Tok::Star);
+                    t = T::Regex;
+                }
+            }
+            '?' => {
+                toks.push(Tok::AnyOne);
+                t = T::Regex;
+            }
+            '\\' => match it.next() {
+                Some(c) => {
+                    toks.push(Tok::Lit(c));
+                    t = T::Regex;
+                }
+                None => toks.push(Tok::Lit('\\')),
+            },
+            '[' => {
+                toks.push(parse_class(&mut it));
+                t = T::Regex;
+            }
+            ']' => {
+                toks.push(Tok::Lit(']'));
+                t = T::Regex;
+            }
+            '^' => toks.push(Tok::Start),
+            c => toks.push(Tok::Lit(c)),
+        }
+        i += 1;
+    }
+    match t {
+        T::Exact => MatchKind::Exact,
+        T::Prefix => MatchKind::Prefix(p[..p.len() - 2].to_string()),
+        T::Suffix => MatchKind::Suffix(p[2..].to_string()),
+        T::Regex => MatchKind::Regex(toks),
+    }
+}
+
+/// Parses a class body after `[` (the pattern was validated by [`validate_go_pattern`]).
+fn parse_class(it: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Tok {
+    let mut negated = false;
+    if it.peek() == Some(&'^') {
+        it.next();
+        negated = true;
+    }
+    let mut ranges = Vec::new();
+    while let Some(c) = it.next() {
+        if c == ']' && !ranges.is_empty() {
+            break;
+        }
+        let lo = if c == '\\' {
+            it.next().unwrap_or('\\')
+        } else {
+            c
+        };
+        let mut hi = lo;
+        if it.peek() == Some(&'-') {
+            it.next();
+            hi = match it.next() {
+                Some('\\') => it.next().unwrap_or('\\'),
+                Some(h) => h,
+                None => lo,
+            };
+        }
+        ranges.push((lo, hi));
+    }
+    Tok::Class { negated, ranges }
+}
+
+/// NFA simulation of Docker's anchored regexp `^...$` over `path`.
+fn regex_match(toks: &[Tok], path: &str) -> bool {
+    let n = toks.len();
+    // state index: 2*i = at token i; 2*i+1 = inside the `(.*/)?` group of token i.
+    let mut cur = vec![false; 2 * n + 2];
+    add(toks, &mut cur, 0, true);
+    for c in path.chars() {
+        let mut next = vec![false; 2 * n + 2];
+        let mut any = false;
+        for i in 0..=n {
+            if cur[2 * i] && i < n {
+                match &toks[i] {
+                    Tok::Lit(x) if *x == c => add(toks, &mut next, i + 1, false),
+                    Tok::AnyOne if c != '/' => add(toks, &mut next, i + 1, false),
+                    Tok::Class { negated, ranges } => {
+                        let inside = ranges.iter().any(|(lo, hi)| *lo <= c && c <= *hi);
+                        if inside != *negated {
+                            add(toks, &mut next, i + 1, false);
+                        }
+                    }
+                    Tok::Star if c != '/' => add(toks, &mut next, i, false),
+                    Tok::AllStar if c != '\n' => add(toks, &mut next, i, false),
+                    _ => {}
+                }
+            }
+            if cur[2 * i + 1] && c != '\n' {
+                next[2 * i + 1] = true;
+                if c == '/' {
+                    add(toks, &mut next, i + 1, false);
+                }
+            }
+        }
+        for v in &next {
+            any |= *v;
+        }
+        if !any {
+            return false;
+        }
+        cur = next;
+    }
+    cur[2 * n]
+}
+
+/// Adds state `i` and its epsilon closure.
+fn add(toks: &[Tok], set: &mut [bool], i: usize, at_start: bool) {
+    if set[2 * i] {
+        return;
+    }
+    set[2 * i] = true;
+    if i >= toks.len() {
+        return;
+    }
+    match toks[i] {
+        Tok::Star | Tok::AllStar => add(toks, set, i + 1, at_start),
+        Tok::DirStar => {
+            set[2 * i + 1] = true;
+            add(toks, set, i + 1, at_start);
+        }
+        Tok::Start if at_start => add(toks, set, i + 1, at_start),
+        _ => {}
+    }
+}
+
+/// Checks a pattern the way Go's `filepath.Match(pattern, ".")` reports `ErrBadPattern`,
+/// plus reversed ranges (which Docker's regexp compile rejects later).
+pub(super) fn validate_go_pattern(p: &str) -> Result<(), String> {
+    let mut it = p.chars().peekable();
+    while let Some(c) = it.next() {
+        match c {
+            '\\' => {
+                it.next()
+                    .ok_or_else(|| "trailing `\\` escapes nothing".to_string())?;
+            }
+            '[' => {
+                if it.peek() == Some(&'^') {
+                    it.next();
+                }
+                let mut nrange = 0;
+                loop {
+                    if it.peek() == Some(&']') && nrange > 0 {
+                        it.next();
+                        break;
+                    }
+                    let lo = get_esc(&mut it)?;
+                    let mut hi = lo;
+                    if it.peek() == Some(&'-') {
+                        it.next();
+                        hi = get_esc(&mut it)?;
+                    }
+                    if lo > hi {
+                        return Err(format!("character range `{lo}-{hi}` is reversed"));
+                    }
+                    nrange += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+fn get_esc(it: &mut std::iter::Peekable<std::str::Chars<'_>>) -> Result<char, String> {
+    let unclosed = || "unclosed or malformed `[...]` character class".to_string();
+    let c = match it.next() {
+        None | Some('-') | Some(']') => return Err(unclosed()),
+        Some('\\') => it.next().ok_or_else(unclosed)?,
+        Some(c) => c,
+    };
+    if it.peek().is_none() {
+        return Err(unclosed());
+    }
+    Ok(c)
+}
+
+/// Go's `filepath.Match` on Unix (`*`, `?`, `[...]`, `\`), used for COPY/ADD wildcards.
+pub(super) fn go_match(pattern: &str, name: &str) -> Result<bool, String> {
+    let mut pat = pattern;
+    let mut name = name;
+    'outer: while !pat.is_empty() {
+        let (star, chunk, rest) = scan_chunk(pat);
+        pat = rest;
+        if star && chunk.is_empty() {
+            return Ok(!name.contains('/'));
+        }
+        let (t, ok) = match_chunk(chunk, name)?;
+        if ok && (t.is_empty() || !pat.is_empty()) {
+            name = t;
+            continue;
+        }
+        if star {
+            for (i, c) in name.char_indices() {
+                if c == '/' {
+                    break;
+                }
+                let (t, ok) = match_chunk(chunk, &name[i + c.len_utf8()..])?;
+                if ok {
+                    if pat.is_empty() && !t.is_empty() {
+                        continue;
+                    }
+                    name = t;
+                    continue 'outer;
+                }
+            }
+        }
+        validate_go_pattern(pat)?;
+        return Ok(false);
+    }
+    Ok(name.is_empty())
+}
+
+fn scan_chunk(pattern: &str) -> (bool, &str, &str) {
+    let trimmed = pattern.trim_start_matches('*');
+    let star = trimmed.len() != pattern.len();
+    let bytes = trimmed.as_bytes();
+    let mut inrange = false;
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'\\' => {
+                i += usize::from(i + 1 < bytes.len());
+            }
+            b'[' => inrange = true,
+            b']' => inrange = false,
+            b'*' if !inrange => break,
+            _ => {}
+        }
+        i += 1;
+    }
+    // `i` may sit after a multi-byte char only at a boundary: all tested bytes are ASCII
+    // and an escaped byte is skipped whole only when ASCII; fix up to a char boundary.
+    while !trimmed.is_char_boundary(i) {
+        i += 1;
+    }
+    (star, &trimmed[..i], &trimmed[i..])
+}
+
+/// Matches one chunk at the start of `s`; returns the rest and whether it matched.
+fn match_chunk<'a>(chunk: &str, s: &'a str) -> Result<(&'a str, bool), String> {
+    let mut failed = false;
+    let mut s = s;
+    let mut it = chunk.chars().peekable();
+    while let Some(c) = it.next() {
+        if !failed && s.is_empty() {
+            failed = true;
+        }
+        match c {
+            '[' => {
+                let mut r = '\0';
+                if !failed && let Some(ch) = s.chars().next() {
+                    r = ch;
+                    s = &s[ch.len_utf8()..];
+                }
+                let mut negated = false;
+                if it.peek() == Some(&'^') {
+                    it.next();
+                    negated = true;
+                }
+                let mut matched = false;
+                let mut nrange = 0;
+                loop {
+                    if it.peek() == Some(&']') && nrange > 0 {
+                        it.next();
+                        break;
+                    }
+                    let lo = get_esc(&mut it)?;
+                    let mut hi = lo;
+                    if it.peek() == Some(&'-') {
+                        it.next();
+                        hi = get_esc(&mut it)?;
+                    }
+                    if lo <= r && r <= hi {
+                        matched = true;
+                    }
+                    nrange += 1;
+                }
+                if matched == negated {
+                    failed = true;
+                }
+            }
+            '?' => {
+                if !failed && let Some(ch) = s.chars().next() {
+                    if ch == '/' {
+                        failed = true;
+                    }
+                    s = &s[ch.len_utf8()..];
+                }
+            }
+            _ => {
+                let lit = if c == '\\' {
+                    it.next().ok_or("trailing `\\` escapes nothing")?
+                } else {
+                    c
+                };
+                if !failed && let Some(ch) = s.chars().next() {
+                    if ch != lit {
+                        failed = true;
+                    }
+                    s = &s[ch.len_utf8()..];
+                }
+            }
+        }
+    }
+    if failed {
+        Ok(("", false))
+    } else {
+        Ok((s, true))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn di(text: &str) -> DockerIgnore {
+        DockerIgnore::parse(text).expect("valid .dockerignore")
+    }
+
+    #[test]
+    fn docker_doc_examples() {
+        let d = di("# comment\n*/temp*\n*/*/temp*\ntemp?\n");
+        assert!(d.excluded("somedir/temporary.txt"));
+        assert!(d.excluded("somedir/temp"));
+        assert!(!d.excluded("temporary.txt"));
+        assert!(d.excluded("somedir/subdir/temporary.txt"));
+        assert!(!d.excluded("a/b/c/temporary.txt"));
+        assert!(d.excluded("tempa"));
+        assert!(d.excluded("tempb"));
+        assert!(!d.excluded("tempab"));
+        assert!(!d.excluded("temp"));
+        assert!(!d.excluded("# comment"));
+    }
+
+    #[test]
+    fn double_star_matches_any_depth() {
+        let d = di("**/*.go");
+        assert!(d.excluded("main.go"));
+        assert!(d.excluded("a/b/c/main.go"));
+        assert!(!d.excluded("a/b/main.rs"));
+        let d = di("a/**/z");
+        assert!(d.excluded("a/z"));
+        assert!(d.excluded("a/b/c/z"));
+        assert!(!d.excluded("b/z"));
+        let d = di("vendor/**");
+        assert!(d.excluded("vendor/x"));
+        assert!(d.excluded("vendor/x/y"));
+        // Docker's suffix shortcut: `**foo` is a plain suffix test.
+        let d = di("**foo");
+        assert!(d.excluded("barfoo"));
+        assert!(d.excluded("x/barfoo"));
+        let d = di("**");
+        assert!(d.excluded("anything/at/all"));
+    }
+
+    #[test]
+    fn exceptions_last_match_wins() {
+        let d = di("*.md\n!README*.md\nREADME-secret.md\n");
+        assert!(d.excluded("CHANGES.md"));
+        assert!(!d.excluded("README.md"));
+        assert!(!d.excluded("README-public.md"));
+        assert!(d.excluded("README-secret.md"));
+        let d = di("*.md\nREADME-secret.md\n!README*.md\n");
+        assert!(!d.excluded("README-secret.md"));
+    }
+
+    #[test]
+    fn parent_directory_match_excludes_children() {
+        let d = di("build");
+        assert!(d.excluded("build"));
+        assert!(d.excluded("build/out/a.o"));
+        assert!(!d.excluded("src/build.rs"));
+        let d = di("*\n!app\napp/**/*.md");
+        assert!(d.excluded("Cargo.toml"));
+        assert!(!d.excluded("app"));
+        assert!(!d.excluded("app/api/index.html"));
+        assert!(d.excluded("app/api/README.md"));
+        // `**` also matches zero directories.
+        assert!(d.excluded("app/README.md"));
+    }
+
+    #[test]
+    fn reinclude_inside_excluded_dir_and_descend_rule() {
+        let d = di("docs\n!docs/keep.txt");
+        assert!(d.excluded("docs"));
+        assert!(!d.excluded("docs/keep.txt"));
+        assert!(d.excluded("docs/other.txt"));
+        assert!(d.descend("docs"));
+        assert!(d.in_context("docs/keep.txt"));
+        assert!(!d.in_context("docs/other.txt"));
+        // Docker only descends when an exception literally starts with `dir/`.
+        let d = di("*\n!**/*.go");
+        assert!(!d.excluded("src/x.go"));
+        assert!(!d.descend("src"));
+        assert!(!d.in_context("src/x.go"));
+        assert!(d.in_context("x.go"));
+    }
+
+    #[test]
+    fn cleaning_leading_slash_and_dot() {
+        let d = di("/secret\n./tmp/\n  spaced  \n\t# not a comment\n");
+        assert!(d.excluded("secret"));
+        assert!(d.excluded("tmp/x"));
+        assert!(d.excluded("spaced"));
+        assert!(d.excluded("# not a comment"));
+        assert!(!d.excluded("./"));
+        assert!(d.excluded("/secret/x"));
+        let d = di("! /keep\n*\n!/keep\n");
+        assert!(!d.excluded("keep"));
+        let d = di("a/../b\n");
+        assert!(d.excluded("b"));
+        assert!(!d.excluded("a"));
+    }
+
+    #[test]
+    fn classes_escapes_and_question_mark() {
+        let d = di("file[0-9].txt\n[^a]x\nlit\\*eral\nq?");
+        assert!(d.excluded("file3.txt"));
+        assert!(!d.excluded("filex.txt"));
+        assert!(d.excluded("bx"));
+        assert!(!d.excluded("ax"));
+        assert!(d.excluded("lit*eral"));
+        assert!(!d.excluded("litXeral"));
+        assert!(d.excluded("qa"));
+        assert!(!d.excluded("q/"));
+        let d = di("a.b\n(x)+\n");
+        assert!(d.excluded("a.b"));
+        assert!(!d.excluded("aXb"));
+        assert!(d.excluded("(x)+"));
+        let d = di("*.tx?");
+        assert!(d.excluded("a.txt"));
+        assert!(!d.excluded("dir/a.txt"));
+    }
+
+    #[test]
+    fn star_does_not_cross_slash() {
+        let d = di("*.txt");
+        assert!(d.excluded("a.txt"));
+        assert!(!d.excluded("dir/a.txt"));
+    }
+
+    #[test]
+    fn crlf_and_bom() {
+        let d = di("\u{feff}target\r\n!target/keep\r\n");
+        assert!(d.excluded("target/x"));
+        assert!(!d.excluded("target/keep"));
+    }
+
+    #[test]
+    fn malformed_patterns_are_errors_with_line() {
+        for (text, line) in [
+            ("ok\n!", 2),
+            ("[abc", 1),
+            ("a\nb\\", 2),
+            ("x[]y", 1),
+            ("[z-a]", 1),
+        ] {
+            match DockerIgnore::parse(text) {
+                Err(ContextError::DockerignorePattern { line: l, .. }) => {
+                    assert_eq!(l, line, "{text:?}")
+                }
+                other => panic!("{text:?}: expected pattern error, got {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn never_panics_on_odd_input() {
+        let inputs = [
+            "",
+            "\n\n",
+            "!!",
+            "[",
+            "]",
+            "\\",
+            "*[",
+            "**/",
+            "/",
+            "..",
+            "../x",
+            "[^]",
+            "[\\",
+            "[a-",
+            "é*ü?[é-ü]",
+            "^a",
+            "a^b",
+            "\u{0}",
+            "**/**/**",
+            "*?*?*?*?*?*?*?*?*?*?*?*?x",
+        ];
+        for text in inputs {
+            if let Ok(d) = DockerIgnore::parse(text) {
+                for p in [
+                    "",
+                    ".",
+                    "/",
+                    "a",
+                    "a/b/c",
+                    "é/ü",
+                    "x/../y",
+                    "\u{0}",
+                    &"a".repeat(300),
+                ] {
+                    let _ = d.excluded(p);
+                    let _ = d.in_context(p);
+                }
+            }
+        }
+        let d = di("a^b\n^c");
+        assert!(d.excluded("a^b"), "exact patterns compare literally");
+        assert!(d.excluded("^c") && !d.excluded("c"));
+        let d = di("^c*\na^b*");
+        assert!(d.excluded("cat"), "in a regexp `^` is an anchor");
+        assert!(!d.excluded("^cat"));
+        assert!(!d.excluded("a^bc"), "a mid-pattern anchor never matches");
+    }
+
+    #[test]
+    fn with_exceptions_keeps_build_files() {
+        let d = di("*\n");
+        let k = d
+            .with_exceptions(&["Dockerfile", ".dockerignore"])
+            .expect("valid");
+        assert!(!k.excluded("Dockerfile"));
+        assert!(!k.excluded(".dockerignore"));
+        assert!(k.excluded("other"));
+        let d = di("docker\n");
+        let k = d.with_exceptions(&["docker/Dockerfile"]).expect("valid");
+        assert!(k.in_context("docker/Dockerfile"));
+        assert!(!k.in_context("docker/other"));
+    }
+
+    #[test]
+    fn go_filepath_match() {
+        let ok = |p: &str, n: &str| go_match(p, n).expect("valid pattern");
+        assert!(ok("*.txt", "a.txt"));
+        assert!(!ok("*.txt", "d/a.txt"));
+        assert!(ok("d/*.txt", "d/a.txt"));
+        assert!(ok("a?c", "abc"));
+        assert!(!ok("a?c", "a/c"));
+        assert!(ok("[a-c]x", "bx"));
+        assert!(ok("[^a-c]x", "dx"));
+        assert!(ok("\\*", "*"));
+        assert!(!ok("\\*", "x"));
+        assert!(ok("a*b*c", "axxbyyc"));
+        assert!(!ok("a*b*c", "axxbyy"));
+        assert!(ok("*", "anything"));
+        assert!(go_match("[", "x").is_err());
+        assert!(go_match("a[", "b").is_err());
+        assert!(go_match("x\\", "x").is_err());
+    }
+}

@@ -1,0 +1,257 @@
+//! Listing the build context: every file, directory and symlink Docker would send.
+//!
+//! The walk mirrors go-archive's `TarWithOptions` as the Docker CLI drives it: paths
+//! are judged with `.dockerignore` carrying each directory's per-pattern results to its
+//! children, excluded directories are skipped unless an exception could re-include
+//! something inside ([`DockerIgnore::descend`]), and symlinks are never followed.
+//! Sockets, FIFOs and device nodes are left out (reading a FIFO would hang the build).
+
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use super::{ContextError, DockerIgnore};
+
+/// What a context entry is.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Kind {
+    /// A regular file.
+    File,
+    /// A directory.
+    Dir,
+    /// A symbolic link, with its target exactly as stored (never followed).
+    Symlink(String),
+}
+
+/// One path of the build context.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    /// Path relative to the context root, `/`-separated, no leading `./`.
+    pub rel: String,
+    /// File, directory or symlink.
+    pub kind: Kind,
+    /// Permission bits including setuid/setgid/sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    /// Size in bytes for files; 0 otherwise.
+    pub size: u64,
+}
+
+/// Lists the context under `root` that `.dockerignore` leaves in, sorted by path bytes.
+///
+/// `always_include` names paths (relative to `root`) that are kept even when excluded,
+/// as the Docker CLI does for the Dockerfile and `.dockerignore` (the daemon removes
+/// them again). Pass `&[]` when listing for fingerprints.
+pub fn list(
+    root: &Path,
+    ignore: &DockerIgnore,
+    always_include: &[&str],
+) -> Result<Vec<Entry>, ContextError> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => {
+            return Err(ContextError::NotADirectory {
+                path: root.to_path_buf(),
+            });
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ContextError::NotADirectory {
+                path: root.to_path_buf(),
+            });
+        }
+        Err(source) => {
+            return Err(ContextError::Io {
+                op: "stat",
+                path: root.to_path_buf(),
+                source,
+            });
+        }
+    }
+    let ignore = if always_include.is_empty() {
+        ignore.clone()
+    } else {
+        ignore.with_exceptions(always_include)?
+    };
+    let mut out = Vec::new();
+    // (absolute dir, relative prefix, per-pattern results of that dir)
+    let mut stack: Vec<(PathBuf, String, Option<Vec<bool>>)> =
+        vec![(root.to_path_buf(), String::new(), None)];
+    while let Some((dir, prefix, info)) = stack.pop() {
+        let rd = std::fs::read_dir(&dir).map_err(|source| ContextError::Io {
+            op: "read directory",
+            path: dir.clone(),
+            source,
+        })?;
+        for item in rd {
+            let item = item.map_err(|source| ContextError::Io {
+                op: "read directory",
+                path: dir.clone(),
+                source,
+            })?;
+            let abs = item.path();
+            let name = item
+                .file_name()
+                .into_string()
+                .map_err(|_| ContextError::NonUtf8Path { path: abs.clone() })?;
+            let rel = if prefix.is_empty() {
+                name
+            } else {
+                format!("{prefix}/{name}")
+            };
+            let meta = std::fs::symlink_metadata(&abs).map_err(|source| ContextError::Io {
+                op: "stat",
+                path: abs.clone(),
+                source,
+            })?;
+            let ft = meta.file_type();
+            let (skip, child_info) = ignore.evaluate(&rel, info.as_deref());
+            if skip {
+                if ft.is_dir() && ignore.descend(&rel) {
+                    stack.push((abs, rel, Some(child_info)));
+                }
+                continue;
+            }
+            let mode = meta.permissions().mode() & 0o7777;
+            let kind = if ft.is_dir() {
+                stack.push((abs.clone(), rel.clone(), Some(child_info)));
+                Kind::Dir
+            } else if ft.is_symlink() {
+                let target = std::fs::read_link(&abs).map_err(|source| ContextError::Io {
+                    op: "read link",
+                    path: abs.clone(),
+                    source,
+                })?;
+                let target = target
+                    .into_os_string()
+                    .into_string()
+                    .map_err(|_| ContextError::NonUtf8Path { path: abs.clone() })?;
+                Kind::Symlink(target)
+            } else if ft.is_file() {
+                Kind::File
+            } else {
+                continue;
+            };
+            let size = if kind == Kind::File { meta.size() } else { 0 };
+            out.push(Entry {
+                rel,
+                kind,
+                mode,
+                size,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+    use std::os::unix::ffi::OsStrExt;
+
+    fn write(root: &Path, rel: &str, content: &str) {
+        let p = root.join(rel);
+        if let Some(parent) = p.parent() {
+            fs::create_dir_all(parent).expect("mkdir");
+        }
+        fs::write(p, content).expect("write");
+    }
+
+    fn rels(entries: &[Entry]) -> Vec<&str> {
+        entries.iter().map(|e| e.rel.as_str()).collect()
+    }
+
+    #[test]
+    fn nested_excludes_and_exceptions() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let r = t.path();
+        write(r, ".dockerignore", "*\n!app\napp/**/*.md\n");
+        write(r, "Dockerfile", "FROM x");
+        write(r, "README.md", "r");
+        write(r, "app/api/index.html", "i");
+        write(r, "app/api/NOTES.md", "n");
+        write(r, "app/shared/lib.sh", "l");
+        write(r, "target/big", "b");
+        let ig = DockerIgnore::load(r).expect("load");
+        let e = list(r, &ig, &[]).expect("list");
+        assert_eq!(
+            rels(&e),
+            [
+                "app",
+                "app/api",
+                "app/api/index.html",
+                "app/shared",
+                "app/shared/lib.sh"
+            ]
+        );
+        let e = list(r, &ig, &["Dockerfile", ".dockerignore"]).expect("list");
+        assert_eq!(rels(&e)[..3], [".dockerignore", "Dockerfile", "app"]);
+        let f = e.iter().find(|e| e.rel == "Dockerfile").expect("present");
+        assert_eq!((f.kind.clone(), f.size), (Kind::File, 6));
+    }
+
+    #[test]
+    fn excluded_dir_walked_only_for_literal_exception() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let r = t.path();
+        write(r, "docs/keep.txt", "k");
+        write(r, "docs/drop.txt", "d");
+        write(r, "src/x.go", "g");
+        write(r, "y.go", "g");
+        let ig = DockerIgnore::parse("docs\n!docs/keep.txt\nsrc\n!**/*.go\n").expect("parse");
+        let e = list(r, &ig, &[]).expect("list");
+        assert_eq!(rels(&e), ["docs/keep.txt", "y.go"]);
+        for entry in &e {
+            assert!(ig.in_context(&entry.rel));
+        }
+    }
+
+    #[test]
+    fn symlinks_are_listed_not_followed() {
+        let outside = tempfile::tempdir().expect("tempdir");
+        write(outside.path(), "secret/file", "s");
+        let t = tempfile::tempdir().expect("tempdir");
+        let r = t.path();
+        write(r, "a.txt", "a");
+        std::os::unix::fs::symlink(outside.path().join("secret"), r.join("out")).expect("symlink");
+        std::os::unix::fs::symlink("a.txt", r.join("rel-link")).expect("symlink");
+        let e = list(r, &DockerIgnore::default(), &[]).expect("list");
+        assert_eq!(rels(&e), ["a.txt", "out", "rel-link"]);
+        assert_eq!(
+            e[1].kind,
+            Kind::Symlink(outside.path().join("secret").to_string_lossy().into_owned())
+        );
+        assert_eq!(e[2].kind, Kind::Symlink("a.txt".into()));
+    }
+
+    #[test]
+    fn sorted_by_bytes_and_modes_recorded() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let r = t.path();
+        write(r, "a/b", "");
+        write(r, "a.txt", "");
+        write(r, "run.sh", "#!/bin/sh");
+        fs::set_permissions(r.join("run.sh"), fs::Permissions::from_mode(0o755)).expect("chmod");
+        let e = list(r, &DockerIgnore::default(), &[]).expect("list");
+        assert_eq!(rels(&e), ["a", "a.txt", "a/b", "run.sh"]);
+        assert_eq!(e[3].mode, 0o755);
+        assert_eq!(e[0].kind, Kind::Dir);
+    }
+
+    #[test]
+    fn non_utf8_name_is_a_clear_error() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let bad = t.path().join(std::ffi::OsStr::from_bytes(b"bad\xff"));
+        fs::write(&bad, "x").expect("write");
+        match list(t.path(), &DockerIgnore::default(), &[]) {
+            Err(ContextError::NonUtf8Path { path }) => assert_eq!(path, bad),
+            other => panic!("expected NonUtf8Path, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn missing_root_is_an_error() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let err = list(&t.path().join("nope"), &DockerIgnore::default(), &[]).unwrap_err();
+        assert!(matches!(err, ContextError::NotADirectory { .. }));
+    }
+}

@@ -1,0 +1,115 @@
+//! The top-level error: every failure a command can end with, its exit code,
+//! and the one place that renders it for a person.
+
+use std::path::PathBuf;
+
+/// Exit codes, as SPEC.md documents them.
+pub mod exit_code {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// A target failed to build or push.
+    pub const TARGET_FAILED: u8 = 1;
+    /// Bad input: flags, Dockerfile, taskdef, appspec.
+    pub const BAD_INPUT: u8 = 2;
+    /// Environment: Docker daemon, AWS credentials, registry unreachable or refusing.
+    pub const ENVIRONMENT: u8 = 3;
+    /// Interrupted by a signal.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// One target that failed, with the step and the tail of its log.
+#[derive(Debug)]
+pub struct TargetFailure {
+    /// The stage (or shared stage) that failed.
+    pub target: String,
+    /// Which step failed: `build`, `push`, ...
+    pub step: &'static str,
+    /// What the engine or registry said.
+    pub message: String,
+    /// The last lines of this target's log.
+    pub log_tail: Vec<String>,
+    /// What to try.
+    pub hint: String,
+}
+
+/// Everything a command can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A flag or flag combination is wrong.
+    #[error("{0}")]
+    Usage(String),
+    /// An input file is missing or malformed.
+    #[error("{path}: {message}")]
+    Input {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+    /// The Docker daemon, AWS or a registry failed us.
+    #[error("{0}")]
+    Environment(String),
+    /// One or more targets failed to build or push.
+    #[error("{} of {total} targets failed", failures.len())]
+    Targets {
+        /// The failures.
+        failures: Vec<TargetFailure>,
+        /// How many targets the run had.
+        total: usize,
+    },
+    /// A findings-based refusal (`check` found errors).
+    #[error("{0}")]
+    Findings(String),
+    /// SIGINT/SIGTERM.
+    #[error("interrupted: no artifact was written")]
+    Interrupted,
+}
+
+impl Error {
+    /// The process exit code for this error.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Usage(_) | Self::Input { .. } | Self::Findings(_) => exit_code::BAD_INPUT,
+            Self::Environment(_) => exit_code::ENVIRONMENT,
+            Self::Targets { .. } => exit_code::TARGET_FAILED,
+            Self::Interrupted => exit_code::INTERRUPTED,
+        }
+    }
+
+    /// The message shown to a person on stderr.
+    pub fn render(&self) -> String {
+        match self {
+            Self::Targets { failures, total } => {
+                let mut out = format!(
+                    "error: {} of {total} targets failed; no artifact was written and no `latest` tag moved.\n",
+                    failures.len()
+                );
+                for f in failures {
+                    out.push_str(&format!(
+                        "\n[{}] {} failed: {}\n",
+                        f.target, f.step, f.message
+                    ));
+                    if !f.log_tail.is_empty() {
+                        out.push_str(&format!("[{}] last lines of its log:\n", f.target));
+                        for l in &f.log_tail {
+                            out.push_str(&format!("    {l}\n"));
+                        }
+                    }
+                    if !f.hint.is_empty() {
+                        out.push_str(&format!("[{}] hint: {}\n", f.target, f.hint));
+                    }
+                }
+                out
+            }
+            other => format!("error: {other}"),
+        }
+    }
+}
+
+/// Shorthand for an input error about a file.
+pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {
+    Error::Input {
+        path: path.into(),
+        message: message.into(),
+    }
+}

@@ -1,0 +1,184 @@
+//! Loading the project's input files (Dockerfile, taskdef.json,
+//! appspec.yaml, .dockerignore) and mapping containers to targets; every
+//! problem here is bad input (exit 2) that names the file.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::context::dockerignore::DockerIgnore;
+use crate::dockerfile::{self, Dockerfile, StageGraph};
+use crate::error::{Error, input};
+use crate::taskdef::TaskDef;
+use crate::taskdef::appspec::AppSpec;
+use crate::taskdef::mapping::{self, Mapping};
+
+/// One deployable target: a stage and the repositories its image goes to.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Stage index in the Dockerfile.
+    pub stage: usize,
+    /// Stage name.
+    pub name: String,
+    /// Distinct repositories mapped to this stage, in taskdef order.
+    pub repositories: Vec<String>,
+}
+
+/// Everything read from the project, validated.
+pub struct Inputs {
+    /// The parsed Dockerfile.
+    pub dockerfile: Dockerfile,
+    /// Its stage graph under the given build args.
+    pub graph: StageGraph,
+    /// taskdef.json.
+    pub taskdef: TaskDef,
+    /// appspec.yaml.
+    pub appspec: AppSpec,
+    /// appspec.yaml as read (copied verbatim into the out dir).
+    pub appspec_text: String,
+    /// Container → target or external.
+    pub mappings: Vec<Mapping>,
+    /// The distinct targets, in stage order.
+    pub targets: Vec<Target>,
+    /// The build context's .dockerignore.
+    pub ignore: DockerIgnore,
+}
+
+fn read(path: &Path, what: &str, hint: &str) -> Result<String, Error> {
+    let bytes = std::fs::read(path).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            input(path, format!("{what} not found. {hint}"))
+        } else {
+            input(path, format!("cannot read {what}: {e}"))
+        }
+    })?;
+    String::from_utf8(bytes).map_err(|e| {
+        input(
+            path,
+            format!(
+                "{what} is not valid UTF-8 (first bad byte at offset {}); save it as UTF-8",
+                e.utf8_error().valid_up_to()
+            ),
+        )
+    })
+}
+
+/// Reads and validates every input.
+pub fn load(
+    dockerfile_path: &Path,
+    taskdef_path: &Path,
+    appspec_path: &Path,
+    context_dir: &Path,
+    explicit: &[(String, String)],
+    build_args: &BTreeMap<String, String>,
+    registry: Option<&str>,
+) -> Result<Inputs, Error> {
+    let df_text = read(
+        dockerfile_path,
+        "the Dockerfile",
+        "Pass --dockerfile PATH (relative to --dir) or run stackbake from the project root",
+    )?;
+    let dockerfile =
+        dockerfile::parse(&df_text).map_err(|e| input(dockerfile_path, e.to_string()))?;
+    let graph = dockerfile
+        .graph(build_args)
+        .map_err(|e| input(dockerfile_path, e.to_string()))?;
+    let td_text = read(
+        taskdef_path,
+        "the task definition",
+        "Pass --taskdef PATH, or create one with `stackbake init`",
+    )?;
+    let taskdef = TaskDef::parse(&td_text).map_err(|e| input(taskdef_path, e.to_string()))?;
+    let appspec_text = read(
+        appspec_path,
+        "the appspec",
+        "CodeDeploy needs appspec.yaml next to taskdef.json; pass --appspec PATH or create one with `stackbake init`",
+    )?;
+    let appspec = AppSpec::parse(&appspec_text).map_err(|e| input(appspec_path, e.to_string()))?;
+    if let Some(lb) = &appspec.lb_container
+        && !taskdef.containers().iter().any(|c| &c.name == lb)
+    {
+        return Err(input(
+            appspec_path,
+            format!(
+                "LoadBalancerInfo.ContainerName {lb:?} is not a container of {}; the containers are: {}",
+                taskdef_path.display(),
+                taskdef
+                    .containers()
+                    .iter()
+                    .map(|c| c.name.clone())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        ));
+    }
+    let stage_names: Vec<String> = dockerfile
+        .stages
+        .iter()
+        .map(|s| s.name.clone().unwrap_or_default())
+        .collect();
+    let mappings = mapping::map_containers(&taskdef, &stage_names, explicit, registry)
+        .map_err(|e| input(taskdef_path, e.to_string()))?;
+    let mut by_stage: BTreeMap<usize, Target> = BTreeMap::new();
+    for m in &mappings {
+        if let Mapping::Target {
+            stage, repository, ..
+        } = m
+        {
+            let idx = dockerfile
+                .stage_index(stage)
+                .ok_or_else(|| input(dockerfile_path, format!("no stage named {stage:?}")))?;
+            let t = by_stage.entry(idx).or_insert_with(|| Target {
+                stage: idx,
+                name: stage.clone(),
+                repositories: Vec::new(),
+            });
+            if !t.repositories.contains(repository) {
+                t.repositories.push(repository.clone());
+            }
+        }
+    }
+    let ignore = DockerIgnore::load(context_dir)
+        .map_err(|e| input(context_dir.join(".dockerignore"), e.to_string()))?;
+    Ok(Inputs {
+        dockerfile,
+        graph,
+        taskdef,
+        appspec,
+        appspec_text,
+        mappings,
+        targets: by_stage.into_values().collect(),
+        ignore,
+    })
+}
+
+impl Inputs {
+    /// For each stage, the sorted stages it needs (itself included).
+    pub fn needed(&self) -> Vec<Vec<usize>> {
+        (0..self.dockerfile.stages.len())
+            .map(|i| self.graph.needed(i))
+            .collect()
+    }
+
+    /// Stage indices of the targets.
+    pub fn target_stages(&self) -> BTreeSet<usize> {
+        self.targets.iter().map(|t| t.stage).collect()
+    }
+
+    /// A display name for stage `i`: its name, else `stage-<i>`.
+    pub fn stage_label(&self, i: usize) -> String {
+        self.dockerfile
+            .stages
+            .get(i)
+            .and_then(|s| s.name.clone())
+            .unwrap_or_else(|| format!("stage-{i}"))
+    }
+}
+
+/// Resolves a path given on the command line against `dir` unless absolute.
+pub fn resolve(dir: &Path, p: &Path) -> PathBuf {
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        dir.join(p)
+    }
+}

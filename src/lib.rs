@@ -1,0 +1,146 @@
+//! stackbake: the build stage of an ECS blue/green pipeline in one binary.
+//!
+//! `run` is the only entry: it parses the command line, builds the tokio
+//! runtime, runs the command, renders any error once, and maps it to the
+//! exit code SPEC.md documents.
+
+use std::ffi::OsString;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+
+pub mod artifact;
+pub mod cli;
+pub mod config;
+pub mod context;
+pub mod dockerfile;
+pub mod engine;
+pub mod error;
+pub mod inputs;
+pub mod pipeline;
+pub mod plan;
+pub mod registry;
+pub mod report;
+pub mod taskdef;
+pub mod ui;
+
+use crate::cli::{Cli, Command};
+use crate::error::{Error, exit_code};
+
+/// `stackbake --version`: the crate version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("STACKBAKE_COMMIT"),
+    ")"
+);
+
+/// Parses the command line, runs the command and maps the outcome to an exit code.
+pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
+    let cli = match Cli::try_parse_from(args) {
+        Ok(c) => c,
+        Err(e) => {
+            // --help and --version are "errors" that exit 0.
+            let code = if e.use_stderr() {
+                exit_code::BAD_INPUT
+            } else {
+                exit_code::OK
+            };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(exit_code::ENVIRONMENT);
+        }
+    };
+    let result = runtime.block_on(dispatch(cli));
+    // Do not wait for blocking tasks (tar writers) of a cancelled run.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(200));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{}", e.render());
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+async fn dispatch(cli: Cli) -> Result<(), Error> {
+    match cli.command {
+        Command::Build(args) => {
+            let settings = config::Settings::from_args(&args)?;
+            let ui = Arc::new(ui::Ui::new(settings.mode, settings.verbose));
+            let report = interruptible(pipeline::build(&settings, ui.clone())).await?;
+            summarize(&ui, &report);
+            if settings.json {
+                print!("{}", report.to_json());
+            }
+            Ok(())
+        }
+        Command::Plan(_) => Err(Error::Usage(
+            "`stackbake plan` is not implemented yet".to_string(),
+        )),
+        Command::Check(_) => Err(Error::Usage(
+            "`stackbake check` is not implemented yet".to_string(),
+        )),
+        Command::Init(_) => Err(Error::Usage(
+            "`stackbake init` is not implemented yet".to_string(),
+        )),
+    }
+}
+
+/// Runs `fut` until it ends or SIGINT/SIGTERM arrives. Dropping the future
+/// closes the engine connections, which makes the daemon cancel its builds.
+async fn interruptible<T>(
+    fut: impl std::future::Future<Output = Result<T, Error>>,
+) -> Result<T, Error> {
+    let term = async {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            match signal(SignalKind::terminate()) {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        }
+        #[cfg(not(unix))]
+        std::future::pending::<()>().await;
+    };
+    tokio::select! {
+        r = fut => r,
+        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
+        () = term => Err(Error::Interrupted),
+    }
+}
+
+fn summarize(ui: &ui::Ui, report: &report::Report) {
+    for t in &report.targets {
+        ui.info(&format!(
+            "{:<10} {:<20} {} {}",
+            t.action,
+            t.container,
+            t.image.as_deref().unwrap_or("-"),
+            if t.bytes_pushed > 0 {
+                format!("({} bytes pushed, {:.1}s)", t.bytes_pushed, t.seconds)
+            } else {
+                format!("({:.1}s)", t.seconds)
+            }
+        ));
+    }
+    for e in &report.external {
+        ui.info(&format!(
+            "{:<10} {:<20} {}",
+            "external", e.container, e.image
+        ));
+    }
+}

@@ -1,0 +1,139 @@
+//! The build schedule: which stages are built as their own unit, and in
+//! what order, so that a stage several targets need is executed once.
+//!
+//! The classic builder executes every stage of the Dockerfile it is sent
+//! (FIELD-NOTES), and two builds that start together both execute a shared
+//! stage. So each unit is sent a Dockerfile pruned to the stages it needs,
+//! and a stage needed by two or more targets becomes a unit of its own that
+//! is built first; the targets then find its layers in the cache. Pure:
+//! no engine, no network.
+
+use std::collections::BTreeSet;
+
+/// One build the engine runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unit {
+    /// The stage it builds (the last stage of its pruned Dockerfile).
+    pub stage: usize,
+    /// Stages its pruned Dockerfile keeps (sorted, includes `stage`).
+    pub keep: Vec<usize>,
+    /// Units (indices into the schedule) that must finish first.
+    pub after: Vec<usize>,
+    /// Whether this unit is a deployable target (else a shared stage).
+    pub is_target: bool,
+}
+
+/// Computes the units for `targets` (stage indices) given, for every stage,
+/// the sorted set of stages it needs (itself included).
+pub fn schedule(needed: &[Vec<usize>], targets: &BTreeSet<usize>) -> Vec<Unit> {
+    let users = |s: usize| -> BTreeSet<usize> {
+        targets
+            .iter()
+            .copied()
+            .filter(|t| needed.get(*t).is_some_and(|n| n.contains(&s)))
+            .collect()
+    };
+    let mut shared: BTreeSet<usize> = BTreeSet::new();
+    for s in 0..needed.len() {
+        if !targets.contains(&s) && users(s).len() >= 2 {
+            shared.insert(s);
+        }
+    }
+    // A shared stage that every one of its users reaches through a later
+    // shared stage is built as part of that one: drop it.
+    let redundant: BTreeSet<usize> = shared
+        .iter()
+        .copied()
+        .filter(|&s| {
+            let us = users(s);
+            shared
+                .iter()
+                .any(|&o| o != s && needed[o].contains(&s) && users(o) == us)
+        })
+        .collect();
+    let stages: Vec<usize> = targets
+        .iter()
+        .chain(shared.difference(&redundant))
+        .copied()
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .filter(|s| *s < needed.len())
+        .collect();
+    stages
+        .iter()
+        .map(|&s| Unit {
+            stage: s,
+            keep: needed[s].clone(),
+            after: stages
+                .iter()
+                .enumerate()
+                .filter(|&(_, &o)| o != s && needed[s].contains(&o))
+                .map(|(i, _)| i)
+                .collect(),
+            is_target: targets.contains(&s),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn set(v: &[usize]) -> BTreeSet<usize> {
+        v.iter().copied().collect()
+    }
+
+    #[test]
+    fn the_example_stack_builds_base_once_then_three_targets() {
+        // 0 base, 1 assets (FROM base), 2 api, 3 sidecar, 4 nginx (+ COPY --from=assets)
+        let needed = vec![vec![0], vec![0, 1], vec![0, 2], vec![0, 3], vec![0, 1, 4]];
+        let units = schedule(&needed, &set(&[2, 3, 4]));
+        let stages: Vec<_> = units.iter().map(|u| u.stage).collect();
+        assert_eq!(stages, [0, 2, 3, 4]);
+        assert!(!units[0].is_target);
+        assert!(units[1..].iter().all(|u| u.is_target && u.after == [0]));
+        assert_eq!(units[3].keep, [0, 1, 4]);
+    }
+
+    #[test]
+    fn a_chain_of_shared_stages_is_one_unit() {
+        // 0 base, 1 deps (FROM base), 2 a, 3 b (both FROM deps)
+        let needed = vec![vec![0], vec![0, 1], vec![0, 1, 2], vec![0, 1, 3]];
+        let units = schedule(&needed, &set(&[2, 3]));
+        let stages: Vec<_> = units.iter().map(|u| u.stage).collect();
+        assert_eq!(stages, [1, 2, 3]);
+    }
+
+    #[test]
+    fn a_target_built_from_another_target_waits_for_it() {
+        // 0 api, 1 api-debug (FROM api)
+        let needed = vec![vec![0], vec![0, 1]];
+        let units = schedule(&needed, &set(&[0, 1]));
+        assert_eq!(units.len(), 2);
+        assert_eq!(units[1].after, [0]);
+        assert!(units.iter().all(|u| u.is_target));
+    }
+
+    #[test]
+    fn independent_targets_share_nothing() {
+        let needed = vec![vec![0], vec![1]];
+        let units = schedule(&needed, &set(&[0, 1]));
+        assert!(units.iter().all(|u| u.after.is_empty()));
+    }
+
+    #[test]
+    fn a_stage_shared_by_different_sets_stays_its_own_unit() {
+        // 0 base; 1 mid (FROM base); 2 a (FROM mid); 3 b (FROM mid); 4 c (FROM base)
+        let needed = vec![
+            vec![0],
+            vec![0, 1],
+            vec![0, 1, 2],
+            vec![0, 1, 3],
+            vec![0, 4],
+        ];
+        let units = schedule(&needed, &set(&[2, 3, 4]));
+        let stages: Vec<_> = units.iter().map(|u| u.stage).collect();
+        assert_eq!(stages, [0, 1, 2, 3, 4]);
+        assert_eq!(units[1].after, [0]);
+    }
+}

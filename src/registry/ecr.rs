@@ -1,0 +1,484 @@
+//! The AWS side of the registry: the region (environment, else a hint from
+//! the taskdef's image URIs), the account (STS GetCallerIdentity), the
+//! registry credentials (ECR GetAuthorizationToken, decoded into a
+//! [`Credentials`] held in memory only) and host (the token's proxy
+//! endpoint), and the repositories (DescribeRepositories, CreateRepository).
+//! Configuration goes through the SDK's default chain, so credentials,
+//! profiles and `AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_ECR` and
+//! `AWS_ENDPOINT_URL_STS` work the standard way.
+
+use aws_config::BehaviorVersion;
+use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
+use aws_sdk_sts::config::ProvideCredentials;
+use aws_smithy_types::error::display::DisplayErrorContext;
+use base64::Engine as _;
+
+use super::secret::{Credentials, Secret};
+
+/// Errors of the AWS side; messages say what to set or grant.
+#[derive(Debug, thiserror::Error)]
+pub enum AwsError {
+    /// Neither the environment nor the image URIs name a region.
+    #[error(
+        "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), e.g. `export AWS_REGION=us-east-2`, \
+         or use ECR image URIs (ACCOUNT.dkr.ecr.REGION.amazonaws.com/REPO) in taskdef.json"
+    )]
+    NoRegion,
+    /// No credentials could be found, or AWS rejected them.
+    #[error(
+        "no usable AWS credentials (region {region}): {detail}; set AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY (or AWS_PROFILE), or in CodeBuild give the project a service role"
+    )]
+    Credentials {
+        /// Region in use.
+        region: String,
+        /// The SDK's explanation.
+        detail: String,
+    },
+    /// STS GetCallerIdentity failed for another reason.
+    #[error(
+        "STS GetCallerIdentity failed in region {region}: {detail}; check network access to STS \
+         (and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_STS if set)"
+    )]
+    Sts {
+        /// Region in use.
+        region: String,
+        /// The SDK's explanation.
+        detail: String,
+    },
+    /// An ECR call failed.
+    #[error(
+        "ECR {operation}{} failed in region {region}: {detail}; check the role's ecr:{operation} \
+         permission and network access to ECR (and AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_ECR if set)",
+        repository.as_deref().map(|r| format!(" for repository {r}")).unwrap_or_default()
+    )]
+    Ecr {
+        /// The ECR API operation.
+        operation: &'static str,
+        /// Region in use.
+        region: String,
+        /// Repository concerned, if any.
+        repository: Option<String>,
+        /// The SDK's explanation.
+        detail: String,
+    },
+    /// GetAuthorizationToken answered something that is not a usable token.
+    #[error(
+        "ECR GetAuthorizationToken in region {region} gave an unusable answer: {reason}; retry, and \
+         check AWS_ENDPOINT_URL_ECR if set"
+    )]
+    BadAuthorizationToken {
+        /// Region in use.
+        region: String,
+        /// What is wrong (never the token itself).
+        reason: &'static str,
+    },
+    /// Repositories the taskdef maps to do not exist.
+    #[error(
+        "ECR repositories missing in region {region}: {}; create them, or pass --create-repos",
+        repos.join(", ")
+    )]
+    RepositoryMissing {
+        /// Region in use.
+        region: String,
+        /// The missing repositories.
+        repos: Vec<String>,
+    },
+}
+
+/// A connection to ECR: account, region, registry host and credentials.
+pub struct EcrSession {
+    /// AWS account id, from STS.
+    pub account: String,
+    /// Region in use.
+    pub region: String,
+    /// Registry host from the token's proxy endpoint (no scheme).
+    pub registry_host: String,
+    /// `AWS` and the authorization token (redacted in `Debug`).
+    pub credentials: Credentials,
+    client: aws_sdk_ecr::Client,
+}
+
+impl std::fmt::Debug for EcrSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EcrSession")
+            .field("account", &self.account)
+            .field("region", &self.region)
+            .field("registry_host", &self.registry_host)
+            .field("credentials", &self.credentials)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The region: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `hint`
+/// (empty values count as unset). `env` looks a variable up.
+pub fn resolve_region(
+    env: impl Fn(&str) -> Option<String>,
+    hint: Option<String>,
+) -> Result<String, AwsError> {
+    ["AWS_REGION", "AWS_DEFAULT_REGION"]
+        .iter()
+        .filter_map(|k| env(k))
+        .chain(hint)
+        .map(|r| r.trim().to_owned())
+        .find(|r| !r.is_empty())
+        .ok_or(AwsError::NoRegion)
+}
+
+/// The region of an ECR image URI
+/// (`ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]/REPO:TAG`), if it is one.
+pub fn region_from_image_uri(uri: &str) -> Option<String> {
+    let host = uri.split('/').next()?;
+    let mut parts = host.split('.');
+    let account = parts.next()?;
+    if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    if parts.next()? != "dkr" {
+        return None;
+    }
+    if !parts.next()?.starts_with("ecr") {
+        return None;
+    }
+    let region = parts.next()?;
+    let rest: Vec<&str> = parts.collect();
+    let valid_region = !region.is_empty()
+        && region
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    (valid_region && rest.first() == Some(&"amazonaws")).then(|| region.to_owned())
+}
+
+/// Connects to AWS: resolves the region, checks the credentials, reads the
+/// account from STS and gets the registry credentials from ECR.
+pub async fn connect(region_hint: Option<String>) -> Result<EcrSession, AwsError> {
+    let region = resolve_region(|k| std::env::var(k).ok(), region_hint)?;
+    let config = aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.clone()))
+        .load()
+        .await;
+
+    let cred_err = |detail: String| AwsError::Credentials {
+        region: region.clone(),
+        detail,
+    };
+    let provider = config
+        .credentials_provider()
+        .ok_or_else(|| cred_err("no credentials provider is configured".to_owned()))?;
+    provider
+        .provide_credentials()
+        .await
+        .map_err(|e| cred_err(DisplayErrorContext(&e).to_string()))?;
+
+    let sts = aws_sdk_sts::Client::new(&config);
+    let identity = match sts.get_caller_identity().send().await {
+        Ok(out) => out,
+        Err(e) => {
+            let detail = DisplayErrorContext(&e).to_string();
+            let code = e
+                .as_service_error()
+                .and_then(|s| aws_sdk_sts::error::ProvideErrorMetadata::code(s).map(str::to_owned));
+            return Err(match code.as_deref() {
+                Some(
+                    "InvalidClientTokenId"
+                    | "SignatureDoesNotMatch"
+                    | "ExpiredToken"
+                    | "AccessDenied"
+                    | "UnrecognizedClientException",
+                ) => cred_err(detail),
+                _ => AwsError::Sts { region, detail },
+            });
+        }
+    };
+    let account = identity
+        .account()
+        .filter(|a| !a.is_empty())
+        .ok_or_else(|| AwsError::Sts {
+            region: region.clone(),
+            detail: "the answer names no account".to_owned(),
+        })?
+        .to_owned();
+
+    let client = aws_sdk_ecr::Client::new(&config);
+    let token = client
+        .get_authorization_token()
+        .send()
+        .await
+        .map_err(|e| AwsError::Ecr {
+            operation: "GetAuthorizationToken",
+            region: region.clone(),
+            repository: None,
+            detail: DisplayErrorContext(&e).to_string(),
+        })?;
+    let bad = |reason| AwsError::BadAuthorizationToken {
+        region: region.clone(),
+        reason,
+    };
+    let data = token
+        .authorization_data()
+        .first()
+        .ok_or_else(|| bad("no authorizationData"))?;
+    // expiresAt is deliberately not checked: the token was just issued.
+    let credentials = decode_authorization_token(
+        data.authorization_token()
+            .ok_or_else(|| bad("no authorizationToken"))?,
+    )
+    .map_err(bad)?;
+    let registry_host = data
+        .proxy_endpoint()
+        .and_then(host_of_endpoint)
+        .ok_or_else(|| bad("no usable proxyEndpoint"))?;
+
+    Ok(EcrSession {
+        account,
+        region,
+        registry_host,
+        credentials,
+        client,
+    })
+}
+
+/// Decodes an ECR authorization token: base64 of `USER:PASSWORD`.
+pub fn decode_authorization_token(token: &str) -> Result<Credentials, &'static str> {
+    let raw = Secret::new(
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(token.trim())
+                .map_err(|_| "the authorization token is not base64")?,
+        )
+        .map_err(|_| "the authorization token is not UTF-8")?,
+    );
+    let (user, password) = raw
+        .expose()
+        .split_once(':')
+        .ok_or("the authorization token is not USER:PASSWORD")?;
+    if user.is_empty() || password.is_empty() {
+        return Err("the authorization token has an empty user or password");
+    }
+    Ok(Credentials::new(user, password))
+}
+
+/// `https://HOST[:PORT][/]` → `HOST[:PORT]`.
+pub fn host_of_endpoint(endpoint: &str) -> Option<String> {
+    let rest = endpoint
+        .trim()
+        .strip_prefix("https://")
+        .or_else(|| endpoint.trim().strip_prefix("http://"))
+        .unwrap_or(endpoint.trim());
+    let host = rest.split('/').next()?;
+    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| host.to_owned())
+}
+
+impl EcrSession {
+    /// Checks that every repository in `repos` exists; with `create`, creates
+    /// the missing ones (scan on push off, mutable tags) and returns their
+    /// names, else fails with [`AwsError::RepositoryMissing`] naming them.
+    pub async fn ensure_repositories(
+        &self,
+        repos: &[String],
+        create: bool,
+    ) -> Result<Vec<String>, AwsError> {
+        let mut missing: Vec<String> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for repo in repos.iter().filter(|r| seen.insert(r.as_str())) {
+            match self
+                .client
+                .describe_repositories()
+                .repository_names(repo)
+                .send()
+                .await
+            {
+                Ok(_) => {}
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_repository_not_found_exception()) =>
+                {
+                    missing.push(repo.clone());
+                }
+                Err(e) => return Err(self.ecr_error("DescribeRepositories", repo, &e)),
+            }
+        }
+        if missing.is_empty() {
+            return Ok(missing);
+        }
+        if !create {
+            return Err(AwsError::RepositoryMissing {
+                region: self.region.clone(),
+                repos: missing,
+            });
+        }
+        let mut created = Vec::new();
+        for repo in missing {
+            let result = self
+                .client
+                .create_repository()
+                .repository_name(&repo)
+                .image_tag_mutability(ImageTagMutability::Mutable)
+                .image_scanning_configuration(
+                    ImageScanningConfiguration::builder()
+                        .scan_on_push(false)
+                        .build(),
+                )
+                .send()
+                .await;
+            match result {
+                Ok(_) => created.push(repo),
+                // Created meanwhile by someone else: it exists, which is the goal.
+                Err(e)
+                    if e.as_service_error()
+                        .is_some_and(|s| s.is_repository_already_exists_exception()) => {}
+                Err(e) => return Err(self.ecr_error("CreateRepository", &repo, &e)),
+            }
+        }
+        Ok(created)
+    }
+
+    fn ecr_error(
+        &self,
+        operation: &'static str,
+        repo: &str,
+        e: &(dyn std::error::Error + 'static),
+    ) -> AwsError {
+        AwsError::Ecr {
+            operation,
+            region: self.region.clone(),
+            repository: Some(repo.to_owned()),
+            detail: DisplayErrorContext(e).to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+        move |k| {
+            vars.iter()
+                .find(|(n, _)| *n == k)
+                .map(|(_, v)| (*v).to_owned())
+        }
+    }
+
+    #[test]
+    fn region_prefers_aws_region_then_default_then_hint() {
+        let hint = Some("eu-west-1".to_owned());
+        assert_eq!(
+            resolve_region(
+                env(&[("AWS_REGION", "us-east-2"), ("AWS_DEFAULT_REGION", "x")]),
+                hint.clone()
+            )
+            .unwrap(),
+            "us-east-2"
+        );
+        assert_eq!(
+            resolve_region(env(&[("AWS_DEFAULT_REGION", "ap-south-1")]), hint.clone()).unwrap(),
+            "ap-south-1"
+        );
+        assert_eq!(
+            resolve_region(env(&[("AWS_REGION", " ")]), hint.clone()).unwrap(),
+            "eu-west-1"
+        );
+    }
+
+    #[test]
+    fn no_region_anywhere_says_how_to_set_it() {
+        let err = resolve_region(env(&[]), None).unwrap_err();
+        assert!(matches!(err, AwsError::NoRegion));
+        assert!(err.to_string().contains("AWS_REGION"), "{err}");
+        assert!(resolve_region(env(&[]), Some(String::new())).is_err());
+    }
+
+    #[test]
+    fn region_is_read_from_ecr_image_uris() {
+        assert_eq!(
+            region_from_image_uri(
+                "123456789012.dkr.ecr.us-east-2.amazonaws.com/bash-dog-api:latest"
+            )
+            .as_deref(),
+            Some("us-east-2")
+        );
+        assert_eq!(
+            region_from_image_uri("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/x").as_deref(),
+            Some("cn-north-1")
+        );
+        for other in [
+            "public.ecr.aws/nginx/nginx:1",
+            "nginx:latest",
+            "",
+            "123.dkr.ecr",
+            "abc.dkr.ecr.us-east-1.amazonaws.com/x",
+            "1.dkr.ecr.US_EAST.amazonaws.com/x",
+            "1.dkr.ecr.us-east-1.example.com/x",
+        ] {
+            assert_eq!(region_from_image_uri(other), None, "{other}");
+        }
+    }
+
+    #[test]
+    fn authorization_token_decodes_to_user_and_password() {
+        let c = decode_authorization_token("QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu").unwrap();
+        assert_eq!(c.username, "AWS");
+        assert_eq!(c.password.expose(), "123456789012-auth-token");
+        assert!(!format!("{c:?}").contains("auth-token"));
+        // A colon inside the password is kept.
+        let b64 = base64::engine::general_purpose::STANDARD.encode("AWS:a:b");
+        assert_eq!(
+            decode_authorization_token(&b64).unwrap().password.expose(),
+            "a:b"
+        );
+    }
+
+    #[test]
+    fn malformed_authorization_tokens_are_errors_without_the_token() {
+        let enc = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
+        for bad in [
+            "!!!".to_owned(),
+            enc(b"nocolon"),
+            enc(b":pw"),
+            enc(b"AWS:"),
+            enc(&[0xff, b':', b'x']),
+        ] {
+            let err = decode_authorization_token(&bad).unwrap_err();
+            assert!(!err.contains("nocolon"), "{err}");
+        }
+    }
+
+    #[test]
+    fn proxy_endpoint_becomes_a_host() {
+        assert_eq!(
+            host_of_endpoint("https://123456789012.dkr.ecr.us-east-1.amazonaws.com").as_deref(),
+            Some("123456789012.dkr.ecr.us-east-1.amazonaws.com")
+        );
+        assert_eq!(
+            host_of_endpoint("http://127.0.0.1:5000/").as_deref(),
+            Some("127.0.0.1:5000")
+        );
+        assert_eq!(host_of_endpoint("https://"), None);
+        assert_eq!(host_of_endpoint(""), None);
+    }
+
+    #[test]
+    fn repository_missing_names_them_and_the_flag() {
+        let e = AwsError::RepositoryMissing {
+            region: "us-east-2".into(),
+            repos: vec!["bash-dog-api".into(), "bash-dog-nginx".into()],
+        };
+        let s = e.to_string();
+        assert!(
+            s.contains("bash-dog-api, bash-dog-nginx") && s.contains("--create-repos"),
+            "{s}"
+        );
+        let e = AwsError::Ecr {
+            operation: "CreateRepository",
+            region: "r".into(),
+            repository: Some("x".into()),
+            detail: "d".into(),
+        };
+        assert!(
+            e.to_string()
+                .contains("ECR CreateRepository for repository x failed"),
+            "{e}"
+        );
+    }
+}
