@@ -17,6 +17,7 @@ pub mod context;
 pub mod dockerfile;
 pub mod engine;
 pub mod error;
+pub mod fingerprint;
 pub mod inputs;
 pub mod pipeline;
 pub mod plan;
@@ -85,9 +86,16 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Plan(_) => Err(Error::Usage(
-            "`stackbake plan` is not implemented yet".to_string(),
-        )),
+        Command::Plan(args) => {
+            let settings = config::Settings::from_args(&args)?;
+            let ui = Arc::new(ui::Ui::new(settings.mode, settings.verbose));
+            let report = interruptible(pipeline::plan(&settings, ui.clone())).await?;
+            plan_table(&ui, &report);
+            if settings.json {
+                print!("{}", report.to_json());
+            }
+            Ok(())
+        }
         Command::Check(_) => Err(Error::Usage(
             "`stackbake check` is not implemented yet".to_string(),
         )),
@@ -120,6 +128,29 @@ async fn interruptible<T>(
         r = fut => r,
         _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
         () = term => Err(Error::Interrupted),
+    }
+}
+
+fn plan_table(ui: &ui::Ui, report: &report::Report) {
+    ui.always(&format!(
+        "{:<20} {:<12} {:<7} {:<10} {}",
+        "CONTAINER", "TARGET", "ACTION", "REASON", "FINGERPRINT"
+    ));
+    for t in &report.targets {
+        ui.always(&format!(
+            "{:<20} {:<12} {:<7} {:<10} {}",
+            t.container,
+            t.target,
+            t.action,
+            t.reason.as_deref().unwrap_or("-"),
+            t.fingerprint.as_deref().unwrap_or("-")
+        ));
+    }
+    for e in &report.external {
+        ui.always(&format!(
+            "{:<20} {:<12} {:<7} {:<10} {}",
+            e.container, "-", "none", "external", e.image
+        ));
     }
 }
 

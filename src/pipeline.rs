@@ -16,6 +16,7 @@ use crate::config::{self, Settings};
 use crate::context::walk::{self, Entry};
 use crate::engine::{BuildRequest, Engine, EngineError};
 use crate::error::{Error, TargetFailure};
+use crate::fingerprint::{self, Fingerprint};
 use crate::inputs::{self, Inputs};
 use crate::plan::{self, Unit};
 use crate::registry::{Credentials, Registry, RetryPolicy};
@@ -64,8 +65,40 @@ struct UnitOutcome {
     failure: Option<TargetFailure>,
 }
 
-/// Runs `stackbake build`.
-pub async fn build(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
+/// Build or reuse, and why.
+#[derive(Debug, Clone)]
+pub struct Decision {
+    /// The target.
+    pub target: inputs::Target,
+    /// Its fingerprint.
+    pub fingerprint: Fingerprint,
+    /// Digest per repository when an image with this fingerprint exists (reuse).
+    pub reuse: Option<BTreeMap<String, Option<String>>>,
+    /// `new`, `changed`, `unchanged` or `forced`.
+    pub reason: &'static str,
+}
+
+/// What `build` and `plan` share: inputs read, registry resolved, decisions made.
+struct Prepared {
+    inputs: Inputs,
+    commit: String,
+    dest: Option<Destination>,
+    decisions: Vec<Decision>,
+}
+
+/// Whether the caller may change anything.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Intent {
+    Build,
+    Plan,
+}
+
+async fn prepare(
+    s: &Settings,
+    ui: &Ui,
+    intent: Intent,
+    engine: Option<&Engine>,
+) -> Result<Prepared, Error> {
     let inputs = inputs::load(
         &s.dockerfile,
         &s.taskdef,
@@ -76,38 +109,221 @@ pub async fn build(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
         s.registry.as_deref(),
     )?;
     let commit = config::commit_tag(s)?;
-    let dest = resolve_destination(s, &inputs, &ui).await?;
-    let engine = Engine::connect(ENGINE_TIMEOUT)
-        .await
-        .map_err(|e| Error::Environment(e.to_string()))?;
+    let dest = resolve_destination(s, &inputs, ui, intent).await?;
     if let Some(d) = &dest {
         d.registry
             .ping()
             .await
             .map_err(|e| Error::Environment(e.to_string()))?;
     }
-    let entries =
-        walk::list(&s.dir, &inputs.ignore, &[".dockerignore"]).map_err(|e| Error::Input {
-            path: s.dir.clone(),
-            message: format!("cannot read the build context: {e}"),
+    let decisions = decide(s, &inputs, dest.as_ref(), engine, ui).await?;
+    Ok(Prepared {
+        inputs,
+        commit,
+        dest,
+        decisions,
+    })
+}
+
+/// Computes every target's fingerprint and looks it up where images go.
+async fn decide(
+    s: &Settings,
+    inputs: &Inputs,
+    dest: Option<&Destination>,
+    engine: Option<&Engine>,
+    ui: &Ui,
+) -> Result<Vec<Decision>, Error> {
+    let started = Instant::now();
+    let fp_entries = walk::list(&s.dir, &inputs.ignore, &[]).map_err(|e| Error::Input {
+        path: s.dir.clone(),
+        message: format!("cannot read the build context: {e}"),
+    })?;
+    let mut out = Vec::new();
+    for t in &inputs.targets {
+        let fp = tokio::task::block_in_place(|| {
+            fingerprint::fingerprint(
+                &inputs.dockerfile,
+                &inputs.graph,
+                t.stage,
+                &s.build_args,
+                &s.dir,
+                &fp_entries,
+            )
+        })
+        .map_err(|e| Error::Input {
+            path: s.dockerfile.clone(),
+            message: e.to_string(),
         })?;
-    ui.debug(&format!("build context: {} entries", entries.len()));
+        let tag = fp.tag();
+        let mut found: BTreeMap<String, Option<String>> = BTreeMap::new();
+        for repo in &t.repositories {
+            let hit = match (dest, engine) {
+                (Some(d), _) => d
+                    .registry
+                    .manifest_digest(repo, &tag)
+                    .await
+                    .map_err(|e| Error::Environment(e.to_string()))?
+                    .map(Some),
+                (None, Some(e)) => e.inspect(&format!("{repo}:{tag}")).await.ok().map(|_| None),
+                (None, None) => None,
+            };
+            if let Some(h) = hit {
+                found.insert(repo.clone(), h);
+            }
+        }
+        let all_found = found.len() == t.repositories.len();
+        let (reuse, reason) = if s.force {
+            (None, "forced")
+        } else if all_found {
+            (Some(found), "unchanged")
+        } else {
+            let first = t
+                .repositories
+                .first()
+                .map(String::as_str)
+                .unwrap_or_default();
+            let seen = match (dest, engine) {
+                (Some(d), _) => d
+                    .registry
+                    .manifest_digest(first, "latest")
+                    .await
+                    .map_err(|e| Error::Environment(e.to_string()))?
+                    .is_some(),
+                (None, Some(e)) => e.inspect(&format!("{first}:latest")).await.is_ok(),
+                (None, None) => false,
+            };
+            (None, if seen { "changed" } else { "new" })
+        };
+        ui.status(
+            &t.name,
+            &format!(
+                "{} ({reason}) {fp}",
+                if reuse.is_some() { "reuse" } else { "build" }
+            ),
+        );
+        out.push(Decision {
+            target: t.clone(),
+            fingerprint: fp,
+            reuse,
+            reason,
+        });
+    }
+    ui.debug(&format!(
+        "fingerprints and registry lookups took {:.2}s",
+        started.elapsed().as_secs_f64()
+    ));
+    Ok(out)
+}
 
-    let cache_from = pull_latest(&engine, dest.as_ref(), &inputs, &ui).await;
-    let units = plan::schedule(&inputs.needed(), &inputs.target_stages());
-    let outcomes = run_units(
-        s,
-        &inputs,
-        &units,
-        &engine,
-        dest.as_ref(),
-        &commit,
-        entries,
-        cache_from,
-        ui.clone(),
-    )
-    .await;
+/// Runs `stackbake plan`: the decisions, with no change anywhere.
+pub async fn plan(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
+    let engine = if s.local && s.registry.is_none() {
+        Some(
+            Engine::connect(ENGINE_TIMEOUT)
+                .await
+                .map_err(|e| Error::Environment(e.to_string()))?,
+        )
+    } else {
+        None
+    };
+    let p = prepare(s, &ui, Intent::Plan, engine.as_ref()).await?;
+    let mut targets = Vec::new();
+    for m in &p.inputs.mappings {
+        let Mapping::Target {
+            container,
+            stage,
+            repository,
+            ..
+        } = m
+        else {
+            continue;
+        };
+        let Some(d) = p.decisions.iter().find(|d| &d.target.name == stage) else {
+            continue;
+        };
+        let digest = d
+            .reuse
+            .as_ref()
+            .and_then(|r| r.get(repository).cloned().flatten());
+        let image = match (&p.dest, &digest) {
+            (Some(dest), Some(dg)) => Some(format!("{}/{repository}@{dg}", dest.host)),
+            (None, _) if d.reuse.is_some() => Some(format!("{repository}:{}", d.fingerprint.tag())),
+            _ => None,
+        };
+        let mut tags = vec![p.commit.clone()];
+        if !s.no_latest {
+            tags.push("latest".into());
+        }
+        targets.push(TargetReport {
+            container: container.clone(),
+            target: stage.clone(),
+            repository: repository.clone(),
+            action: if d.reuse.is_some() { "reuse" } else { "build" }.into(),
+            reason: Some(d.reason.into()),
+            fingerprint: Some(d.fingerprint.as_digest()),
+            image,
+            digest,
+            tags,
+            seconds: 0.0,
+            bytes_pushed: 0,
+        });
+    }
+    Ok(Report {
+        schema_version: crate::report::SCHEMA_VERSION,
+        commit_tag: p.commit,
+        registry: p.dest.map(|d| d.host),
+        targets,
+        external: externals(&p.inputs),
+    })
+}
 
+fn externals(inputs: &Inputs) -> Vec<ExternalReport> {
+    inputs
+        .mappings
+        .iter()
+        .filter_map(|m| match m {
+            Mapping::External { container, image } => Some(ExternalReport {
+                container: container.clone(),
+                image: image.clone(),
+            }),
+            Mapping::Target { .. } => None,
+        })
+        .collect()
+}
+
+/// Runs `stackbake build`.
+pub async fn build(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
+    let engine = Engine::connect(ENGINE_TIMEOUT)
+        .await
+        .map_err(|e| Error::Environment(e.to_string()))?;
+    let p = prepare(s, &ui, Intent::Build, Some(&engine)).await?;
+    let to_build: Vec<&Decision> = p.decisions.iter().filter(|d| d.reuse.is_none()).collect();
+    let mut outcomes = Vec::new();
+    let mut units = Vec::new();
+    if !to_build.is_empty() {
+        let entries =
+            walk::list(&s.dir, &p.inputs.ignore, &[".dockerignore"]).map_err(|e| Error::Input {
+                path: s.dir.clone(),
+                message: format!("cannot read the build context: {e}"),
+            })?;
+        ui.debug(&format!("build context: {} entries", entries.len()));
+        let cache_from = pull_latest(&engine, p.dest.as_ref(), &to_build, &ui).await;
+        let stages = to_build.iter().map(|d| d.target.stage).collect();
+        units = plan::schedule(&p.inputs.needed(), &stages);
+        outcomes = run_units(
+            s,
+            &p.inputs,
+            &units,
+            &p.decisions,
+            &engine,
+            p.dest.as_ref(),
+            &p.commit,
+            entries,
+            cache_from,
+            ui.clone(),
+        )
+        .await;
+    }
     let failures: Vec<TargetFailure> = outcomes
         .iter()
         .filter_map(|o| o.1.failure.as_ref())
@@ -126,24 +342,14 @@ pub async fn build(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
         });
     }
 
-    let report = finish(
-        s,
-        &inputs,
-        &engine,
-        dest.as_ref(),
-        &commit,
-        &units,
-        &outcomes,
-        &ui,
-    )
-    .await?;
-    Ok(report)
+    finish(s, &p, &engine, &units, &outcomes, &ui).await
 }
 
 async fn resolve_destination(
     s: &Settings,
     inputs: &Inputs,
     ui: &Ui,
+    intent: Intent,
 ) -> Result<Option<Destination>, Error> {
     let env = |e: crate::registry::RegistryError| Error::Environment(e.to_string());
     if s.local {
@@ -171,15 +377,19 @@ async fn resolve_destination(
         .iter()
         .flat_map(|t| t.repositories.iter().cloned())
         .collect();
-    let created = session
-        .ensure_repositories(&repos, s.create_repos)
-        .await
-        .map_err(|e| match e {
-            crate::registry::ecr::AwsError::RepositoryMissing { .. } => Error::Usage(e.to_string()),
-            other => Error::Environment(other.to_string()),
-        })?;
-    for r in created {
-        ui.info(&format!("created ECR repository {r}"));
+    if intent == Intent::Build {
+        let created = session
+            .ensure_repositories(&repos, s.create_repos)
+            .await
+            .map_err(|e| match e {
+                crate::registry::ecr::AwsError::RepositoryMissing { .. } => {
+                    Error::Usage(e.to_string())
+                }
+                other => Error::Environment(other.to_string()),
+            })?;
+        for r in created {
+            ui.info(&format!("created ECR repository {r}"));
+        }
     }
     let host = s
         .registry
@@ -199,13 +409,12 @@ async fn resolve_destination(
 async fn pull_latest(
     engine: &Engine,
     dest: Option<&Destination>,
-    inputs: &Inputs,
+    to_build: &[&Decision],
     ui: &Ui,
 ) -> Vec<String> {
-    let refs: Vec<String> = inputs
-        .targets
+    let refs: Vec<String> = to_build
         .iter()
-        .filter_map(|t| t.repositories.first())
+        .filter_map(|d| d.target.repositories.first())
         .map(|repo| match dest {
             Some(d) => format!("{}/{repo}:latest", d.host),
             None => format!("{repo}:latest"),
@@ -243,6 +452,7 @@ async fn run_units(
     s: &Settings,
     inputs: &Inputs,
     units: &[Unit],
+    decisions: &[Decision],
     engine: &Engine,
     dest: Option<&Destination>,
     commit: &str,
@@ -290,11 +500,7 @@ async fn run_units(
             // Cache sources: every image this run built so far, plus the pulled `latest`s.
             let mut cache = cache_from.clone();
             cache.extend(outcomes.iter().flatten().filter_map(|o| o.image_id.clone()));
-            let target = inputs
-                .targets
-                .iter()
-                .find(|t| t.stage == units[i].stage)
-                .cloned();
+            let decision = decisions.iter().find(|d| d.target.stage == units[i].stage);
             let job = UnitJob {
                 index: i,
                 label,
@@ -304,7 +510,11 @@ async fn run_units(
                 request_args: build_args.clone(),
                 cache,
                 registry_auth: registry_auth.clone(),
-                repositories: target.map(|t| t.repositories).unwrap_or_default(),
+                repositories: decision
+                    .map(|d| d.target.repositories.clone())
+                    .unwrap_or_default(),
+                fingerprint: decision.map(|d| d.fingerprint.clone()),
+                registry: dest.map(|d| d.registry.clone()),
                 dest_host: dest.map(|d| d.host.clone()),
                 docker_creds: dest.and_then(Destination::docker_creds),
                 commit: commit.to_string(),
@@ -356,6 +566,8 @@ struct UnitJob {
     cache: Vec<String>,
     registry_auth: Option<HashMap<String, DockerCredentials>>,
     repositories: Vec<String>,
+    fingerprint: Option<Fingerprint>,
+    registry: Option<Registry>,
     dest_host: Option<String>,
     docker_creds: Option<DockerCredentials>,
     commit: String,
@@ -391,6 +603,9 @@ impl UnitJob {
             self.commit.clone(),
         );
         labels.insert("dev.stackbake.stage".to_string(), self.label.clone());
+        if let Some(fp) = &self.fingerprint {
+            labels.insert(fingerprint::LABEL.to_string(), fp.as_digest());
+        }
         let req = BuildRequest {
             dockerfile: DOCKERFILE_IN_CONTEXT.to_string(),
             build_args: self.request_args.clone(),
@@ -421,10 +636,17 @@ impl UnitJob {
                 outcome.failure = Some(self.failure("tag", &e, &tail));
                 break;
             }
-            if self.dest_host.is_none() {
+            let Some(registry) = &self.registry else {
+                // Local only: the fingerprint tag marks the image for reuse.
+                if let Some(fp) = &self.fingerprint
+                    && let Err(e) = self.engine.tag(&image_id, &full_repo, &fp.tag()).await
+                {
+                    outcome.failure = Some(self.failure("tag", &e, &tail));
+                    break;
+                }
                 outcome.pushed.insert(repo.clone(), (None, 0));
                 continue;
-            }
+            };
             self.ui
                 .status(&self.label, &format!("pushing {full_repo}:{}", self.commit));
             match self
@@ -435,6 +657,19 @@ impl UnitJob {
                 .await
             {
                 Ok(p) => {
+                    // The image is fully pushed: only now may its fingerprint tag point at it.
+                    if let Some(fp) = &self.fingerprint
+                        && let Err(e) = registry.copy_tag(repo, &self.commit, &fp.tag()).await
+                    {
+                        outcome.failure = Some(TargetFailure {
+                            target: self.label.clone(),
+                            step: "push",
+                            message: e.to_string(),
+                            log_tail: Vec::new(),
+                            hint: String::new(),
+                        });
+                        break;
+                    }
                     outcome
                         .pushed
                         .insert(repo.clone(), (Some(p.digest), p.bytes_pushed));
@@ -480,18 +715,17 @@ impl UnitJob {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 async fn finish(
     s: &Settings,
-    inputs: &Inputs,
+    p: &Prepared,
     engine: &Engine,
-    dest: Option<&Destination>,
-    commit: &str,
     units: &[Unit],
     outcomes: &[(usize, UnitOutcome)],
     ui: &Ui,
 ) -> Result<Report, Error> {
     let env = |e: crate::registry::RegistryError| Error::Environment(e.to_string());
+    let commit = p.commit.as_str();
+    let dest = p.dest.as_ref();
     let outcome_of = |stage: usize| {
         units
             .iter()
@@ -499,30 +733,54 @@ async fn finish(
             .and_then(|i| outcomes.get(i))
             .map(|o| &o.1)
     };
+    // Reused images get the commit tag by a manifest copy (no pull, no push).
+    for d in &p.decisions {
+        let Some(found) = &d.reuse else { continue };
+        for repo in &d.target.repositories {
+            let fp_tag = d.fingerprint.tag();
+            match dest {
+                Some(dst) => {
+                    dst.registry
+                        .copy_tag(repo, &fp_tag, commit)
+                        .await
+                        .map_err(env)?;
+                }
+                None => engine
+                    .tag(&format!("{repo}:{fp_tag}"), repo, commit)
+                    .await
+                    .map_err(|e| Error::Environment(e.to_string()))?,
+            }
+            ui.status(
+                &d.target.name,
+                &format!(
+                    "reused {}{repo}@{} as :{commit}",
+                    dest.map(|x| format!("{}/", x.host)).unwrap_or_default(),
+                    found
+                        .get(repo)
+                        .cloned()
+                        .flatten()
+                        .unwrap_or_else(|| fp_tag.clone())
+                ),
+            );
+        }
+    }
     // Move `latest` only now that every target is fully pushed.
     let mut tags = vec![commit.to_string()];
     if !s.no_latest {
         tags.push("latest".to_string());
-        for t in &inputs.targets {
-            let Some(o) = outcome_of(t.stage) else {
-                continue;
-            };
-            for repo in &t.repositories {
+        for d in &p.decisions {
+            for repo in &d.target.repositories {
                 match dest {
-                    Some(d) => {
-                        d.registry
+                    Some(dst) => {
+                        dst.registry
                             .copy_tag(repo, commit, "latest")
                             .await
                             .map_err(env)?;
                     }
-                    None => {
-                        if let Some(id) = &o.image_id {
-                            engine
-                                .tag(id, repo, "latest")
-                                .await
-                                .map_err(|e| Error::Environment(e.to_string()))?;
-                        }
-                    }
+                    None => engine
+                        .tag(&format!("{repo}:{commit}"), repo, "latest")
+                        .await
+                        .map_err(|e| Error::Environment(e.to_string()))?,
                 }
             }
         }
@@ -530,66 +788,67 @@ async fn finish(
     // Every pinned digest must exist in the registry before the taskdef names it.
     let mut pins: BTreeMap<String, String> = BTreeMap::new();
     let mut targets = Vec::new();
-    let mut external = Vec::new();
-    for m in &inputs.mappings {
-        match m {
-            Mapping::External { container, image } => external.push(ExternalReport {
-                container: container.clone(),
-                image: image.clone(),
-            }),
-            Mapping::Target {
-                container,
-                stage,
-                repository,
-                ..
-            } => {
-                let idx = inputs.dockerfile.stage_index(stage).unwrap_or(usize::MAX);
-                let o = outcome_of(idx);
-                let (digest, bytes) = o
-                    .and_then(|o| o.pushed.get(repository).cloned())
-                    .unwrap_or((None, 0));
-                let image = match (dest, &digest) {
-                    (Some(d), Some(dg)) => {
-                        if d.registry
-                            .manifest_digest(repository, dg)
-                            .await
-                            .map_err(env)?
-                            .is_none()
-                        {
-                            return Err(Error::Environment(format!(
-                                "{}/{repository}@{dg} is missing from the registry right after the push; not writing an artifact that names it",
-                                d.host
-                            )));
-                        }
-                        format!("{}/{repository}@{dg}", d.host)
-                    }
-                    _ => format!("{repository}:{commit}"),
-                };
-                pins.insert(container.clone(), image.clone());
-                targets.push(TargetReport {
-                    container: container.clone(),
-                    target: stage.clone(),
-                    repository: repository.clone(),
-                    action: "built".into(),
-                    reason: None,
-                    fingerprint: None,
-                    image: Some(image),
-                    digest,
-                    tags: tags.clone(),
-                    seconds: o.map_or(0.0, |o| (o.seconds * 10.0).round() / 10.0),
-                    bytes_pushed: bytes,
-                });
+    for m in &p.inputs.mappings {
+        let Mapping::Target {
+            container,
+            stage,
+            repository,
+            ..
+        } = m
+        else {
+            continue;
+        };
+        let Some(d) = p.decisions.iter().find(|d| &d.target.name == stage) else {
+            continue;
+        };
+        let o = outcome_of(d.target.stage);
+        let (digest, bytes) = match &d.reuse {
+            Some(found) => (found.get(repository).cloned().flatten(), 0),
+            None => o
+                .and_then(|o| o.pushed.get(repository).cloned())
+                .unwrap_or((None, 0)),
+        };
+        let image = match (dest, &digest) {
+            (Some(dst), Some(dg)) => {
+                if dst
+                    .registry
+                    .manifest_digest(repository, dg)
+                    .await
+                    .map_err(env)?
+                    .is_none()
+                {
+                    return Err(Error::Environment(format!(
+                        "{}/{repository}@{dg} is missing from the registry right after the push; not writing an artifact that names it",
+                        dst.host
+                    )));
+                }
+                format!("{}/{repository}@{dg}", dst.host)
             }
-        }
+            _ => format!("{repository}:{commit}"),
+        };
+        pins.insert(container.clone(), image.clone());
+        targets.push(TargetReport {
+            container: container.clone(),
+            target: stage.clone(),
+            repository: repository.clone(),
+            action: if d.reuse.is_some() { "reused" } else { "built" }.into(),
+            reason: None,
+            fingerprint: Some(d.fingerprint.as_digest()),
+            image: Some(image),
+            digest,
+            tags: tags.clone(),
+            seconds: o.map_or(0.0, |o| (o.seconds * 10.0).round() / 10.0),
+            bytes_pushed: bytes,
+        });
     }
     let report = Report {
         schema_version: crate::report::SCHEMA_VERSION,
         commit_tag: commit.to_string(),
         registry: dest.map(|d| d.host.clone()),
         targets,
-        external,
+        external: externals(&p.inputs),
     };
-    write_artifact(s, inputs, &pins, &report, ui)?;
+    write_artifact(s, &p.inputs, &pins, &report, ui)?;
     Ok(report)
 }
 

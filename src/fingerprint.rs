@@ -1,0 +1,160 @@
+//! Fingerprints: a SHA-256 over exactly what can change a target's image
+//! (SPEC "Fingerprints"), so a build can be skipped when the registry
+//! already holds an image with the same fingerprint.
+//!
+//! Covered, for the target's stage and every stage it needs (transitively):
+//! the instructions' exact text (so comments inside an instruction count, a
+//! comment line between instructions does not), the resolved base image
+//! reference (or which needed stage it builds on), the values of the build
+//! args the stages declare, and, for every `COPY`/`ADD` that reads the build
+//! context, the selected files after `.dockerignore` (path, kind, exec bit,
+//! symlink target, content: see `context::hash`). Not covered: other stages,
+//! files nothing reads, build args the stages do not declare, mtimes.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::Path;
+
+use sha2::{Digest, Sha256};
+
+use crate::context::hash::hash_sources;
+use crate::context::walk::Entry;
+use crate::dockerfile::{BaseRef, ContextSource, Dockerfile, StageGraph};
+
+/// Version of the recipe below; bump it when what is hashed changes.
+const RECIPE: &str = "stackbake-fingerprint/v1";
+/// Prefix of the registry tag that stores a fingerprint.
+pub const TAG_PREFIX: &str = "fp-";
+/// Image label that stores the full fingerprint.
+pub const LABEL: &str = "dev.stackbake.fingerprint";
+
+/// A target's fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Fingerprint([u8; 32]);
+
+impl Fingerprint {
+    /// `sha256:<64 hex>`.
+    pub fn as_digest(&self) -> String {
+        format!("sha256:{}", hex::encode(self.0))
+    }
+
+    /// The registry tag that marks an image built from these inputs.
+    pub fn tag(&self) -> String {
+        format!("{TAG_PREFIX}{}", hex::encode(self.0))
+    }
+}
+
+impl fmt::Display for Fingerprint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.as_digest())
+    }
+}
+
+/// Why a fingerprint could not be computed.
+#[derive(Debug, thiserror::Error)]
+pub enum FingerprintError {
+    /// A variable in the Dockerfile could not be expanded.
+    #[error(transparent)]
+    Dockerfile(#[from] crate::dockerfile::DockerfileError),
+    /// A COPY/ADD source is missing from the context, or unreadable.
+    #[error("Dockerfile line {line}: {source}")]
+    Source {
+        /// The instruction's line.
+        line: usize,
+        /// What the context said.
+        source: crate::context::ContextError,
+    },
+}
+
+/// Feeds length-prefixed fields into a hasher, so that field boundaries
+/// can never be confused.
+struct Feed(Sha256);
+
+impl Feed {
+    fn field(&mut self, tag: &str, value: &[u8]) {
+        self.0.update((tag.len() as u64).to_le_bytes());
+        self.0.update(tag.as_bytes());
+        self.0.update((value.len() as u64).to_le_bytes());
+        self.0.update(value);
+    }
+}
+
+/// Computes the fingerprint of stage `target`.
+///
+/// `entries` is the `.dockerignore`-filtered context listed with no
+/// always-included files (the Dockerfile itself is not an input here: its
+/// relevant instructions are).
+pub fn fingerprint(
+    df: &Dockerfile,
+    graph: &StageGraph,
+    target: usize,
+    build_args: &BTreeMap<String, String>,
+    root: &Path,
+    entries: &[Entry],
+) -> Result<Fingerprint, FingerprintError> {
+    let needed = graph.needed(target);
+    let position: BTreeMap<usize, usize> =
+        needed.iter().enumerate().map(|(p, s)| (*s, p)).collect();
+    let globals = df.global_vars(build_args)?;
+    let mut h = Feed(Sha256::new());
+    h.field("recipe", RECIPE.as_bytes());
+    for &s in &needed {
+        let Some(stage) = df.stages.get(s) else {
+            continue;
+        };
+        h.field("stage", &(position[&s] as u64).to_le_bytes());
+        h.field("from", stage.from_instruction().raw.as_bytes());
+        match graph.bases.get(s) {
+            Some(BaseRef::Stage(j)) => {
+                h.field(
+                    "base-stage",
+                    &(position.get(j).copied().unwrap_or(usize::MAX) as u64).to_le_bytes(),
+                );
+            }
+            Some(BaseRef::Image(r)) => h.field("base-image", r.as_bytes()),
+            Some(BaseRef::Scratch) | None => h.field("base-scratch", b""),
+        }
+        for arg in df.stage_args(s) {
+            let value = build_args.get(&arg.name).cloned().or_else(|| {
+                arg.default
+                    .is_none()
+                    .then(|| globals.get(&arg.name).cloned())
+                    .flatten()
+            });
+            h.field("arg-name", arg.name.as_bytes());
+            match value {
+                Some(v) => h.field("arg-value", v.as_bytes()),
+                None => h.field("arg-default", b""),
+            }
+        }
+        for image in graph.images.get(s).into_iter().flatten() {
+            h.field("copy-from-image", image.as_bytes());
+        }
+        for ins in &stage.instructions {
+            h.field("instruction", ins.raw.as_bytes());
+        }
+        // Context reads, grouped per instruction (Docker resolves each COPY as a whole).
+        let mut per_line: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        let mut remote: BTreeSet<String> = BTreeSet::new();
+        for src in df.context_sources(s, build_args)? {
+            match src {
+                ContextSource::Local { path, line } => per_line.entry(line).or_default().push(path),
+                ContextSource::Remote { url, .. } => {
+                    remote.insert(url);
+                }
+            }
+        }
+        for (line, sources) in per_line {
+            let hashed = hash_sources(root, entries, &sources)
+                .map_err(|source| FingerprintError::Source { line, source })?;
+            h.field("context", &hashed.digest);
+        }
+        for url in remote {
+            h.field("remote", url.as_bytes());
+        }
+    }
+    Ok(Fingerprint(h.0.finalize().into()))
+}
+
+#[cfg(test)]
+mod tests;
