@@ -170,8 +170,8 @@ pub enum RegistryError {
         repo: String,
         /// Tag or digest requested.
         reference: String,
-        /// `manifest` or `blob`.
-        what: &'static str,
+        /// Manifest or blob.
+        what: ContentKind,
         /// Digest announced or requested.
         expected: String,
         /// Digest of the bytes received.
@@ -212,6 +212,24 @@ pub enum RegistryError {
         /// What went wrong.
         detail: String,
     },
+}
+
+/// What kind of content failed a digest check.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContentKind {
+    /// An image manifest or index.
+    Manifest,
+    /// A blob (image config or layer).
+    Blob,
+}
+
+impl std::fmt::Display for ContentKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ContentKind::Manifest => "manifest",
+            ContentKind::Blob => "blob",
+        })
+    }
 }
 
 fn unauthorized_message(host: &str, anonymous: bool) -> String {
@@ -436,7 +454,7 @@ impl Registry {
                         host: self.inner.host.clone(),
                         repo: repo.to_owned(),
                         reference: reference.to_owned(),
-                        what: "manifest",
+                        what: ContentKind::Manifest,
                         expected: want.clone(),
                         actual,
                     });
@@ -499,7 +517,7 @@ impl Registry {
                     host: self.inner.host.clone(),
                     repo: repo.to_owned(),
                     reference: tag.to_owned(),
-                    what: "manifest",
+                    what: ContentKind::Manifest,
                     expected: computed,
                     actual: d.to_owned(),
                 })
@@ -531,7 +549,7 @@ impl Registry {
                 host: self.inner.host.clone(),
                 repo: repo.to_owned(),
                 reference: to_tag.to_owned(),
-                what: "manifest",
+                what: ContentKind::Manifest,
                 expected: m.digest,
                 actual: digest,
             });
@@ -675,7 +693,7 @@ impl Registry {
                 host: self.inner.host.clone(),
                 repo: repo.to_owned(),
                 reference: digest.to_owned(),
-                what: "blob",
+                what: ContentKind::Blob,
                 expected: digest.to_owned(),
                 actual: actual.unwrap_or_else(|| "an unsupported algorithm".to_owned()),
             }),
@@ -814,11 +832,10 @@ impl Registry {
         };
         let mut url = reqwest::Url::parse(&ch.realm)
             .map_err(|e| token_err(format!("the realm is not a URL: {e}")))?;
-        let secure = match url.scheme() {
-            "https" => true,
-            "http" => url.host_str().is_some_and(is_loopback_name),
-            _ => return Err(token_err("the realm is not an http(s) URL".to_owned())),
-        };
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err(token_err("the realm is not an http(s) URL".to_owned()));
+        }
+        let secure = realm_may_get_credentials(&url);
         {
             let mut q = url.query_pairs_mut();
             if let Some(service) = &ch.service {
@@ -1069,6 +1086,15 @@ pub fn parse_host(host: &str) -> Result<(String, bool), &'static str> {
         return Err("the host name has characters a DNS name cannot have");
     }
     Ok((host.to_owned(), is_loopback_name(name)))
+}
+
+/// Credentials go to a token realm only over HTTPS, or plain HTTP on loopback.
+fn realm_may_get_credentials(url: &reqwest::Url) -> bool {
+    match url.scheme() {
+        "https" => true,
+        "http" => url.host_str().is_some_and(is_loopback_name),
+        _ => false,
+    }
 }
 
 /// `localhost`, 127.0.0.0/8 and `::1` (brackets allowed).
@@ -1436,6 +1462,53 @@ mod tests {
             "Bearer a,b=c,=d",
         ] {
             let _ = parse_bearer_challenge(junk);
+        }
+    }
+
+    #[test]
+    fn credentials_go_to_realms_over_https_or_loopback_only() {
+        let ok = |u: &str| realm_may_get_credentials(&reqwest::Url::parse(u).unwrap());
+        assert!(ok("https://auth.docker.io/token"));
+        assert!(ok("http://127.0.0.1:5001/token"));
+        assert!(ok("http://[::1]:5001/token"));
+        assert!(ok("http://localhost/token"));
+        assert!(!ok("http://auth.example.com/token"));
+        assert!(!ok("ftp://auth.example.com/token"));
+    }
+
+    /// A cheap deterministic generator of awkward strings.
+    fn junk_strings() -> Vec<String> {
+        let alphabet: Vec<char> = "<>\";=, \t:/@[]?#aZ0-._éß\u{0}\u{202e}🦀".chars().collect();
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        (0..3000)
+            .map(|i| {
+                let len = i % 40;
+                (0..len)
+                    .map(|_| {
+                        state ^= state << 13;
+                        state ^= state >> 7;
+                        state ^= state << 17;
+                        alphabet[(state % alphabet.len() as u64) as usize]
+                    })
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn parsers_never_panic_on_junk() {
+        for s in junk_strings() {
+            let _ = parse_bearer_challenge(&s);
+            let _ = parse_bearer_challenge(&format!("Bearer {s}"));
+            let _ = parse_next_link(&s);
+            let _ = link_to_path(&s);
+            let _ = parse_host(&s);
+            let _ = validate_repo(&s);
+            let _ = is_valid_tag(&s);
+            let _ = is_valid_digest(&s);
+            let _ = error_body_detail(s.as_bytes());
+            let _ = parse_token_response(s.as_bytes());
+            let _ = media_type_from_json(s.as_bytes());
         }
     }
 

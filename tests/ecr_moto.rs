@@ -1,0 +1,251 @@
+//! The AWS side against a real `moto_server` on loopback, configured the
+//! standard SDK way (AWS_ENDPOINT_URL, dummy keys, AWS_REGION).
+//!
+//! The SDK reads the process environment, and edition 2024 makes
+//! `set_var` unsafe (forbidden here), so each scenario runs as a child
+//! process: the parent test starts the servers, then re-runs this test
+//! binary on one `child_*` test with the environment it needs. A `child_*`
+//! test run without `SB_ECR_CHILD` set does nothing.
+
+mod support;
+
+use std::process::Command;
+
+use stackbake::registry::{AwsError, Registry, RetryPolicy, ecr};
+use support::*;
+
+const CHILD: &str = "SB_ECR_CHILD";
+
+/// Runs `child_test` in a fresh process with `env` (and no AWS settings
+/// inherited from this one); returns its output when it passed.
+fn run_child(child_test: &str, env: &[(&str, String)]) -> String {
+    let exe = std::env::current_exe().expect("current test binary");
+    let home = tempfile::tempdir().expect("tempdir");
+    let mut cmd = Command::new(exe);
+    cmd.args([child_test, "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("AWS_") || k.starts_with("SB_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HOME", home.path())
+        .env("AWS_CONFIG_FILE", home.path().join("none"))
+        .env("AWS_SHARED_CREDENTIALS_FILE", home.path().join("none"))
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env(CHILD, "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("run child test");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "child {child_test} failed:\n{text}");
+    assert!(
+        text.contains("1 passed"),
+        "child {child_test} did not run:\n{text}"
+    );
+    text
+}
+
+fn moto_env(moto: &ServerGuard) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", moto.port),
+        ),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "us-east-2".to_owned()),
+    ]
+}
+
+fn is_child() -> bool {
+    std::env::var_os(CHILD).is_some()
+}
+
+#[test]
+fn connect_reads_account_token_and_host_from_moto() {
+    let moto = start_moto();
+    let reg = start_registry(true);
+    let mut env = moto_env(&moto);
+    env.push(("SB_REGISTRY", format!("127.0.0.1:{}", reg.port)));
+    let out = run_child("child_connect", &env);
+    assert!(
+        !out.contains(PASSWORD),
+        "the token leaked into output:\n{out}"
+    );
+}
+
+#[tokio::test]
+async fn child_connect() {
+    if !is_child() {
+        return;
+    }
+    let s = ecr::connect(None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.account, "123456789012");
+    assert_eq!(s.region, "us-east-2");
+    assert_eq!(
+        s.registry_host,
+        "123456789012.dkr.ecr.us-east-2.amazonaws.com"
+    );
+    assert_eq!(s.credentials.username, "AWS");
+    let dbg = format!("{s:?}");
+    assert!(
+        !dbg.contains(PASSWORD) && dbg.contains("<redacted>"),
+        "{dbg}"
+    );
+    // The token is the password of the test registry: the whole ECR path.
+    let host = std::env::var("SB_REGISTRY").expect("SB_REGISTRY");
+    let r = Registry::new(&host, Some(s.credentials.clone()), RetryPolicy::default()).unwrap();
+    r.ping().await.unwrap_or_else(|e| panic!("{e}"));
+    println!("connected: {dbg}");
+}
+
+#[test]
+fn service_specific_endpoint_variables_are_honoured() {
+    let moto = start_moto();
+    let url = format!("http://127.0.0.1:{}", moto.port);
+    let env = vec![
+        // The generic endpoint points nowhere; the service ones win.
+        (
+            "AWS_ENDPOINT_URL",
+            format!("http://127.0.0.1:{}", free_port()),
+        ),
+        ("AWS_ENDPOINT_URL_ECR", url.clone()),
+        ("AWS_ENDPOINT_URL_STS", url),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_DEFAULT_REGION", "eu-west-1".to_owned()),
+    ];
+    run_child("child_connect_service_endpoints", &env);
+}
+
+#[tokio::test]
+async fn child_connect_service_endpoints() {
+    if !is_child() {
+        return;
+    }
+    let s = ecr::connect(None).await.unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.account, "123456789012");
+    assert_eq!(s.region, "eu-west-1");
+}
+
+#[test]
+fn missing_region_is_a_clear_error_and_the_hint_is_used() {
+    let moto = start_moto();
+    let mut env = moto_env(&moto);
+    env.retain(|(k, _)| *k != "AWS_REGION");
+    run_child("child_no_region", &env);
+}
+
+#[tokio::test]
+async fn child_no_region() {
+    if !is_child() {
+        return;
+    }
+    let err = ecr::connect(None).await.unwrap_err();
+    assert!(matches!(err, AwsError::NoRegion), "{err:?}");
+    assert!(err.to_string().contains("AWS_REGION"), "{err}");
+    // A region read from the taskdef's image URIs is enough.
+    let s = ecr::connect(Some("ap-south-1".into()))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(s.region, "ap-south-1");
+}
+
+#[test]
+fn missing_credentials_are_a_credentials_error() {
+    let moto = start_moto();
+    let mut env = moto_env(&moto);
+    env.retain(|(k, _)| !k.starts_with("AWS_ACCESS") && !k.starts_with("AWS_SECRET"));
+    run_child("child_no_credentials", &env);
+}
+
+#[tokio::test]
+async fn child_no_credentials() {
+    if !is_child() {
+        return;
+    }
+    let err = ecr::connect(None).await.unwrap_err();
+    assert!(matches!(err, AwsError::Credentials { .. }), "{err:?}");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("AWS_ACCESS_KEY_ID") && msg.contains("CodeBuild"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn repositories_are_checked_and_created_on_request() {
+    let moto = start_moto();
+    run_child("child_repositories", &moto_env(&moto));
+}
+
+#[tokio::test]
+async fn child_repositories() {
+    if !is_child() {
+        return;
+    }
+    let s = ecr::connect(None).await.unwrap_or_else(|e| panic!("{e}"));
+    let repos = vec![
+        "bash-dog-api".to_owned(),
+        "bash-dog-nginx".to_owned(),
+        "bash-dog-api".to_owned(),
+    ];
+    let err = s.ensure_repositories(&repos, false).await.unwrap_err();
+    match &err {
+        AwsError::RepositoryMissing { repos, .. } => {
+            assert_eq!(repos, &["bash-dog-api", "bash-dog-nginx"])
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("--create-repos"), "{err}");
+
+    let created = s
+        .ensure_repositories(&repos, true)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(created, ["bash-dog-api", "bash-dog-nginx"]);
+
+    // Checked independently: DescribeRepositories now lists them.
+    let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-2"))
+        .load()
+        .await;
+    let ecr_client = aws_sdk_ecr::Client::new(&config);
+    let out = ecr_client
+        .describe_repositories()
+        .repository_names("bash-dog-api")
+        .repository_names("bash-dog-nginx")
+        .send()
+        .await
+        .unwrap();
+    let repo = &out.repositories()[0];
+    assert_eq!(out.repositories().len(), 2);
+    assert_eq!(
+        repo.image_tag_mutability(),
+        Some(&aws_sdk_ecr::types::ImageTagMutability::Mutable)
+    );
+    assert_eq!(
+        repo.image_scanning_configuration()
+            .map(|c| c.scan_on_push()),
+        Some(false)
+    );
+
+    // Now everything exists: nothing to create, no error.
+    assert!(
+        s.ensure_repositories(&repos, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        s.ensure_repositories(&repos, true)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

@@ -1,0 +1,528 @@
+//! The registry client against a real `docker-registry` on loopback (with
+//! and without htpasswd auth), and against a scripted server for the bearer
+//! token flow, pagination, retries and broken responses.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use stackbake::registry::{
+    Credentials, DOCKER_MANIFEST_V2, Manifest, Registry, RegistryError, RetryPolicy,
+};
+use support::*;
+
+fn creds(password: &str) -> Option<Credentials> {
+    Some(Credentials::new(USER, password))
+}
+
+fn fast_policy() -> RetryPolicy {
+    RetryPolicy {
+        attempts: 3,
+        base_delay: Duration::from_millis(10),
+        max_delay: Duration::from_millis(50),
+        total: Duration::from_secs(10),
+        request_timeout: Duration::from_secs(5),
+    }
+}
+
+#[tokio::test]
+async fn ping_accepts_good_credentials_and_rejects_bad_ones() {
+    let reg = start_registry(true);
+    let host = format!("127.0.0.1:{}", reg.port);
+
+    let good = Registry::new(&host, creds(PASSWORD), fast_policy()).unwrap();
+    good.ping().await.unwrap();
+
+    let bad = Registry::new(&host, creds("wrong-password-xyz"), fast_policy()).unwrap();
+    let err = bad.ping().await.unwrap_err();
+    assert!(
+        matches!(&err, RegistryError::Unauthorized { host: h, anonymous: false } if *h == host),
+        "{err:?}"
+    );
+    let msg = err.to_string();
+    assert!(msg.contains("refused the credentials"), "{msg}");
+    assert!(!msg.contains("wrong-password-xyz") && !format!("{err:?}").contains("wrong-password"));
+
+    let anon = Registry::new(&host, None, fast_policy()).unwrap();
+    let err = anon.ping().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::Unauthorized {
+                anonymous: true,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn manifests_head_get_put_and_copy_keep_the_exact_digest() {
+    let reg = start_registry(true);
+    let host = format!("127.0.0.1:{}", reg.port);
+    let client = Registry::new(&host, creds(PASSWORD), fast_policy()).unwrap();
+    let (digest, bytes) = push_image(&host, true, "bash-dog-api", "abcdef1", &[]).await;
+
+    // HEAD: missing tag and missing repository are None, present is its digest.
+    assert_eq!(
+        client
+            .manifest_digest("bash-dog-api", "nope")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        client
+            .manifest_digest("no-such-repo", "latest")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        client
+            .manifest_digest("bash-dog-api", "abcdef1")
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(digest.as_str())
+    );
+
+    // GET returns the exact bytes, media type and verified digest, by tag and by digest.
+    let m = client
+        .get_manifest("bash-dog-api", "abcdef1")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(m.bytes.as_ref(), bytes.as_slice());
+    assert_eq!(m.media_type, DOCKER_MANIFEST_V2);
+    assert_eq!(m.digest, digest);
+    let by_digest = client
+        .get_manifest("bash-dog-api", &digest)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(by_digest, m);
+    assert_eq!(
+        client.get_manifest("bash-dog-api", "nope").await.unwrap(),
+        None
+    );
+
+    // copy_tag moves `latest` with the same digest, checked with a raw HEAD.
+    assert_eq!(
+        raw_head_digest(&host, true, "bash-dog-api", "latest").await,
+        None
+    );
+    let copied = client
+        .copy_tag("bash-dog-api", "abcdef1", "latest")
+        .await
+        .unwrap();
+    assert_eq!(copied, digest);
+    assert_eq!(
+        raw_head_digest(&host, true, "bash-dog-api", "latest")
+            .await
+            .as_deref(),
+        Some(digest.as_str())
+    );
+
+    // Copying from a missing tag says so and names it.
+    let err = client
+        .copy_tag("bash-dog-api", "missing", "latest")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::ManifestMissing { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("bash-dog-api:missing"), "{err}");
+
+    // put_manifest of other bytes moves the tag to their digest.
+    let (other, other_bytes) = push_image(&host, true, "bash-dog-api", "other", &[]).await;
+    let put = client
+        .put_manifest(
+            "bash-dog-api",
+            "latest",
+            &Manifest::new(DOCKER_MANIFEST_V2, other_bytes),
+        )
+        .await
+        .unwrap();
+    assert_eq!(put, other);
+    assert_eq!(
+        raw_head_digest(&host, true, "bash-dog-api", "latest")
+            .await
+            .as_deref(),
+        Some(other.as_str())
+    );
+}
+
+#[tokio::test]
+async fn invalid_names_are_rejected_before_any_request() {
+    let client = Registry::new("127.0.0.1:1", None, RetryPolicy::no_retry()).unwrap();
+    let err = client
+        .manifest_digest("Bad Repo", "latest")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, RegistryError::InvalidRepository { .. }),
+        "{err:?}"
+    );
+    let err = client.get_manifest("app", "../../etc").await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::InvalidReference { .. }),
+        "{err:?}"
+    );
+    let err = client.copy_tag("app", "latest", "a:b").await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::InvalidReference { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn tags_are_listed_across_pages() {
+    let reg = start_registry(false);
+    let host = format!("127.0.0.1:{}", reg.port);
+    let client = Registry::new(&host, None, fast_policy()).unwrap();
+    assert_eq!(
+        client.tags("nothing-here").await.unwrap(),
+        Vec::<String>::new()
+    );
+    let (_, bytes) = push_image(&host, false, "app", "t0", &[]).await;
+    let m = Manifest::new(DOCKER_MANIFEST_V2, bytes);
+    for t in ["t1", "t2", "t3", "t4"] {
+        client.put_manifest("app", t, &m).await.unwrap();
+    }
+    let mut all = client.tags("app").await.unwrap();
+    all.sort();
+    assert_eq!(all, ["t0", "t1", "t2", "t3", "t4"]);
+    // distribution 2.8 ignores `n` for tags (no Link header); the scripted
+    // server below covers real pagination.
+    let mut paged = client.tags_with_page_size("app", 2).await.unwrap();
+    paged.sort();
+    assert_eq!(paged, all);
+}
+
+#[tokio::test]
+async fn tags_follow_link_headers() {
+    let srv = FakeServer::start(|r| {
+        let page = |tags: &str| format!(r#"{{"name":"app","tags":[{tags}]}}"#);
+        match r.path.as_str() {
+            "/v2/app/tags/list?n=2" => Reply::new(200)
+                .header("link", r#"</v2/app/tags/list?n=2&last=b>; rel="next""#)
+                .body(page(r#""a","b""#)),
+            "/v2/app/tags/list?n=2&last=b" => Reply::new(200)
+                // An absolute link: only its path is used.
+                .header(
+                    "link",
+                    r#"<http://elsewhere.invalid/v2/app/tags/list?n=2&last=d>; rel="next""#,
+                )
+                .body(page(r#""c","d""#)),
+            "/v2/app/tags/list?n=2&last=d" => Reply::new(200).body(page(r#""e""#)),
+            "/v2/loop/tags/list?n=2" => Reply::new(200)
+                .header("link", r#"</v2/loop/tags/list?n=2>; rel="next""#)
+                .body(r#"{"tags":null}"#),
+            "/v2/junk/tags/list?n=2" => Reply::new(200).body("not json"),
+            _ => Reply::new(404),
+        }
+    })
+    .await;
+    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    assert_eq!(
+        client.tags_with_page_size("app", 2).await.unwrap(),
+        ["a", "b", "c", "d", "e"]
+    );
+    let err = client.tags_with_page_size("loop", 2).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::InvalidResponse { .. }),
+        "{err:?}"
+    );
+    let err = client.tags_with_page_size("junk", 2).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::InvalidResponse { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn image_label_reads_the_config_blob() {
+    let reg = start_registry(true);
+    let host = format!("127.0.0.1:{}", reg.port);
+    let client = Registry::new(&host, creds(PASSWORD), fast_policy()).unwrap();
+    let fp = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    push_image(
+        &host,
+        true,
+        "bash-dog-api",
+        "fp-tag",
+        &[(LABEL, fp), ("other", "x")],
+    )
+    .await;
+    assert_eq!(
+        client
+            .image_label("bash-dog-api", "fp-tag", LABEL)
+            .await
+            .unwrap()
+            .as_deref(),
+        Some(fp)
+    );
+    assert_eq!(
+        client
+            .image_label("bash-dog-api", "fp-tag", "absent")
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        client
+            .image_label("bash-dog-api", "no-tag", LABEL)
+            .await
+            .unwrap(),
+        None
+    );
+}
+
+#[tokio::test]
+async fn bearer_challenge_gets_a_token_once_per_scope_and_retries() {
+    let token_calls = Arc::new(AtomicUsize::new(0));
+    let port = free_port_for_fake();
+    let realm = format!("http://127.0.0.1:{port}/token");
+    let manifest = br#"{"schemaVersion":2}"#.to_vec();
+    let digest = sha256(&manifest);
+    let (tc, d) = (token_calls.clone(), digest.clone());
+    let srv = FakeServer::start_on(port, move |r| {
+        let auth = r.headers.get("authorization").cloned().unwrap_or_default();
+        if r.path.starts_with("/token") {
+            tc.fetch_add(1, Ordering::SeqCst);
+            // The token service gets the Basic credentials and the scope.
+            if !auth.starts_with("Basic ") || !r.path.contains("scope=repository%3Aapp%3Apull") {
+                return Reply::new(401);
+            }
+            return Reply::new(200).body(r#"{"token":"tok-123","expires_in":300}"#);
+        }
+        if auth != "Bearer tok-123" {
+            return Reply::new(401).header(
+                "www-authenticate",
+                &format!(r#"Bearer realm="{realm}",service="fake",scope="repository:app:pull""#),
+            );
+        }
+        Reply::new(200)
+            .header("docker-content-digest", &d)
+            .header("content-type", DOCKER_MANIFEST_V2)
+    })
+    .await;
+    let client = Registry::new(&srv.host(), creds("pw"), fast_policy()).unwrap();
+    for _ in 0..3 {
+        assert_eq!(
+            client
+                .manifest_digest("app", "latest")
+                .await
+                .unwrap()
+                .as_deref(),
+            Some(digest.as_str())
+        );
+    }
+    assert_eq!(
+        token_calls.load(Ordering::SeqCst),
+        1,
+        "token is cached per scope"
+    );
+    // Only the first request went without the token.
+    let unauth = srv
+        .requests()
+        .iter()
+        .filter(|r| {
+            r.path.starts_with("/v2/")
+                && !r
+                    .headers
+                    .get("authorization")
+                    .is_some_and(|a| a.starts_with("Bearer"))
+        })
+        .count();
+    assert_eq!(unauth, 1);
+}
+
+#[tokio::test]
+async fn refused_token_is_unauthorized() {
+    let port = free_port_for_fake();
+    let realm = format!("http://127.0.0.1:{port}/token");
+    let srv = FakeServer::start_on(port, move |r| {
+        if r.path.starts_with("/token") {
+            return Reply::new(401);
+        }
+        Reply::new(401).header(
+            "www-authenticate",
+            &format!(r#"Bearer realm="{realm}",service="s""#),
+        )
+    })
+    .await;
+    let client = Registry::new(&srv.host(), creds("pw-secret"), fast_policy()).unwrap();
+    let err = client.ping().await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            RegistryError::Unauthorized {
+                anonymous: false,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(!format!("{err} {err:?}").contains("pw-secret"));
+}
+
+#[tokio::test]
+async fn server_errors_are_retried_then_succeed() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let srv = FakeServer::start(move |_| {
+        if n2.fetch_add(1, Ordering::SeqCst) < 2 {
+            Reply::new(503)
+        } else {
+            Reply::new(200)
+        }
+    })
+    .await;
+    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    client.ping().await.unwrap();
+    assert_eq!(n.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn persistent_server_errors_become_unavailable_after_all_attempts() {
+    let srv = FakeServer::start(|_| {
+        Reply::new(500).body(r#"{"errors":[{"code":"UNKNOWN","message":"disk full"}]}"#)
+    })
+    .await;
+    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    // GET, since a HEAD answer carries no error body.
+    let err = client.get_manifest("app", "latest").await.unwrap_err();
+    match &err {
+        RegistryError::Unavailable {
+            status, attempts, ..
+        } => assert_eq!((*status, *attempts), (500, 3)),
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains("disk full"), "{err}");
+    assert_eq!(srv.requests().len(), 3);
+}
+
+#[tokio::test]
+async fn too_many_requests_honours_retry_after() {
+    let n = Arc::new(AtomicUsize::new(0));
+    let n2 = n.clone();
+    let srv = FakeServer::start(move |_| {
+        if n2.fetch_add(1, Ordering::SeqCst) == 0 {
+            Reply::new(429).header("retry-after", "1")
+        } else {
+            Reply::new(200)
+        }
+    })
+    .await;
+    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    let t = Instant::now();
+    client.ping().await.unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(950),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn client_errors_are_not_retried() {
+    let srv = FakeServer::start(|_| Reply::new(400).body("bad request")).await;
+    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    let err = client.get_manifest("app", "latest").await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Status { status: 400, .. }),
+        "{err:?}"
+    );
+    assert_eq!(srv.requests().len(), 1);
+    let srv = FakeServer::start(|_| Reply::new(403)).await;
+    let client = Registry::new(&srv.host(), creds("x"), fast_policy()).unwrap();
+    let m = Manifest::new(DOCKER_MANIFEST_V2, b"{}".to_vec());
+    let err = client.put_manifest("app", "latest", &m).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Denied { action: "push", .. }),
+        "{err:?}"
+    );
+    assert_eq!(srv.requests().len(), 1);
+}
+
+#[tokio::test]
+async fn unreachable_registry_is_reported_after_retries() {
+    let port = free_port();
+    let client = Registry::new(&format!("127.0.0.1:{port}"), None, fast_policy()).unwrap();
+    let err = client.ping().await.unwrap_err();
+    match &err {
+        RegistryError::Unreachable { attempts, .. } => assert_eq!(*attempts, 3),
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        err.to_string().contains(&format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[tokio::test]
+async fn tampered_manifest_is_refused() {
+    let body =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#.to_vec();
+    let wrong = sha256(b"something else");
+    let w = wrong.clone();
+    let srv = FakeServer::start(move |_| {
+        Reply::new(200)
+            .header("docker-content-digest", &w)
+            .body(body.clone())
+    })
+    .await;
+    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    let err = client.get_manifest("app", "latest").await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::DigestMismatch { .. }),
+        "{err:?}"
+    );
+    // Asked by digest, bytes that hash differently are refused too.
+    let err = client.get_manifest("app", &wrong).await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::DigestMismatch { .. }),
+        "{err:?}"
+    );
+}
+
+#[tokio::test]
+async fn media_type_falls_back_to_the_manifest_field() {
+    let body =
+        br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#.to_vec();
+    let srv = FakeServer::start(move |_| Reply::new(200).body(body.clone())).await;
+    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    let m = client.get_manifest("app", "latest").await.unwrap().unwrap();
+    assert_eq!(m.media_type, "application/vnd.oci.image.manifest.v1+json");
+}
+
+#[tokio::test]
+async fn slow_registry_times_out_per_request() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    // Accepts connections (backlog) but never answers.
+    let policy = RetryPolicy {
+        attempts: 2,
+        request_timeout: Duration::from_millis(300),
+        ..fast_policy()
+    };
+    let client = Registry::new(&host, None, policy).unwrap();
+    let t = Instant::now();
+    let err = client.ping().await.unwrap_err();
+    assert!(
+        matches!(err, RegistryError::Unreachable { attempts: 2, .. }),
+        "{err:?}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
+    drop(listener);
+}
+
+fn free_port_for_fake() -> u16 {
+    free_port()
+}
