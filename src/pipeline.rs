@@ -381,12 +381,7 @@ async fn resolve_destination(
         let created = session
             .ensure_repositories(&repos, s.create_repos)
             .await
-            .map_err(|e| match e {
-                crate::registry::ecr::AwsError::RepositoryMissing { .. } => {
-                    Error::Usage(e.to_string())
-                }
-                other => Error::Environment(other.to_string()),
-            })?;
+            .map_err(|e| Error::Environment(e.to_string()))?;
         for r in created {
             ui.info(&format!("created ECR repository {r}"));
         }
