@@ -121,6 +121,14 @@ pub struct BuildArgs {
     /// Stop every other target as soon as one fails.
     #[arg(long, env = "STACKBAKE_FAIL_FAST")]
     pub fail_fast: bool,
+    /// Seconds an engine or registry call may make no progress before it is abandoned.
+    #[arg(
+        long,
+        env = "STACKBAKE_TIMEOUT",
+        default_value = "600",
+        value_name = "SECONDS"
+    )]
+    pub timeout: std::num::NonZeroU64,
 }
 
 /// Flags of `init`.

@@ -53,6 +53,8 @@ pub struct Settings {
     pub mode: Mode,
     /// `--fail-fast`.
     pub fail_fast: bool,
+    /// `--timeout`: the longest silence tolerated from the engine or a registry.
+    pub timeout: std::time::Duration,
 }
 
 impl Settings {
@@ -149,6 +151,7 @@ impl Settings {
             out,
             mode: Mode::from_flag(a.progress),
             fail_fast: a.fail_fast,
+            timeout: std::time::Duration::from_secs(a.timeout.get()),
         })
     }
 }

@@ -35,6 +35,16 @@ pub enum EngineError {
         /// The engine's message.
         message: String,
     },
+    /// A build or push stream stayed silent longer than `--timeout`.
+    #[error(
+        "{action} made no progress for {seconds} s (--timeout); the engine or the registry looks hung"
+    )]
+    Stalled {
+        /// What we were doing.
+        action: String,
+        /// The idle limit.
+        seconds: u64,
+    },
     /// The build finished without reporting an image id.
     #[error("the engine finished the build without reporting an image id")]
     NoImageId,
@@ -91,11 +101,13 @@ pub struct BuildRequest {
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
+    /// How long a build or push stream may stay silent before we give up.
+    idle: Duration,
 }
 
 impl Engine {
     /// Connects (honouring DOCKER_HOST), negotiates the API version and pings.
-    pub async fn connect(timeout: Duration) -> Result<Engine, EngineError> {
+    pub async fn connect(timeout: Duration, idle: Duration) -> Result<Engine, EngineError> {
         let unreachable = |e: bollard::errors::Error| EngineError::Unreachable {
             detail: e.to_string(),
         };
@@ -105,7 +117,7 @@ impl Engine {
         // bollard defaults to an API version newer than Docker 20.10 speaks.
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
-        Ok(Engine { docker })
+        Ok(Engine { docker, idle })
     }
 
     /// Pulls `image`; `Ok(false)` when the registry does not have it (normal on a first build).
@@ -158,7 +170,7 @@ impl Engine {
         let mut stream = self.docker.build_image(opts, req.registry_auth, Some(body));
         let mut lines = LineBuffer::default();
         let mut image_id = None;
-        while let Some(item) = stream.next().await {
+        while let Some(item) = self.next_or_stall(&mut stream, "the build").await? {
             match item {
                 Ok(info) => {
                     if let Some(text) = &info.stream {
@@ -181,6 +193,34 @@ impl Engine {
         }
         lines.flush(&mut on_line);
         image_id.ok_or(EngineError::NoImageId)
+    }
+
+    /// The next stream item, or [`EngineError::Stalled`] after `idle` of silence.
+    async fn next_or_stall<S: Stream + Unpin>(
+        &self,
+        stream: &mut S,
+        action: &str,
+    ) -> Result<Option<S::Item>, EngineError> {
+        tokio::time::timeout(self.idle, stream.next())
+            .await
+            .map_err(|_| EngineError::Stalled {
+                action: action.to_string(),
+                seconds: self.idle.as_secs(),
+            })
+    }
+
+    /// Force-removes a container (a build container left by an interrupted run).
+    pub async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+        let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
+            .force(true)
+            .build();
+        self.docker
+            .remove_container(id, Some(opts))
+            .await
+            .map_err(|e| EngineError::Call {
+                action: format!("removing build container {id}"),
+                message: error_message(&e),
+            })
     }
 
     /// Gives `image` (id or reference) the name `repo:tag`.
@@ -222,11 +262,12 @@ impl Engine {
         let image = format!("{repo}:{tag}");
         let opts = PushImageOptionsBuilder::default().tag(tag).build();
         let mut stream = self.docker.push_image(repo, Some(opts), creds);
+        let action = format!("the push of {image}");
         let mut digest = None;
         // bollard's PushImageInfo has no layer id, so layers are told apart by
         // their total size: an approximation that only merges equal-sized layers.
         let mut layer_totals: std::collections::BTreeSet<u64> = Default::default();
-        while let Some(item) = stream.next().await {
+        while let Some(item) = self.next_or_stall(&mut stream, &action).await? {
             match item {
                 Ok(info) => {
                     let status = info.status.unwrap_or_default();
@@ -298,6 +339,46 @@ fn error_message(e: &bollard::errors::Error) -> String {
     }
 }
 
+/// Whether a failed push is worth another attempt: the network or the
+/// registry hiccuped, as opposed to a refusal (auth, missing repository).
+pub fn is_transient(e: &EngineError) -> bool {
+    let m = match e {
+        EngineError::Push { message, .. } | EngineError::Call { message, .. } => {
+            message.to_ascii_lowercase()
+        }
+        EngineError::Stalled { .. } => return true,
+        _ => return false,
+    };
+    let refused = [
+        "unauthorized",
+        "denied",
+        "authentication required",
+        "name unknown",
+        "not found",
+    ];
+    if refused.iter().any(|r| m.contains(r)) {
+        return false;
+    }
+    let transient = [
+        "connection reset",
+        "connection refused",
+        "broken pipe",
+        "eof",
+        "timeout",
+        "timed out",
+        "502",
+        "503",
+        "504",
+        "500 internal",
+        "toomanyrequests",
+        "too many requests",
+        "service unavailable",
+        "bad gateway",
+        "i/o",
+    ];
+    transient.iter().any(|t| m.contains(t))
+}
+
 fn is_not_found(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
     m.contains("not found") || m.contains("manifest unknown") || m.contains("does not exist")
@@ -348,6 +429,32 @@ mod tests {
         assert_eq!(parse_push_digest(&line), Some(format!("sha256:{hex}")));
         assert_eq!(parse_push_digest("Pushed"), None);
         assert_eq!(parse_push_digest("x: digest: sha256:abc size: 1"), None);
+    }
+
+    #[test]
+    fn refusals_are_not_retried_but_hiccups_are() {
+        let push = |m: &str| EngineError::Push {
+            image: "x".into(),
+            message: m.into(),
+        };
+        assert!(is_transient(&push(
+            "Patch http://r/v2/x/blobs/uploads/1: EOF"
+        )));
+        assert!(is_transient(&push(
+            "received unexpected HTTP status: 503 Service Unavailable"
+        )));
+        assert!(is_transient(&push(
+            "read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer"
+        )));
+        assert!(!is_transient(&push(
+            "unauthorized: authentication required"
+        )));
+        assert!(!is_transient(&push(
+            "denied: requested access to the resource is denied"
+        )));
+        assert!(!is_transient(&EngineError::Build {
+            message: "returned a non-zero code: 1".into()
+        }));
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! problem here is bad input (exit 2) that names the file.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::context::dockerignore::DockerIgnore;
 use crate::dockerfile::{self, Dockerfile, StageGraph};
@@ -43,7 +43,21 @@ pub struct Inputs {
     pub ignore: DockerIgnore,
 }
 
+/// The largest input file read (a real taskdef is a few KiB; ECS caps it at 64 KiB).
+pub const MAX_INPUT_BYTES: u64 = 8 * 1024 * 1024;
+
 fn read(path: &Path, what: &str, hint: &str) -> Result<String, Error> {
+    if let Ok(meta) = std::fs::metadata(path)
+        && meta.len() > MAX_INPUT_BYTES
+    {
+        return Err(input(
+            path,
+            format!(
+                "{what} is too large ({} bytes; the limit is {MAX_INPUT_BYTES}). Is this the right file?",
+                meta.len()
+            ),
+        ));
+    }
     let bytes = std::fs::read(path).map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
             input(path, format!("{what} not found. {hint}"))
@@ -174,11 +188,36 @@ impl Inputs {
     }
 }
 
-/// Resolves a path given on the command line against `dir` unless absolute.
-pub fn resolve(dir: &Path, p: &Path) -> PathBuf {
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        dir.join(p)
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deeply_nested_json_is_an_error_not_a_crash() {
+        let deep = format!("{}{}", "[".repeat(200_000), "]".repeat(200_000));
+        let text = format!("{{\"family\":\"x\",\"containerDefinitions\":[],\"junk\":{deep}}}");
+        assert!(TaskDef::parse(&text).is_err());
+        let deep_obj = format!("{}1{}", "{\"a\":".repeat(100_000), "}".repeat(100_000));
+        assert!(TaskDef::parse(&deep_obj).is_err());
+    }
+
+    #[test]
+    fn oversized_and_non_utf8_inputs_are_clear_errors() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let big = dir.path().join("taskdef.json");
+        let f = std::fs::File::create(&big).expect("create");
+        f.set_len(MAX_INPUT_BYTES + 1).expect("grow");
+        let err = read(&big, "the task definition", "").expect_err("too big");
+        assert!(err.to_string().contains("too large"), "{err}");
+        let bad = dir.path().join("Dockerfile");
+        std::fs::write(&bad, b"FROM x\n\xff\xfe").expect("write");
+        let err = read(&bad, "the Dockerfile", "").expect_err("not utf8");
+        assert!(err.to_string().contains("UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn a_long_yaml_bomb_does_not_hang() {
+        let bomb = "a: &a [\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\",\"x\"]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: &e [*d,*d,*d,*d,*d,*d,*d,*d,*d]\nf: &f [*e,*e,*e,*e,*e,*e,*e,*e,*e]\ng: &g [*f,*f,*f,*f,*f,*f,*f,*f,*f]\nh: &h [*g,*g,*g,*g,*g,*g,*g,*g,*g]\n";
+        assert!(AppSpec::parse(bomb).is_err());
     }
 }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use clap::Parser;
 
 pub mod artifact;
+pub mod cancel;
 pub mod cli;
 pub mod config;
 pub mod context;
@@ -79,7 +80,9 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Build(args) => {
             let settings = config::Settings::from_args(&args)?;
             let ui = Arc::new(ui::Ui::new(settings.mode, settings.verbose));
-            let report = interruptible(pipeline::build(&settings, ui.clone())).await?;
+            let state = cancel::RunState::new();
+            let run = pipeline::build(&settings, ui.clone(), state.clone());
+            let report = interruptible(run, &state, &ui).await?;
             summarize(&ui, &report);
             if settings.json {
                 print!("{}", report.to_json());
@@ -89,7 +92,8 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
         Command::Plan(args) => {
             let settings = config::Settings::from_args(&args)?;
             let ui = Arc::new(ui::Ui::new(settings.mode, settings.verbose));
-            let report = interruptible(pipeline::plan(&settings, ui.clone())).await?;
+            let state = cancel::RunState::new();
+            let report = interruptible(pipeline::plan(&settings, ui.clone()), &state, &ui).await?;
             plan_table(&ui, &report);
             if settings.json {
                 print!("{}", report.to_json());
@@ -105,29 +109,74 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
     }
 }
 
-/// Runs `fut` until it ends or SIGINT/SIGTERM arrives. Dropping the future
-/// closes the engine connections, which makes the daemon cancel its builds.
+/// Runs `fut` until it ends or SIGINT/SIGTERM arrives. On the first
+/// signal every task is cancelled (dropping a build stream makes the daemon
+/// stop that build), the build containers the run started are removed, and
+/// the run ends with [`Error::Interrupted`] (exit 130) without writing an
+/// artifact; a second signal exits at once.
 async fn interruptible<T>(
     fut: impl std::future::Future<Output = Result<T, Error>>,
+    state: &cancel::RunState,
+    ui: &ui::Ui,
 ) -> Result<T, Error> {
-    let term = async {
-        #[cfg(unix)]
-        {
-            use tokio::signal::unix::{SignalKind, signal};
-            match signal(SignalKind::terminate()) {
-                Ok(mut s) => {
-                    s.recv().await;
-                }
-                Err(_) => std::future::pending::<()>().await,
-            }
-        }
-        #[cfg(not(unix))]
-        std::future::pending::<()>().await;
-    };
     tokio::select! {
-        r = fut => r,
-        _ = tokio::signal::ctrl_c() => Err(Error::Interrupted),
-        () = term => Err(Error::Interrupted),
+        r = fut => return r,
+        () = next_signal() => {}
+    }
+    state.cancel(cancel::CancelReason::Interrupted);
+    ui.always(
+        "stackbake: interrupted: stopping builds and pushes (interrupt again to exit at once)",
+    );
+    tokio::spawn(async {
+        next_signal().await;
+        eprintln!("stackbake: interrupted twice: exiting now");
+        std::process::exit(i32::from(exit_code::INTERRUPTED));
+    });
+    remove_build_containers(state, ui).await;
+    Err(Error::Interrupted)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn next_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = int.recv() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+/// Removes the intermediate containers of the builds this run started.
+async fn remove_build_containers(state: &cancel::RunState, ui: &ui::Ui) {
+    // Give the engine a moment to notice the closed build connections first.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    let live = state.live_containers();
+    if live.is_empty() {
+        return;
+    }
+    let timeout = std::time::Duration::from_secs(20);
+    let Ok(engine) = engine::Engine::connect(timeout, timeout).await else {
+        ui.always("stackbake: cannot reach the engine to remove build containers");
+        return;
+    };
+    for id in live {
+        match engine.remove_container(&id).await {
+            Ok(()) => ui.always(&format!("stackbake: removed build container {id}")),
+            Err(e) if e.to_string().contains("No such container") => {}
+            Err(e) => ui.always(&format!("stackbake: {e}")),
+        }
     }
 }
 

@@ -12,6 +12,7 @@ use bollard::auth::DockerCredentials;
 use tokio::task::JoinSet;
 
 use crate::artifact::{self, OutFile};
+use crate::cancel::{BUILD_LABEL, CancelReason, RunState};
 use crate::config::{self, Settings};
 use crate::context::walk::{self, Entry};
 use crate::engine::{BuildRequest, Engine, EngineError};
@@ -31,8 +32,8 @@ use crate::ui::Ui;
 const DOCKERFILE_IN_CONTEXT: &str = ".dockerfile.stackbake";
 /// Lines of a failed target's log shown in the error.
 const LOG_TAIL: usize = 15;
-/// Engine request timeout (headers; streams are not cut).
-const ENGINE_TIMEOUT: Duration = Duration::from_secs(600);
+/// Attempts for a push that fails with a transient error.
+const PUSH_ATTEMPTS: u32 = 3;
 
 /// Where images go.
 struct Destination {
@@ -219,7 +220,7 @@ async fn decide(
 pub async fn plan(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
     let engine = if s.local && s.registry.is_none() {
         Some(
-            Engine::connect(ENGINE_TIMEOUT)
+            Engine::connect(s.timeout, s.timeout)
                 .await
                 .map_err(|e| Error::Environment(e.to_string()))?,
         )
@@ -292,8 +293,8 @@ fn externals(inputs: &Inputs) -> Vec<ExternalReport> {
 }
 
 /// Runs `stackbake build`.
-pub async fn build(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
-    let engine = Engine::connect(ENGINE_TIMEOUT)
+pub async fn build(s: &Settings, ui: Arc<Ui>, state: RunState) -> Result<Report, Error> {
+    let engine = Engine::connect(s.timeout, s.timeout)
         .await
         .map_err(|e| Error::Environment(e.to_string()))?;
     let p = prepare(s, &ui, Intent::Build, Some(&engine)).await?;
@@ -321,8 +322,12 @@ pub async fn build(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
             entries,
             cache_from,
             ui.clone(),
+            &state,
         )
         .await;
+    }
+    if state.reason() == Some(CancelReason::Interrupted) {
+        return Err(Error::Interrupted);
     }
     let failures: Vec<TargetFailure> = outcomes
         .iter()
@@ -342,7 +347,7 @@ pub async fn build(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
         });
     }
 
-    finish(s, &p, &engine, &units, &outcomes, &ui).await
+    finish(s, &state, &p, &engine, &units, &outcomes, &ui).await
 }
 
 async fn resolve_destination(
@@ -454,6 +459,7 @@ async fn run_units(
     entries: Vec<Entry>,
     cache_from: Vec<String>,
     ui: Arc<Ui>,
+    state: &RunState,
 ) -> Vec<(usize, UnitOutcome)> {
     let entries = Arc::new(entries);
     let mut outcomes: Vec<Option<UnitOutcome>> = (0..units.len()).map(|_| None).collect();
@@ -467,6 +473,21 @@ async fn run_units(
     loop {
         for i in 0..units.len() {
             if started[i] || set.len() >= s.jobs {
+                continue;
+            }
+            if state.is_cancelled() {
+                started[i] = true;
+                outcomes[i] = Some(UnitOutcome {
+                    failure: Some(TargetFailure {
+                        target: inputs.stage_label(units[i].stage),
+                        step: "build",
+                        message: "not started: the run was stopped (--fail-fast or a signal)"
+                            .to_string(),
+                        log_tail: Vec::new(),
+                        hint: String::new(),
+                    }),
+                    ..Default::default()
+                });
                 continue;
             }
             let deps = &units[i].after;
@@ -499,7 +520,7 @@ async fn run_units(
             let job = UnitJob {
                 index: i,
                 label,
-                dockerfile: inputs.dockerfile.pruned(&units[i].keep),
+                dockerfile: label_stages(&inputs.dockerfile.pruned(&units[i].keep)),
                 root: s.dir.clone(),
                 entries: entries.clone(),
                 request_args: build_args.clone(),
@@ -515,11 +536,17 @@ async fn run_units(
                 commit: commit.to_string(),
                 engine: engine.clone(),
                 ui: ui.clone(),
+                state: state.clone(),
             };
             set.spawn(job.run());
         }
         match set.join_next().await {
-            Some(Ok((i, outcome))) => outcomes[i] = Some(outcome),
+            Some(Ok((i, outcome))) => {
+                if outcome.failure.is_some() && s.fail_fast {
+                    state.cancel(CancelReason::TargetFailed);
+                }
+                outcomes[i] = Some(outcome);
+            }
             Some(Err(e)) => {
                 // A panicking task is a bug; report it as that unit's failure.
                 ui.always(&format!("internal error in a build task: {e}"));
@@ -568,14 +595,37 @@ struct UnitJob {
     commit: String,
     engine: Engine,
     ui: Arc<Ui>,
+    state: RunState,
 }
 
 impl UnitJob {
     async fn run(self) -> (usize, UnitOutcome) {
+        let index = self.index;
+        let state = self.state.clone();
+        let label = self.label.clone();
+        tokio::select! {
+            biased;
+            () = state.cancelled() => (index, UnitOutcome {
+                failure: Some(TargetFailure {
+                    target: label,
+                    step: "build",
+                    message: "cancelled: the run was stopped (--fail-fast or a signal)".to_string(),
+                    log_tail: Vec::new(),
+                    hint: String::new(),
+                }),
+                ..Default::default()
+            }),
+            r = self.work() => r,
+        }
+    }
+
+    async fn work(self) -> (usize, UnitOutcome) {
         let started = Instant::now();
         let tail: Arc<Mutex<Vec<String>>> = Arc::default();
         let mut outcome = UnitOutcome::default();
+        let state = &self.state;
         let log = |ui: &Ui, label: &str, tail: &Mutex<Vec<String>>, line: &str| {
+            state.observe_build_line(line);
             ui.log(label, line);
             let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
             t.push(line.to_string());
@@ -598,6 +648,7 @@ impl UnitJob {
             self.commit.clone(),
         );
         labels.insert("dev.stackbake.stage".to_string(), self.label.clone());
+        labels.insert(BUILD_LABEL.to_string(), "1".to_string());
         if let Some(fp) = &self.fingerprint {
             labels.insert(fingerprint::LABEL.to_string(), fp.as_digest());
         }
@@ -644,13 +695,28 @@ impl UnitJob {
             };
             self.ui
                 .status(&self.label, &format!("pushing {full_repo}:{}", self.commit));
-            match self
-                .engine
-                .push(&full_repo, &self.commit, self.docker_creds.clone(), |l| {
-                    log(&self.ui, &self.label, &tail, l);
-                })
-                .await
-            {
+            let mut attempt = 1;
+            let pushed = loop {
+                let r = self
+                    .engine
+                    .push(&full_repo, &self.commit, self.docker_creds.clone(), |l| {
+                        log(&self.ui, &self.label, &tail, l);
+                    })
+                    .await;
+                match r {
+                    Err(e) if attempt < PUSH_ATTEMPTS && crate::engine::is_transient(&e) => {
+                        let wait = Duration::from_millis(500 * 2u64.pow(attempt));
+                        self.ui.status(
+                            &self.label,
+                            &format!("push failed ({e}); retrying in {:.1}s", wait.as_secs_f64()),
+                        );
+                        tokio::time::sleep(wait).await;
+                        attempt += 1;
+                    }
+                    other => break other,
+                }
+            };
+            match pushed {
                 Ok(p) => {
                     // The image is fully pushed: only now may its fingerprint tag point at it.
                     if let Some(fp) = &self.fingerprint
@@ -712,6 +778,7 @@ impl UnitJob {
 
 async fn finish(
     s: &Settings,
+    state: &RunState,
     p: &Prepared,
     engine: &Engine,
     units: &[Unit],
@@ -720,6 +787,9 @@ async fn finish(
 ) -> Result<Report, Error> {
     let env = |e: crate::registry::RegistryError| Error::Environment(e.to_string());
     let commit = p.commit.as_str();
+    if state.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
     let dest = p.dest.as_ref();
     let outcome_of = |stage: usize| {
         units
@@ -843,6 +913,9 @@ async fn finish(
         targets,
         external: externals(&p.inputs),
     };
+    if state.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
     write_artifact(s, &p.inputs, &pins, &report, ui)?;
     Ok(report)
 }
@@ -912,5 +985,54 @@ fn same_dir(a: &Path, b: &Path) -> bool {
     match (a.canonicalize(), b.canonicalize()) {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
+    }
+}
+
+/// Inserts `LABEL <BUILD_LABEL>=1` after every `FROM`, so that the engine's
+/// intermediate build containers carry it and can be found (and removed
+/// after an interrupt) with `docker ps -a --filter label=...`. The value is
+/// constant, so it never costs a cache miss.
+fn label_stages(dockerfile: &str) -> String {
+    let Ok(df) = crate::dockerfile::parse(dockerfile) else {
+        return dockerfile.to_string();
+    };
+    let after: std::collections::BTreeSet<usize> = df
+        .stages
+        .iter()
+        .map(|s| s.from_instruction().end_line)
+        .collect();
+    let mut out = String::with_capacity(dockerfile.len() + 64 * after.len());
+    for (i, line) in dockerfile.split_inclusive('\n').enumerate() {
+        out.push_str(line);
+        if after.contains(&(i + 1)) {
+            if !line.ends_with('\n') {
+                out.push('\n');
+            }
+            out.push_str(&format!("LABEL {BUILD_LABEL}=1\n"));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stage_gets_the_build_label_right_after_its_from() {
+        let df = "ARG B=x\nFROM $B AS base\nRUN a\nFROM base \\\n  AS t\nRUN b";
+        let out = label_stages(df);
+        assert_eq!(
+            out,
+            "ARG B=x\nFROM $B AS base\nLABEL dev.stackbake.build=1\nRUN a\nFROM base \\\n  AS t\nLABEL dev.stackbake.build=1\nRUN b"
+        );
+        let parsed = crate::dockerfile::parse(&out).expect("still parses");
+        assert_eq!(parsed.stages.len(), 2);
+        assert!(
+            parsed
+                .stages
+                .iter()
+                .all(|s| s.instructions[0].keyword == "LABEL")
+        );
     }
 }
