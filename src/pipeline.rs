@@ -522,7 +522,12 @@ async fn run_units(
                 label,
                 dockerfile: label_stages(&inputs.dockerfile.pruned(&units[i].keep)),
                 root: s.dir.clone(),
-                entries: entries.clone(),
+                entries: Arc::new(narrow_context(
+                    inputs,
+                    &units[i].keep,
+                    &s.build_args,
+                    &entries,
+                )),
                 request_args: build_args.clone(),
                 cache,
                 registry_auth: registry_auth.clone(),
@@ -986,6 +991,56 @@ fn same_dir(a: &Path, b: &Path) -> bool {
         (Ok(a), Ok(b)) => a == b,
         _ => a == b,
     }
+}
+
+/// The part of the context that the stages `keep` read: what their
+/// `COPY`/`ADD` sources select, the directories above it, and the
+/// `.dockerignore`. Sending only this makes a build's upload proportional
+/// to what it uses, not to the repository; the engine's cache keys (the
+/// checksums of the copied files) are unchanged. Falls back to the whole
+/// context if a source cannot be resolved (the build will then report it).
+fn narrow_context(
+    inputs: &Inputs,
+    keep: &[usize],
+    build_args: &BTreeMap<String, String>,
+    entries: &[Entry],
+) -> Vec<Entry> {
+    let mut wanted: std::collections::BTreeSet<String> = std::collections::BTreeSet::new();
+    wanted.insert(".dockerignore".to_string());
+    for &stage in keep {
+        let Ok(sources) = inputs.dockerfile.context_sources(stage, build_args) else {
+            return entries.to_vec();
+        };
+        let mut per_line: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for src in sources {
+            if let crate::dockerfile::ContextSource::Local { path, line } = src {
+                per_line.entry(line).or_default().push(path);
+            }
+        }
+        for sources in per_line.values() {
+            match crate::context::hash::selected_paths(entries, sources) {
+                Ok(paths) => wanted.extend(paths),
+                Err(_) => return entries.to_vec(),
+            }
+        }
+    }
+    if wanted.contains("") {
+        return entries.to_vec();
+    }
+    let ancestors: Vec<String> = wanted
+        .iter()
+        .flat_map(|p| {
+            p.match_indices('/')
+                .map(|(i, _)| p[..i].to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    wanted.extend(ancestors);
+    entries
+        .iter()
+        .filter(|e| wanted.contains(&e.rel))
+        .cloned()
+        .collect()
 }
 
 /// Inserts `LABEL <BUILD_LABEL>=1` after every `FROM`, so that the engine's

@@ -59,35 +59,7 @@ pub fn hash_sources(
     sources: &[String],
 ) -> Result<HashedSources, ContextError> {
     let index: BTreeMap<&str, &Entry> = entries.iter().map(|e| (e.rel.as_str(), e)).collect();
-    let mut selected: BTreeSet<&str> = BTreeSet::new();
-    for source in sources {
-        let mut orig = source.as_str();
-        if orig.len() > 1 && orig.starts_with('/') {
-            orig = &orig[1..];
-        }
-        orig = orig.strip_prefix("./").unwrap_or(orig);
-        if contains_wildcards(orig) {
-            for e in entries {
-                if go_match(orig, &e.rel).unwrap_or(false) {
-                    select(&index, &e.rel, source, &mut selected)?;
-                }
-            }
-        } else {
-            let p = clean(orig);
-            if p == ".." || p.starts_with("../") {
-                return Err(ContextError::SourceOutsideContext {
-                    path: source.clone(),
-                });
-            }
-            let p = if p == "." || p == "/" { "" } else { p.as_str() };
-            select(&index, p, source, &mut selected)?;
-        }
-    }
-    if selected.is_empty() {
-        return Err(ContextError::NoSourceFiles {
-            sources: sources.join(", "),
-        });
-    }
+    let selected = select_all(&index, entries, sources)?;
     let items: Vec<&Entry> = selected
         .iter()
         .filter_map(|rel| index.get(rel).copied())
@@ -120,6 +92,58 @@ pub fn hash_sources(
         paths: items.len(),
         bytes,
     })
+}
+
+/// The context paths that the sources of one COPY/ADD instruction select
+/// (matched paths, everything under matched directories, and symlinks
+/// crossed on the way), with the same rules and errors as [`hash_sources`].
+/// Used to send each build only the files its instructions read.
+pub fn selected_paths(
+    entries: &[Entry],
+    sources: &[String],
+) -> Result<BTreeSet<String>, ContextError> {
+    let index: BTreeMap<&str, &Entry> = entries.iter().map(|e| (e.rel.as_str(), e)).collect();
+    Ok(select_all(&index, entries, sources)?
+        .into_iter()
+        .map(String::from)
+        .collect())
+}
+
+fn select_all<'a>(
+    index: &BTreeMap<&'a str, &'a Entry>,
+    entries: &'a [Entry],
+    sources: &[String],
+) -> Result<BTreeSet<&'a str>, ContextError> {
+    let mut selected: BTreeSet<&str> = BTreeSet::new();
+    for source in sources {
+        let mut orig = source.as_str();
+        if orig.len() > 1 && orig.starts_with('/') {
+            orig = &orig[1..];
+        }
+        orig = orig.strip_prefix("./").unwrap_or(orig);
+        if contains_wildcards(orig) {
+            for e in entries {
+                if go_match(orig, &e.rel).unwrap_or(false) {
+                    select(index, &e.rel, source, &mut selected)?;
+                }
+            }
+        } else {
+            let p = clean(orig);
+            if p == ".." || p.starts_with("../") {
+                return Err(ContextError::SourceOutsideContext {
+                    path: source.clone(),
+                });
+            }
+            let p = if p == "." || p == "/" { "" } else { p.as_str() };
+            select(index, p, source, &mut selected)?;
+        }
+    }
+    if selected.is_empty() {
+        return Err(ContextError::NoSourceFiles {
+            sources: sources.join(", "),
+        });
+    }
+    Ok(selected)
 }
 
 fn frame(h: &mut Sha256, field: &[u8]) {
