@@ -1074,6 +1074,45 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_build_is_sent_only_the_files_its_stages_read() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let args = BTreeMap::new();
+        let inputs = inputs::load(
+            &root.join("Dockerfile"),
+            &root.join("taskdef.json"),
+            &root.join("appspec.yaml"),
+            root,
+            &[],
+            &args,
+            None,
+        )
+        .expect("example stack loads");
+        let entries = walk::list(root, &inputs.ignore, &[".dockerignore"]).expect("walk");
+        let api = inputs.dockerfile.stage_index("api").expect("api");
+        let sent: Vec<String> = narrow_context(&inputs, &inputs.graph.needed(api), &args, &entries)
+            .into_iter()
+            .map(|e| e.rel)
+            .collect();
+        assert!(sent.contains(&".dockerignore".to_string()));
+        assert!(sent.contains(&"app/api/index.json".to_string()), "{sent:?}");
+        assert!(
+            sent.contains(&"app/shared/config.txt".to_string()),
+            "{sent:?}"
+        );
+        assert!(
+            sent.contains(&"app".to_string()),
+            "parents are kept: {sent:?}"
+        );
+        assert!(
+            !sent
+                .iter()
+                .any(|p| p.starts_with("app/nginx") || p.starts_with("app/sidecar")),
+            "{sent:?}"
+        );
+        assert!(sent.len() < entries.len());
+    }
+
+    #[test]
     fn every_stage_gets_the_build_label_right_after_its_from() {
         let df = "ARG B=x\nFROM $B AS base\nRUN a\nFROM base \\\n  AS t\nRUN b";
         let out = label_stages(df);
