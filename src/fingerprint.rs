@@ -79,6 +79,11 @@ impl Feed {
     }
 }
 
+/// Remembers the digest of each COPY/ADD source set, so that a stage shared
+/// by many targets has its files hashed once per run, not once per target.
+#[derive(Default)]
+pub struct SourceCache(std::collections::HashMap<Vec<String>, [u8; 32]>);
+
 /// Computes the fingerprint of stage `target`.
 ///
 /// `entries` is the `.dockerignore`-filtered context listed with no
@@ -91,6 +96,27 @@ pub fn fingerprint(
     build_args: &BTreeMap<String, String>,
     root: &Path,
     entries: &[Entry],
+) -> Result<Fingerprint, FingerprintError> {
+    fingerprint_cached(
+        df,
+        graph,
+        target,
+        build_args,
+        root,
+        entries,
+        &mut SourceCache::default(),
+    )
+}
+
+/// [`fingerprint`], reusing (and filling) `cache` across the targets of one run.
+pub fn fingerprint_cached(
+    df: &Dockerfile,
+    graph: &StageGraph,
+    target: usize,
+    build_args: &BTreeMap<String, String>,
+    root: &Path,
+    entries: &[Entry],
+    cache: &mut SourceCache,
 ) -> Result<Fingerprint, FingerprintError> {
     let needed = graph.needed(target);
     let position: BTreeMap<usize, usize> =
@@ -145,9 +171,17 @@ pub fn fingerprint(
             }
         }
         for (line, sources) in per_line {
-            let hashed = hash_sources(root, entries, &sources)
-                .map_err(|source| FingerprintError::Source { line, source })?;
-            h.field("context", &hashed.digest);
+            let digest = match cache.0.get(&sources) {
+                Some(d) => *d,
+                None => {
+                    let d = hash_sources(root, entries, &sources)
+                        .map_err(|source| FingerprintError::Source { line, source })?
+                        .digest;
+                    cache.0.insert(sources, d);
+                    d
+                }
+            };
+            h.field("context", &digest);
         }
         for url in remote {
             h.field("remote", url.as_bytes());

@@ -139,62 +139,40 @@ async fn decide(
         path: s.dir.clone(),
         message: format!("cannot read the build context: {e}"),
     })?;
-    let mut out = Vec::new();
+    let mut cache = fingerprint::SourceCache::default();
+    let mut fps = Vec::new();
     for t in &inputs.targets {
         let fp = tokio::task::block_in_place(|| {
-            fingerprint::fingerprint(
+            fingerprint::fingerprint_cached(
                 &inputs.dockerfile,
                 &inputs.graph,
                 t.stage,
                 &s.build_args,
                 &s.dir,
                 &fp_entries,
+                &mut cache,
             )
         })
         .map_err(|e| Error::Input {
             path: s.dockerfile.clone(),
             message: e.to_string(),
         })?;
-        let tag = fp.tag();
-        let mut found: BTreeMap<String, Option<String>> = BTreeMap::new();
-        for repo in &t.repositories {
-            let hit = match (dest, engine) {
-                (Some(d), _) => d
-                    .registry
-                    .manifest_digest(repo, &tag)
-                    .await
-                    .map_err(|e| Error::Environment(e.to_string()))?
-                    .map(Some),
-                (None, Some(e)) => e.inspect(&format!("{repo}:{tag}")).await.ok().map(|_| None),
-                (None, None) => None,
-            };
-            if let Some(h) = hit {
-                found.insert(repo.clone(), h);
-            }
-        }
-        let all_found = found.len() == t.repositories.len();
-        let (reuse, reason) = if s.force {
-            (None, "forced")
-        } else if all_found {
-            (Some(found), "unchanged")
-        } else {
-            let first = t
-                .repositories
-                .first()
-                .map(String::as_str)
-                .unwrap_or_default();
-            let seen = match (dest, engine) {
-                (Some(d), _) => d
-                    .registry
-                    .manifest_digest(first, "latest")
-                    .await
-                    .map_err(|e| Error::Environment(e.to_string()))?
-                    .is_some(),
-                (None, Some(e)) => e.inspect(&format!("{first}:latest")).await.is_ok(),
-                (None, None) => false,
-            };
-            (None, if seen { "changed" } else { "new" })
-        };
+        fps.push(fp);
+    }
+    ui.debug(&format!(
+        "fingerprints of {} targets took {:.2}s",
+        fps.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    // One lookup per target, all at once.
+    let lookups = inputs
+        .targets
+        .iter()
+        .zip(&fps)
+        .map(|(t, fp)| lookup(s, t, fp, dest, engine));
+    let results = futures_util::future::try_join_all(lookups).await?;
+    let mut out = Vec::new();
+    for ((t, fp), (reuse, reason)) in inputs.targets.iter().zip(fps).zip(results) {
         ui.status(
             &t.name,
             &format!(
@@ -214,6 +192,57 @@ async fn decide(
         started.elapsed().as_secs_f64()
     ));
     Ok(out)
+}
+
+/// Looks a target's fingerprint up where its images go: reuse (with the
+/// digest per repository) or build, and why.
+async fn lookup(
+    s: &Settings,
+    t: &inputs::Target,
+    fp: &Fingerprint,
+    dest: Option<&Destination>,
+    engine: Option<&Engine>,
+) -> Result<(Option<BTreeMap<String, Option<String>>>, &'static str), Error> {
+    let env = |e: crate::registry::RegistryError| Error::Environment(e.to_string());
+    if s.force {
+        return Ok((None, "forced"));
+    }
+    let tag = fp.tag();
+    let mut found: BTreeMap<String, Option<String>> = BTreeMap::new();
+    for repo in &t.repositories {
+        let hit = match (dest, engine) {
+            (Some(d), _) => d
+                .registry
+                .manifest_digest(repo, &tag)
+                .await
+                .map_err(env)?
+                .map(Some),
+            (None, Some(e)) => e.inspect(&format!("{repo}:{tag}")).await.ok().map(|_| None),
+            (None, None) => None,
+        };
+        if let Some(h) = hit {
+            found.insert(repo.clone(), h);
+        }
+    }
+    if found.len() == t.repositories.len() {
+        return Ok((Some(found), "unchanged"));
+    }
+    let first = t
+        .repositories
+        .first()
+        .map(String::as_str)
+        .unwrap_or_default();
+    let seen = match (dest, engine) {
+        (Some(d), _) => d
+            .registry
+            .manifest_digest(first, "latest")
+            .await
+            .map_err(env)?
+            .is_some(),
+        (None, Some(e)) => e.inspect(&format!("{first}:latest")).await.is_ok(),
+        (None, None) => false,
+    };
+    Ok((None, if seen { "changed" } else { "new" }))
 }
 
 /// Runs `stackbake plan`: the decisions, with no change anywhere.
@@ -804,56 +833,41 @@ async fn finish(
             .map(|o| &o.1)
     };
     // Reused images get the commit tag by a manifest copy (no pull, no push).
-    for d in &p.decisions {
-        let Some(found) = &d.reuse else { continue };
-        for repo in &d.target.repositories {
-            let fp_tag = d.fingerprint.tag();
-            match dest {
-                Some(dst) => {
-                    dst.registry
-                        .copy_tag(repo, &fp_tag, commit)
-                        .await
-                        .map_err(env)?;
+    let reuse_copies = p.decisions.iter().flat_map(|d| {
+        d.reuse.iter().flat_map(move |found| {
+            d.target.repositories.iter().map(move |repo| {
+                let fp_tag = d.fingerprint.tag();
+                let shown = found
+                    .get(repo)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| fp_tag.clone());
+                async move {
+                    retag(dest, engine, repo, &fp_tag, commit).await?;
+                    ui.status(
+                        &d.target.name,
+                        &format!(
+                            "reused {}{repo}@{shown} as :{commit}",
+                            dest.map(|x| format!("{}/", x.host)).unwrap_or_default(),
+                        ),
+                    );
+                    Ok::<(), Error>(())
                 }
-                None => engine
-                    .tag(&format!("{repo}:{fp_tag}"), repo, commit)
-                    .await
-                    .map_err(|e| Error::Environment(e.to_string()))?,
-            }
-            ui.status(
-                &d.target.name,
-                &format!(
-                    "reused {}{repo}@{} as :{commit}",
-                    dest.map(|x| format!("{}/", x.host)).unwrap_or_default(),
-                    found
-                        .get(repo)
-                        .cloned()
-                        .flatten()
-                        .unwrap_or_else(|| fp_tag.clone())
-                ),
-            );
-        }
-    }
+            })
+        })
+    });
+    futures_util::future::try_join_all(reuse_copies).await?;
     // Move `latest` only now that every target is fully pushed.
     let mut tags = vec![commit.to_string()];
     if !s.no_latest {
         tags.push("latest".to_string());
-        for d in &p.decisions {
-            for repo in &d.target.repositories {
-                match dest {
-                    Some(dst) => {
-                        dst.registry
-                            .copy_tag(repo, commit, "latest")
-                            .await
-                            .map_err(env)?;
-                    }
-                    None => engine
-                        .tag(&format!("{repo}:{commit}"), repo, "latest")
-                        .await
-                        .map_err(|e| Error::Environment(e.to_string()))?,
-                }
-            }
-        }
+        let moves = p.decisions.iter().flat_map(|d| {
+            d.target
+                .repositories
+                .iter()
+                .map(|repo| retag(dest, engine, repo, commit, "latest"))
+        });
+        futures_util::future::try_join_all(moves).await?;
     }
     // Every pinned digest must exist in the registry before the taskdef names it.
     let mut pins: BTreeMap<String, String> = BTreeMap::new();
@@ -923,6 +937,29 @@ async fn finish(
     }
     write_artifact(s, &p.inputs, &pins, &report, ui)?;
     Ok(report)
+}
+
+/// Gives `repo:from` the extra tag `to`: a manifest copy in the registry
+/// (the digest stays the same), or a local tag when there is no registry.
+async fn retag(
+    dest: Option<&Destination>,
+    engine: &Engine,
+    repo: &str,
+    from: &str,
+    to: &str,
+) -> Result<(), Error> {
+    match dest {
+        Some(d) => d
+            .registry
+            .copy_tag(repo, from, to)
+            .await
+            .map(|_| ())
+            .map_err(|e| Error::Environment(e.to_string())),
+        None => engine
+            .tag(&format!("{repo}:{from}"), repo, to)
+            .await
+            .map_err(|e| Error::Environment(e.to_string())),
+    }
 }
 
 fn write_artifact(
