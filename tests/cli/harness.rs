@@ -1026,3 +1026,210 @@ impl Fixture {
         sb
     }
 }
+
+// ------------------------------------------------- ECR and fingerprint additions
+
+impl Fixture {
+    /// Fresh base image, fresh registry demanding basic auth `user`/`pass`
+    /// (e.g. moto's ECR token), example project.
+    pub fn with_auth_registry(user: &str, pass: &str) -> Fixture {
+        require_docker();
+        let tag = unique_id();
+        let mut images = LocalImages::new(&tag);
+        let registry = Registry::start_with_auth(user, pass);
+        images.watch_registry(registry.addr());
+        Fixture {
+            images,
+            project: Project::example(),
+            registry: Some(registry),
+            base: Some(BaseImage::fresh()),
+            tag,
+        }
+    }
+}
+
+/// Every regular file under `dir` (recursively, symlinks not followed), as
+/// absolute paths; empty if `dir` does not exist.
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let mut pending = vec![dir.to_owned()];
+    while let Some(d) = pending.pop() {
+        let Ok(entries) = fs::read_dir(&d) else {
+            continue;
+        };
+        for entry in entries.filter_map(Result::ok) {
+            match entry.file_type() {
+                Ok(kind) if kind.is_dir() => pending.push(entry.path()),
+                Ok(kind) if kind.is_file() => found.push(entry.path()),
+                _ => {}
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
+// ------------------------------------------------- faults additions: background runs
+
+/// A `stackbake` run started with [`Sb::spawn`]: the test can watch its
+/// stderr while it runs, signal it, and then collect its [`Outcome`]. Killed
+/// on drop if still running.
+pub struct Running {
+    child: Child,
+    command: String,
+    started: Instant,
+    stdout: Option<thread::JoinHandle<String>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr_reader: Option<thread::JoinHandle<()>>,
+}
+
+impl Sb {
+    /// Starts the binary in the background with the same environment rules
+    /// as [`Sb::run`] (the run's own timeout is not applied: pass a limit to
+    /// [`Running::wait`]).
+    pub fn spawn(self) -> Running {
+        let mut cmd = Command::new(BIN);
+        cmd.args(&self.args);
+        for (key, _) in std::env::vars_os() {
+            let k = key.to_string_lossy();
+            if ["CODEBUILD_", "AWS_", "STACKBAKE_"]
+                .iter()
+                .any(|p| k.starts_with(p))
+            {
+                cmd.env_remove(&key);
+            }
+        }
+        cmd.env("NO_COLOR", "1");
+        for (key, value) in &self.env {
+            match value {
+                Some(v) => cmd.env(key, v),
+                None => cmd.env_remove(key),
+            };
+        }
+        if let Some(dir) = &self.cwd {
+            cmd.current_dir(dir);
+        }
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let command = format!(
+            "stackbake {}",
+            self.args
+                .iter()
+                .map(|a| a.to_string_lossy())
+                .collect::<Vec<_>>()
+                .join(" ")
+        );
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
+        let started = Instant::now();
+        let stdout = drain(child.stdout.take());
+        let stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>> = std::sync::Arc::default();
+        let stderr_reader = child.stderr.take().map(|mut pipe| {
+            let sink = stderr.clone();
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                loop {
+                    match pipe.read(&mut buf) {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => sink
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .extend_from_slice(&buf[..n]),
+                    }
+                }
+            })
+        });
+        Running {
+            child,
+            command,
+            started,
+            stdout: Some(stdout),
+            stderr,
+            stderr_reader,
+        }
+    }
+}
+
+impl Running {
+    /// The process id (for `kill -INT`).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Time since the start.
+    pub fn elapsed(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// Everything written to stderr so far.
+    pub fn stderr_so_far(&self) -> String {
+        let bytes = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Waits until stderr satisfies `seen` (true) or the run exits or
+    /// `limit` passes (false). Polls every 20 ms.
+    pub fn wait_for_stderr(&mut self, limit: Duration, seen: impl Fn(&str) -> bool) -> bool {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if seen(&self.stderr_so_far()) {
+                return true;
+            }
+            if matches!(self.child.try_wait(), Ok(Some(_))) {
+                return seen(&self.stderr_so_far());
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    /// Sends `signal` (a `kill` name: `INT`, `TERM`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("cannot run kill");
+        assert!(status.success(), "kill -{signal} {} failed", self.pid());
+    }
+
+    /// Waits for the exit (killing the run and panicking after `limit`).
+    pub fn wait(mut self, limit: Duration) -> Outcome {
+        let status = loop {
+            match self.child.try_wait().expect("wait for stackbake") {
+                Some(status) => break Some(status),
+                None if self.started.elapsed() > limit => {
+                    stop(&mut self.child);
+                    break None;
+                }
+                None => thread::sleep(Duration::from_millis(25)),
+            }
+        };
+        if let Some(t) = self.stderr_reader.take() {
+            let _ = t.join();
+        }
+        let outcome = Outcome {
+            command: self.command.clone(),
+            code: status.and_then(|s| s.code()),
+            stdout: self
+                .stdout
+                .take()
+                .and_then(|t| t.join().ok())
+                .unwrap_or_default(),
+            stderr: self.stderr_so_far(),
+            elapsed: self.started.elapsed(),
+        };
+        assert!(status.is_some(), "timed out after {limit:?}:\n{outcome}");
+        outcome
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            stop(&mut self.child);
+        }
+    }
+}
