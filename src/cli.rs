@@ -143,12 +143,12 @@ pub struct InitArgs {
     #[arg(long, env = "STACKBAKE_ACCOUNT")]
     pub account: Option<String>,
     /// AWS region (default: AWS_REGION / AWS_DEFAULT_REGION).
-    #[arg(long)]
+    #[arg(long, env = "STACKBAKE_REGION")]
     pub region: Option<String>,
     /// Deployable stages to include (default: every named stage no other stage builds on).
-    #[arg(long = "stage", value_delimiter = ',')]
+    #[arg(long = "stage", env = "STACKBAKE_STAGE", value_delimiter = ',')]
     pub stages: Vec<String>,
     /// The container that receives load balancer traffic.
-    #[arg(long)]
+    #[arg(long, env = "STACKBAKE_LB_CONTAINER")]
     pub lb_container: Option<String>,
 }
