@@ -12,6 +12,7 @@ use clap::Parser;
 
 pub mod artifact;
 pub mod cancel;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod context;
@@ -19,6 +20,7 @@ pub mod dockerfile;
 pub mod engine;
 pub mod error;
 pub mod fingerprint;
+pub mod init;
 pub mod inputs;
 pub mod pipeline;
 pub mod plan;
@@ -100,12 +102,27 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
             }
             Ok(())
         }
-        Command::Check(_) => Err(Error::Usage(
-            "`stackbake check` is not implemented yet".to_string(),
-        )),
-        Command::Init(_) => Err(Error::Usage(
-            "`stackbake init` is not implemented yet".to_string(),
-        )),
+        Command::Check(args) => {
+            let files = check::ProjectFiles::from_args(&args);
+            let findings = check::check(&files);
+            if args.json {
+                print!("{}", check::render_json(&findings));
+            }
+            eprint!("{}", check::render_human(&findings));
+            if check::has_errors(&findings) {
+                Err(Error::Findings(
+                    "`stackbake check` found errors (see above)".to_string(),
+                ))
+            } else {
+                Ok(())
+            }
+        }
+        Command::Init(args) => {
+            for path in init::init(&args)? {
+                eprintln!("stackbake: wrote {}", path.display());
+            }
+            Ok(())
+        }
     }
 }
 

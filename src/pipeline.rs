@@ -323,6 +323,7 @@ fn externals(inputs: &Inputs) -> Vec<ExternalReport> {
 
 /// Runs `stackbake build`.
 pub async fn build(s: &Settings, ui: Arc<Ui>, state: RunState) -> Result<Report, Error> {
+    preflight(s, &ui)?;
     let engine = Engine::connect(s.timeout, s.timeout)
         .await
         .map_err(|e| Error::Environment(e.to_string()))?;
@@ -937,6 +938,31 @@ async fn finish(
     }
     write_artifact(s, &p.inputs, &pins, &report, ui)?;
     Ok(report)
+}
+
+/// Runs `stackbake check`'s rules before anything is built: an error
+/// finding stops the build (exit 2) before a minute is spent on it;
+/// warnings are shown and the build goes on.
+fn preflight(s: &Settings, ui: &Ui) -> Result<(), Error> {
+    let files = crate::check::ProjectFiles {
+        dir: s.dir.clone(),
+        dockerfile: s.dockerfile.clone(),
+        taskdef: s.taskdef.clone(),
+        appspec: s.appspec.clone(),
+        buildspec: s.dir.join("buildspec.yml"),
+    };
+    let findings = crate::check::check_with(&files, &s.targets, s.registry.as_deref());
+    if findings.is_empty() {
+        return Ok(());
+    }
+    if crate::check::has_errors(&findings) {
+        ui.always(crate::check::render_human(&findings).trim_end());
+        return Err(Error::Findings(
+            "the checks above found errors, so nothing was built; fix them (or run `stackbake check`)".to_string(),
+        ));
+    }
+    ui.info(crate::check::render_human(&findings).trim_end());
+    Ok(())
 }
 
 /// Gives `repo:from` the extra tag `to`: a manifest copy in the registry

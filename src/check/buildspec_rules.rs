@@ -1,0 +1,200 @@
+//! Rules on CodeBuild's `buildspec.yml` (`buildspec/…`): `version: 0.2`, a
+//! command that runs `stackbake build`, and artifacts that include the task
+//! definition, the appspec and (for a load-balanced blue/green deployment)
+//! `imageDetail.json`.
+
+use serde_yaml::Value;
+
+use super::finding::{Finding, Severity};
+use super::locate::YamlLocator;
+
+/// What the artifact must contain.
+pub(crate) struct Expected<'a> {
+    /// File name of the task definition (`taskdef.json`).
+    pub taskdef: &'a str,
+    /// File name of the appspec (`appspec.yaml`).
+    pub appspec: &'a str,
+    /// Whether `imageDetail.json` is expected too.
+    pub image_detail: bool,
+}
+
+/// `*` and `?` glob match of a whole name (`**/` prefixes match any directory).
+fn glob(pattern: &str, name: &str) -> bool {
+    let mut pattern = pattern.trim().trim_start_matches("./");
+    while let Some(rest) = pattern.strip_prefix("**/") {
+        pattern = rest;
+    }
+    if pattern == "**" {
+        return true;
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    // classic two-pointer wildcard matching
+    let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
+    while j < n.len() {
+        if i < p.len() && (p[i] == '?' || p[i] == n[j]) {
+            i += 1;
+            j += 1;
+        } else if i < p.len() && p[i] == '*' {
+            star = Some(i);
+            mark = j;
+            i += 1;
+        } else if let Some(s) = star {
+            i = s + 1;
+            mark += 1;
+            j = mark;
+        } else {
+            return false;
+        }
+    }
+    while i < p.len() && p[i] == '*' {
+        i += 1;
+    }
+    i == p.len()
+}
+
+/// Every command string under `phases.<phase>.commands` (and `finally`).
+fn commands(doc: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    let Some(phases) = doc.get("phases").and_then(Value::as_mapping) else {
+        return out;
+    };
+    for (_, phase) in phases {
+        for key in ["commands", "finally"] {
+            if let Some(list) = phase.get(key).and_then(Value::as_sequence) {
+                out.extend(list.iter().filter_map(Value::as_str).map(str::to_owned));
+            }
+        }
+    }
+    out
+}
+
+/// Whether a shell command runs `stackbake build` (any path to the binary).
+fn runs_build(command: &str) -> bool {
+    let words: Vec<&str> = command.split_whitespace().collect();
+    words
+        .windows(2)
+        .any(|w| (w[0] == "stackbake" || w[0].ends_with("/stackbake")) && w[1] == "build")
+}
+
+/// Runs the buildspec rules.
+pub(crate) fn rules(file: &str, text: &str, expected: &Expected<'_>, out: &mut Vec<Finding>) {
+    let doc: Value = match serde_yaml::from_str(text) {
+        Ok(v) => v,
+        Err(e) => {
+            let pos = e
+                .location()
+                .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
+            let msg = e.to_string();
+            let msg = msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
+            out.push(Finding::new(
+                file,
+                pos,
+                Severity::Error,
+                "buildspec/invalid-yaml",
+                format!("buildspec is not valid YAML: {msg}"),
+                "fix the YAML syntax (indent with spaces, not tabs)",
+            ));
+            return;
+        }
+    };
+    let loc = YamlLocator::new(text);
+    let pos = |path: &str| {
+        if loc.has(path) { loc.at(path) } else { (1, 1) }
+    };
+    if !doc.is_mapping() {
+        out.push(Finding::new(
+            file,
+            (1, 1),
+            Severity::Error,
+            "buildspec/structure",
+            "the buildspec is not a mapping",
+            "start from `version: 0.2`, `phases:` and `artifacts:`",
+        ));
+        return;
+    }
+    let version_ok = match doc.get("version") {
+        Some(Value::Number(n)) => n.as_f64() == Some(0.2),
+        Some(Value::String(s)) => s == "0.2",
+        _ => false,
+    };
+    if !version_ok {
+        out.push(Finding::new(
+            file,
+            pos("version"),
+            Severity::Error,
+            "buildspec/version",
+            match doc.get("version") {
+                None => "buildspec `version` is missing".to_owned(),
+                Some(v) => format!(
+                    "buildspec `version` is {}, expected 0.2",
+                    serde_yaml::to_string(v).unwrap_or_default().trim()
+                ),
+            },
+            "write `version: 0.2` (0.1 runs each command in a separate shell)",
+        ));
+    }
+    if !commands(&doc).iter().any(|c| c.lines().any(runs_build)) {
+        out.push(Finding::new(
+            file,
+            pos("phases"),
+            Severity::Error,
+            "buildspec/no-stackbake-build",
+            "no command of the buildspec runs `stackbake build`",
+            "add `- stackbake build` to `phases.build.commands`",
+        ));
+    }
+    let files: Vec<&str> = doc
+        .get("artifacts")
+        .and_then(|a| a.get("files"))
+        .and_then(Value::as_sequence)
+        .map(|l| l.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let at = if loc.has("artifacts.files") {
+        loc.at("artifacts.files")
+    } else {
+        pos("artifacts")
+    };
+    let mut wanted = vec![
+        (expected.taskdef, Severity::Error),
+        (expected.appspec, Severity::Error),
+    ];
+    if expected.image_detail {
+        wanted.push(("imageDetail.json", Severity::Warning));
+    }
+    for (name, severity) in wanted {
+        if !files.iter().any(|p| glob(p, name)) {
+            out.push(Finding::new(
+                file,
+                at,
+                severity,
+                "buildspec/missing-artifact",
+                format!("the build artifact does not include `{name}`"),
+                format!("list `{name}` under `artifacts.files`; the deploy stage reads it from the artifact"),
+            ));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn glob_matching() {
+        assert!(glob("taskdef.json", "taskdef.json"));
+        assert!(glob("**/*", "taskdef.json"));
+        assert!(glob("*.json", "taskdef.json"));
+        assert!(glob("./task?ef.json", "taskdef.json"));
+        assert!(!glob("*.yaml", "taskdef.json"));
+        assert!(!glob("taskdef.jso", "taskdef.json"));
+    }
+
+    #[test]
+    fn build_command_detection() {
+        assert!(runs_build("stackbake build"));
+        assert!(runs_build("./bin/stackbake build --jobs 2"));
+        assert!(!runs_build("stackbake plan"));
+        assert!(!runs_build("echo stackbake"));
+    }
+}

@@ -1,0 +1,248 @@
+//! `stackbake check`: an offline lint of the four hand-edited files of an ECS
+//! blue/green pipeline (Dockerfile, taskdef.json, appspec.yaml,
+//! buildspec.yml) that finds in milliseconds what would otherwise fail a
+//! ten-minute build or a deployment. Each rule has a stable kebab-case id
+//! grouped by prefix (`names/`, `appspec/`, `taskdef/`, `network/`,
+//! `secrets/`, `placeholder/`, `stages/`, `buildspec/`); findings carry
+//! `file:line:col`, a severity, a one-line message and a `help:` line.
+//! `build` runs the same checks first and refuses to start on any error.
+//!
+//! Rule ids: see [`RULES`].
+
+mod appspec_rules;
+mod buildspec_rules;
+mod dockerfile_rules;
+mod finding;
+mod locate;
+mod names;
+mod placeholder_rules;
+mod secrets_rules;
+mod taskdef_rules;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+
+pub use finding::{Finding, Severity, render_human, render_json};
+
+/// Every rule id `check` can report, with its default severity.
+pub const RULES: &[(&str, Severity)] = &[
+    ("names/missing-file", Severity::Error),
+    ("names/unreadable", Severity::Error),
+    ("names/near-miss", Severity::Error),
+    ("appspec/invalid-yaml", Severity::Error),
+    ("appspec/structure", Severity::Error),
+    ("appspec/version", Severity::Error),
+    ("appspec/one-ecs-service", Severity::Error),
+    ("appspec/task-definition-placeholder", Severity::Error),
+    ("appspec/lb-container", Severity::Error),
+    ("appspec/lb-port", Severity::Error),
+    ("taskdef/invalid-json", Severity::Error),
+    ("taskdef/structure", Severity::Error),
+    ("taskdef/describe-output", Severity::Error),
+    ("taskdef/duplicate-container-name", Severity::Error),
+    ("taskdef/output-only-field", Severity::Error),
+    ("taskdef/fargate-network-mode", Severity::Error),
+    ("taskdef/fargate-cpu-memory", Severity::Error),
+    ("taskdef/execution-role-required", Severity::Error),
+    ("taskdef/unknown-container-ref", Severity::Error),
+    ("taskdef/no-essential-container", Severity::Error),
+    ("taskdef/too-many-image-placeholders", Severity::Error),
+    ("taskdef/invalid-image", Severity::Error),
+    ("network/duplicate-port", Severity::Error),
+    ("network/host-port-mismatch", Severity::Error),
+    ("network/links-awsvpc", Severity::Error),
+    ("network/container-hostname", Severity::Warning),
+    ("secrets/malformed-arn", Severity::Error),
+    ("secrets/json-key-colons", Severity::Error),
+    ("secrets/missing-suffix", Severity::Warning),
+    ("secrets/json-key-mismatch", Severity::Warning),
+    ("secrets/other-region-or-account", Severity::Warning),
+    ("placeholder/example-account", Severity::Warning),
+    ("placeholder/example-value", Severity::Warning),
+    ("placeholder/inconsistent-account-region", Severity::Warning),
+    ("placeholder/todo", Severity::Warning),
+    ("stages/invalid-dockerfile", Severity::Error),
+    ("stages/duplicate-name", Severity::Error),
+    ("stages/unmapped-container", Severity::Error),
+    ("stages/repository-pattern", Severity::Warning),
+    ("buildspec/invalid-yaml", Severity::Error),
+    ("buildspec/structure", Severity::Error),
+    ("buildspec/version", Severity::Error),
+    ("buildspec/no-stackbake-build", Severity::Error),
+    ("buildspec/missing-artifact", Severity::Error),
+];
+
+/// The files `check` reads, all resolved (joined to `dir` already).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProjectFiles {
+    /// The project root.
+    pub dir: PathBuf,
+    /// The Dockerfile.
+    pub dockerfile: PathBuf,
+    /// The ECS task definition.
+    pub taskdef: PathBuf,
+    /// The CodeDeploy appspec.
+    pub appspec: PathBuf,
+    /// CodeBuild's buildspec (optional: a missing one is not a finding).
+    pub buildspec: PathBuf,
+}
+
+impl ProjectFiles {
+    /// The files named by the common flags, resolved against `--dir`;
+    /// the buildspec is always `DIR/buildspec.yml`.
+    pub fn from_args(args: &crate::cli::CommonArgs) -> Self {
+        Self {
+            dir: args.dir.clone(),
+            dockerfile: args.dir.join(&args.dockerfile),
+            taskdef: args.dir.join(&args.taskdef),
+            appspec: args.dir.join(&args.appspec),
+            buildspec: args.dir.join("buildspec.yml"),
+        }
+    }
+}
+
+/// Whether any finding is an error (`check` exits 2, `build` refuses to start).
+pub fn has_errors(findings: &[Finding]) -> bool {
+    findings.iter().any(|f| f.severity == Severity::Error)
+}
+
+/// `path` as shown in findings: relative to `dir` when inside it.
+fn shown(dir: &Path, path: &Path) -> String {
+    path.strip_prefix(dir)
+        .unwrap_or(path)
+        .to_string_lossy()
+        .into_owned()
+}
+
+/// Reads one file. `Ok(None)` when it does not exist.
+fn read(shown: &str, path: &Path, out: &mut Vec<Finding>) -> Option<String> {
+    match std::fs::read(path) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(text) => Some(text),
+            Err(_) => {
+                out.push(Finding::new(
+                    shown,
+                    (1, 1),
+                    Severity::Error,
+                    "names/unreadable",
+                    format!("`{shown}` is not UTF-8 text"),
+                    "save it as UTF-8",
+                ));
+                None
+            }
+        },
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            out.push(Finding::new(
+                shown,
+                (1, 1),
+                Severity::Error,
+                "names/unreadable",
+                format!("cannot read `{shown}`: {e}"),
+                "check the path and its permissions",
+            ));
+            None
+        }
+    }
+}
+
+fn missing(shown: &str, what: &str, out: &mut Vec<Finding>) {
+    out.push(Finding::new(
+        shown,
+        (1, 1),
+        Severity::Error,
+        "names/missing-file",
+        format!("{what} `{shown}` does not exist"),
+        "create it (`stackbake init` writes starters) or point at it with --dockerfile/--taskdef/--appspec/--dir",
+    ));
+}
+
+fn file_name(path: &Path) -> &str {
+    path.file_name().and_then(|n| n.to_str()).unwrap_or("")
+}
+
+/// Runs every rule over the project's files. Never panics; missing,
+/// unreadable or malformed files are findings.
+pub fn check(files: &ProjectFiles) -> Vec<Finding> {
+    check_with(files, &[], None)
+}
+
+/// [`check`] as `build`/`plan` run it: `targets` are the parsed
+/// `--target CONTAINER=STAGE` flags and `registry` the `--registry` override,
+/// so the container-to-stage rule maps containers exactly as the build will.
+pub fn check_with(
+    files: &ProjectFiles,
+    targets: &[(String, String)],
+    registry: Option<&str>,
+) -> Vec<Finding> {
+    let mut out = Vec::new();
+    let configured = [
+        file_name(&files.taskdef),
+        file_name(&files.appspec),
+        file_name(&files.buildspec),
+    ];
+    let near = names::rules(&files.dir, &configured, &mut out);
+    let is_missing = |p: &Path| !p.exists() && !near.contains(&file_name(p));
+
+    let df_name = shown(&files.dir, &files.dockerfile);
+    let dockerfile = match read(&df_name, &files.dockerfile, &mut out) {
+        Some(text) => dockerfile_rules::parse(&df_name, &text, &mut out),
+        None => {
+            if is_missing(&files.dockerfile) {
+                missing(&df_name, "the Dockerfile", &mut out);
+            }
+            None
+        }
+    };
+
+    let td_name = shown(&files.dir, &files.taskdef);
+    let td = match read(&td_name, &files.taskdef, &mut out) {
+        Some(text) => {
+            let td = taskdef_rules::parse(&td_name, &text, &mut out);
+            if let Some(td) = &td {
+                taskdef_rules::rules(td, &mut out);
+                secrets_rules::rules(td, &mut out);
+                placeholder_rules::taskdef(td, &mut out);
+                if let Some(df) = &dockerfile {
+                    dockerfile_rules::rules(df, &text, td, targets, registry, &mut out);
+                }
+            }
+            td
+        }
+        None => {
+            if is_missing(&files.taskdef) {
+                missing(&td_name, "the task definition", &mut out);
+            }
+            None
+        }
+    };
+
+    let as_name = shown(&files.dir, &files.appspec);
+    let info = match read(&as_name, &files.appspec, &mut out) {
+        Some(text) => {
+            let info = appspec_rules::rules(&as_name, &text, td.as_ref(), &mut out);
+            placeholder_rules::yaml(&as_name, &text, &mut out);
+            Some(info)
+        }
+        None => {
+            if is_missing(&files.appspec) {
+                missing(&as_name, "the appspec", &mut out);
+            }
+            None
+        }
+    };
+
+    let bs_name = shown(&files.dir, &files.buildspec);
+    if let Some(text) = read(&bs_name, &files.buildspec, &mut out) {
+        let expected = buildspec_rules::Expected {
+            taskdef: file_name(&files.taskdef),
+            appspec: file_name(&files.appspec),
+            image_detail: info.is_some_and(|i| i.load_balanced),
+        };
+        buildspec_rules::rules(&bs_name, &text, &expected, &mut out);
+        placeholder_rules::yaml(&bs_name, &text, &mut out);
+    }
+    out
+}

@@ -1,0 +1,700 @@
+//! Rules on `taskdef.json` alone: its structure as RegisterTaskDefinition
+//! sees it (`taskdef/…`) and awsvpc networking between its containers
+//! (`network/…`). Secrets and leftover placeholders have their own files.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use super::finding::{Finding, Severity};
+use super::locate::JsonLocator;
+use crate::taskdef::{Image, ecr_host_parts};
+
+/// A task definition that parsed as JSON, with its locator.
+pub(crate) struct Td {
+    /// The file, as shown in findings.
+    pub file: String,
+    /// The parsed document.
+    pub value: Value,
+    /// Key positions.
+    pub loc: JsonLocator,
+}
+
+/// One container definition that is a JSON object, with its index and name.
+pub(crate) struct Container<'a> {
+    pub index: usize,
+    pub name: Option<&'a str>,
+    pub def: &'a Map<String, Value>,
+}
+
+impl<'a> Container<'a> {
+    /// The JSON path of this container's key `key`.
+    pub fn path(&self, key: &str) -> String {
+        if key.is_empty() {
+            format!("containerDefinitions[{}]", self.index)
+        } else {
+            format!("containerDefinitions[{}].{key}", self.index)
+        }
+    }
+
+    /// `name` for messages, `#index` when unnamed.
+    pub fn label(&self) -> String {
+        self.name
+            .map_or_else(|| format!("#{}", self.index), |n| format!("`{n}`"))
+    }
+
+    /// The image string, if any.
+    pub fn image(&self) -> Option<&'a str> {
+        self.def.get("image").and_then(Value::as_str)
+    }
+}
+
+impl Td {
+    /// The container definitions that are objects.
+    pub fn containers(&self) -> Vec<Container<'_>> {
+        self.value
+            .get("containerDefinitions")
+            .and_then(Value::as_array)
+            .map(|defs| {
+                defs.iter()
+                    .enumerate()
+                    .filter_map(|(index, d)| {
+                        d.as_object().map(|def| Container {
+                            index,
+                            name: def.get("name").and_then(Value::as_str),
+                            def,
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Names of all containers.
+    pub fn names(&self) -> Vec<String> {
+        self.containers()
+            .iter()
+            .filter_map(|c| c.name.map(str::to_owned))
+            .collect()
+    }
+
+    /// A finding at the key of `path`.
+    pub fn at(
+        &self,
+        path: &str,
+        severity: Severity,
+        rule: &'static str,
+        message: impl Into<String>,
+        help: impl Into<String>,
+    ) -> Finding {
+        Finding::new(
+            &self.file,
+            self.loc.key(path),
+            severity,
+            rule,
+            message,
+            help,
+        )
+    }
+
+    /// Whether the task uses awsvpc networking (explicitly, or as FARGATE forces).
+    pub fn awsvpc(&self) -> bool {
+        match self.value.get("networkMode").and_then(Value::as_str) {
+            Some(mode) => mode == "awsvpc",
+            None => self.fargate(),
+        }
+    }
+
+    /// Whether `requiresCompatibilities` includes FARGATE.
+    pub fn fargate(&self) -> bool {
+        self.value
+            .get("requiresCompatibilities")
+            .and_then(Value::as_array)
+            .is_some_and(|a| a.iter().any(|v| v.as_str() == Some("FARGATE")))
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// Parses the task definition; reports invalid JSON and broken structure.
+/// Returns `None` only when the text is not JSON at all.
+pub(crate) fn parse(file: &str, text: &str, out: &mut Vec<Finding>) -> Option<Td> {
+    let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let value: Value = match serde_json::from_str(body) {
+        Ok(v) => v,
+        Err(e) => {
+            let msg = e.to_string();
+            let msg = msg.rfind(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
+            out.push(Finding::new(
+                file,
+                (e.line().max(1), e.column().max(1)),
+                Severity::Error,
+                "taskdef/invalid-json",
+                format!("taskdef.json is not valid JSON: {msg}"),
+                "fix the syntax at this position (a trailing comma or a missing quote is the usual cause)",
+            ));
+            return None;
+        }
+    };
+    let td = Td {
+        file: file.to_owned(),
+        value,
+        loc: JsonLocator::new(text),
+    };
+    structure(&td, out);
+    Some(td)
+}
+
+const STRUCTURE: &str = "taskdef/structure";
+
+fn structure(td: &Td, out: &mut Vec<Finding>) {
+    let Some(top) = td.value.as_object() else {
+        out.push(td.at(
+            "",
+            Severity::Error,
+            STRUCTURE,
+            format!(
+                "the task definition is {}, expected an object",
+                kind(&td.value)
+            ),
+            "write an object with `family` and `containerDefinitions`",
+        ));
+        return;
+    };
+    if top.contains_key("taskDefinition") && !top.contains_key("containerDefinitions") {
+        out.push(td.at(
+            "taskDefinition",
+            Severity::Error,
+            "taskdef/describe-output",
+            "this is `aws ecs describe-task-definition` output, not a task definition",
+            "keep only the object under `taskDefinition` (and drop its output-only fields)",
+        ));
+        return;
+    }
+    match top.get("containerDefinitions") {
+        None => out.push(td.at(
+            "",
+            Severity::Error,
+            STRUCTURE,
+            "`containerDefinitions` is missing",
+            "list the task's containers under `containerDefinitions`",
+        )),
+        Some(Value::Array(defs)) => {
+            if defs.is_empty() {
+                out.push(td.at(
+                    "containerDefinitions",
+                    Severity::Error,
+                    STRUCTURE,
+                    "`containerDefinitions` is empty",
+                    "a task definition needs at least one container",
+                ));
+            }
+            let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
+            for (i, d) in defs.iter().enumerate() {
+                let path = format!("containerDefinitions[{i}]");
+                let Some(obj) = d.as_object() else {
+                    out.push(td.at(
+                        &path,
+                        Severity::Error,
+                        STRUCTURE,
+                        format!("{path} is {}, expected an object", kind(d)),
+                        "each container definition is an object with `name` and `image`",
+                    ));
+                    continue;
+                };
+                for field in ["name", "image"] {
+                    match obj.get(field) {
+                        Some(Value::String(s)) if !s.is_empty() => {}
+                        other => out.push(td.at(
+                            &format!("{path}.{field}"),
+                            Severity::Error,
+                            STRUCTURE,
+                            format!(
+                                "{path}: `{field}` {}",
+                                match other {
+                                    None => "is missing".to_owned(),
+                                    Some(Value::String(_)) => "is empty".to_owned(),
+                                    Some(v) => format!("is {}", kind(v)),
+                                }
+                            ),
+                            format!("every container needs a non-empty string `{field}`"),
+                        )),
+                    }
+                }
+                if let Some(name) = obj.get("name").and_then(Value::as_str) {
+                    if let Some(first) = seen.get(name) {
+                        out.push(td.at(
+                            &format!("{path}.name"),
+                            Severity::Error,
+                            "taskdef/duplicate-container-name",
+                            format!("container name `{name}` is already used by containerDefinitions[{first}]"),
+                            "container names must be unique within a task definition",
+                        ));
+                    } else {
+                        seen.insert(name, i);
+                    }
+                }
+            }
+        }
+        Some(other) => out.push(td.at(
+            "containerDefinitions",
+            Severity::Error,
+            STRUCTURE,
+            format!(
+                "`containerDefinitions` is {}, expected an array",
+                kind(other)
+            ),
+            "list the containers as a JSON array",
+        )),
+    }
+}
+
+/// Fields DescribeTaskDefinition returns that RegisterTaskDefinition rejects.
+const OUTPUT_ONLY: [&str; 8] = [
+    "taskDefinitionArn",
+    "revision",
+    "status",
+    "requiresAttributes",
+    "compatibilities",
+    "registeredAt",
+    "registeredBy",
+    "deregisteredAt",
+];
+
+/// Valid Fargate task sizes: cpu units → (min MiB, max MiB, step MiB).
+const FARGATE_SIZES: [(u64, u64, u64, u64); 7] = [
+    (256, 512, 2048, 512),
+    (512, 1024, 4096, 1024),
+    (1024, 2048, 8192, 1024),
+    (2048, 4096, 16384, 1024),
+    (4096, 8192, 30720, 1024),
+    (8192, 16384, 61440, 4096),
+    (16384, 32768, 122_880, 8192),
+];
+
+/// `"1024"`, `1024`, `"1 vCPU"`, `"0.25 vcpu"` → CPU units.
+fn cpu_units(v: &Value) -> Option<u64> {
+    scaled(v, &["vcpu"])
+}
+
+/// `"2048"`, `2048`, `"2 GB"`, `"2GB"` → MiB.
+fn memory_mib(v: &Value) -> Option<u64> {
+    scaled(v, &["gb"])
+}
+
+fn scaled(v: &Value, units: &[&str]) -> Option<u64> {
+    match v {
+        Value::Number(n) => n.as_u64(),
+        Value::String(s) => {
+            let lower = s.trim().to_ascii_lowercase();
+            for unit in units {
+                if let Some(num) = lower.strip_suffix(unit) {
+                    let x: f64 = num.trim().parse().ok()?;
+                    let units = x * 1024.0;
+                    return (units.fract() == 0.0 && units > 0.0 && units < 1e9)
+                        .then_some(units as u64);
+                }
+            }
+            lower.parse().ok()
+        }
+        _ => None,
+    }
+}
+
+/// Whether `image` names a private ECR repository.
+pub(crate) fn ecr_parts(image: &str) -> Option<(String, String)> {
+    match Image::parse(image) {
+        Ok(Image::Ref(r)) => r.host.as_deref().and_then(ecr_host_parts),
+        _ => None,
+    }
+}
+
+/// Whether `image` is a `<IMAGEn_NAME>` placeholder.
+fn image_placeholder(image: &str) -> bool {
+    image
+        .strip_prefix("<IMAGE")
+        .and_then(|r| r.strip_suffix("_NAME>"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+/// The task-level rules.
+pub(crate) fn rules(td: &Td, out: &mut Vec<Finding>) {
+    let Some(top) = td.value.as_object() else {
+        return;
+    };
+    for key in top.keys() {
+        if OUTPUT_ONLY.contains(&key.as_str()) {
+            out.push(td.at(
+                key,
+                Severity::Error,
+                "taskdef/output-only-field",
+                format!("`{key}` is an output-only field: RegisterTaskDefinition rejects it"),
+                "delete it (it was copied from describe-task-definition output)",
+            ));
+        }
+    }
+    fargate(td, out);
+    execution_role(td, out);
+    references(td, out);
+    essential(td, out);
+    placeholders(td, out);
+    network(td, out);
+}
+
+fn fargate(td: &Td, out: &mut Vec<Finding>) {
+    if !td.fargate() {
+        return;
+    }
+    let mode = td.value.get("networkMode").and_then(Value::as_str);
+    if mode != Some("awsvpc") {
+        let (path, found) = match mode {
+            Some(m) => ("networkMode", format!("is `{m}`")),
+            None => ("requiresCompatibilities", "is not set".to_owned()),
+        };
+        out.push(td.at(
+            path,
+            Severity::Error,
+            "taskdef/fargate-network-mode",
+            format!("FARGATE requires `networkMode: awsvpc`, but networkMode {found}"),
+            "set \"networkMode\": \"awsvpc\"",
+        ));
+    }
+    let cpu = td.value.get("cpu");
+    let memory = td.value.get("memory");
+    let help = "use a Fargate size, e.g. cpu \"256\" with memory \"512\", cpu \"512\" with \"1024\", cpu \"1024\" with \"2048\"";
+    let (Some(cpu), Some(memory)) = (cpu, memory) else {
+        out.push(td.at(
+            if cpu.is_none() { "cpu" } else { "memory" },
+            Severity::Error,
+            "taskdef/fargate-cpu-memory",
+            format!(
+                "FARGATE requires task-level `cpu` and `memory`; `{}` is missing",
+                if cpu.is_none() { "cpu" } else { "memory" }
+            ),
+            help,
+        ));
+        return;
+    };
+    let (Some(c), Some(m)) = (cpu_units(cpu), memory_mib(memory)) else {
+        out.push(td.at(
+            "cpu",
+            Severity::Error,
+            "taskdef/fargate-cpu-memory",
+            format!("cannot read task-level cpu {cpu} / memory {memory}"),
+            help,
+        ));
+        return;
+    };
+    match FARGATE_SIZES.iter().find(|(units, ..)| *units == c) {
+        None => out.push(td.at(
+            "cpu",
+            Severity::Error,
+            "taskdef/fargate-cpu-memory",
+            format!("cpu {c} is not a Fargate size"),
+            "use 256, 512, 1024, 2048, 4096, 8192 or 16384 CPU units",
+        )),
+        Some((_, min, max, step)) => {
+            if m < *min || m > *max || (m - min) % step != 0 {
+                out.push(td.at(
+                    "memory",
+                    Severity::Error,
+                    "taskdef/fargate-cpu-memory",
+                    format!("memory {m} MiB is not valid with cpu {c} on Fargate"),
+                    format!("with cpu {c}, memory must be {min} to {max} MiB in steps of {step}"),
+                ));
+            }
+        }
+    }
+}
+
+fn execution_role(td: &Td, out: &mut Vec<Finding>) {
+    let has_role = td
+        .value
+        .get("executionRoleArn")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty());
+    if has_role {
+        return;
+    }
+    for c in td.containers() {
+        let reason = if c
+            .def
+            .get("secrets")
+            .and_then(Value::as_array)
+            .is_some_and(|a| !a.is_empty())
+        {
+            Some(("secrets", "reads `secrets`"))
+        } else if c.def.get("repositoryCredentials").is_some() {
+            Some(("repositoryCredentials", "uses `repositoryCredentials`"))
+        } else if c
+            .def
+            .get("logConfiguration")
+            .and_then(|l| l.get("logDriver"))
+            .and_then(Value::as_str)
+            == Some("awslogs")
+        {
+            Some(("logConfiguration.logDriver", "logs with `awslogs`"))
+        } else if c.image().and_then(ecr_parts).is_some() {
+            Some(("image", "pulls from a private ECR repository"))
+        } else {
+            None
+        };
+        if let Some((key, why)) = reason {
+            out.push(td.at(
+                &c.path(key),
+                Severity::Error,
+                "taskdef/execution-role-required",
+                format!(
+                    "container {} {why}, which needs a task execution role, but `executionRoleArn` is missing",
+                    c.label()
+                ),
+                "add \"executionRoleArn\": \"arn:aws:iam::<account>:role/<role>\" (a role with AmazonECSTaskExecutionRolePolicy)",
+            ));
+            return;
+        }
+    }
+}
+
+fn references(td: &Td, out: &mut Vec<Finding>) {
+    let names = td.names();
+    let list = names.join(", ");
+    for c in td.containers() {
+        if let Some(deps) = c.def.get("dependsOn").and_then(Value::as_array) {
+            for (i, d) in deps.iter().enumerate() {
+                if let Some(n) = d.get("containerName").and_then(Value::as_str)
+                    && !names.iter().any(|x| x == n)
+                {
+                    out.push(td.at(
+                        &c.path(&format!("dependsOn[{i}].containerName")),
+                        Severity::Error,
+                        "taskdef/unknown-container-ref",
+                        format!(
+                            "container {} depends on `{n}`, which is not a container of this task",
+                            c.label()
+                        ),
+                        format!("use one of: {list}"),
+                    ));
+                }
+            }
+        }
+        if let Some(links) = c.def.get("links").and_then(Value::as_array) {
+            for (i, l) in links.iter().enumerate() {
+                let Some(l) = l.as_str() else { continue };
+                let n = l.split(':').next().unwrap_or(l);
+                if !names.iter().any(|x| x == n) {
+                    out.push(td.at(
+                        &c.path(&format!("links[{i}]")),
+                        Severity::Error,
+                        "taskdef/unknown-container-ref",
+                        format!(
+                            "container {} links to `{n}`, which is not a container of this task",
+                            c.label()
+                        ),
+                        format!("use one of: {list}"),
+                    ));
+                } else if td.awsvpc() {
+                    out.push(td.at(
+                        &c.path(&format!("links[{i}]")),
+                        Severity::Error,
+                        "network/links-awsvpc",
+                        format!(
+                            "container {} uses `links`, which awsvpc networking does not support",
+                            c.label()
+                        ),
+                        "delete `links`: with awsvpc, containers reach each other on localhost",
+                    ));
+                }
+            }
+        }
+    }
+}
+
+fn essential(td: &Td, out: &mut Vec<Finding>) {
+    let cs = td.containers();
+    if !cs.is_empty()
+        && cs
+            .iter()
+            .all(|c| c.def.get("essential").and_then(Value::as_bool) == Some(false))
+    {
+        out.push(td.at(
+            "containerDefinitions",
+            Severity::Error,
+            "taskdef/no-essential-container",
+            "every container has `essential: false`; ECS requires at least one essential container",
+            "set \"essential\": true on the main container",
+        ));
+    }
+}
+
+fn placeholders(td: &Td, out: &mut Vec<Finding>) {
+    let mut seen: Vec<&str> = Vec::new();
+    for c in td.containers() {
+        let Some(image) = c.image() else { continue };
+        if image_placeholder(image) && !seen.contains(&image) {
+            seen.push(image);
+            if seen.len() == 5 {
+                out.push(td.at(
+                    &c.path("image"),
+                    Severity::Error,
+                    "taskdef/too-many-image-placeholders",
+                    "more than 4 `<IMAGEn_NAME>` placeholders; CodeDeploy substitutes at most 4",
+                    "let stackbake pin the images instead (write real repository URIs), or use at most 4 placeholders",
+                ));
+            }
+        }
+    }
+}
+
+/// A container's port mappings: (index, containerPort, protocol, hostPort).
+fn ports(c: &Container<'_>) -> Vec<(usize, u64, String, Option<u64>)> {
+    c.def
+        .get("portMappings")
+        .and_then(Value::as_array)
+        .map(|pm| {
+            pm.iter()
+                .enumerate()
+                .filter_map(|(i, p)| {
+                    let port = p.get("containerPort").and_then(Value::as_u64)?;
+                    let proto = p
+                        .get("protocol")
+                        .and_then(Value::as_str)
+                        .unwrap_or("tcp")
+                        .to_ascii_lowercase();
+                    let host = p.get("hostPort").and_then(Value::as_u64);
+                    Some((i, port, proto, host))
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The `containerPort`s of container `name`.
+pub(crate) fn container_ports(td: &Td, name: &str) -> Option<Vec<u64>> {
+    td.containers()
+        .into_iter()
+        .find(|c| c.name == Some(name))
+        .map(|c| ports(&c).into_iter().map(|(_, p, ..)| p).collect())
+}
+
+fn network(td: &Td, out: &mut Vec<Finding>) {
+    if !td.awsvpc() {
+        return;
+    }
+    let cs = td.containers();
+    let mut used: BTreeMap<(u64, String), String> = BTreeMap::new();
+    for c in &cs {
+        for (i, port, proto, host) in ports(c) {
+            let path = c.path(&format!("portMappings[{i}].containerPort"));
+            if let Some(other) = used.get(&(port, proto.clone())) {
+                out.push(td.at(
+                    &path,
+                    Severity::Error,
+                    "network/duplicate-port",
+                    format!("containers {other} and {} both use {proto} port {port}; with awsvpc they share one network namespace", c.label()),
+                    "give each container its own port",
+                ));
+            } else {
+                used.insert((port, proto), c.label());
+            }
+            if let Some(h) = host
+                && h != port
+            {
+                out.push(td.at(
+                    &c.path(&format!("portMappings[{i}].hostPort")),
+                    Severity::Error,
+                    "network/host-port-mismatch",
+                    format!("hostPort {h} differs from containerPort {port}; with awsvpc they must be equal"),
+                    format!("set \"hostPort\": {port} or remove hostPort"),
+                ));
+            }
+        }
+    }
+    let names: Vec<&str> = cs.iter().filter_map(|c| c.name).collect();
+    for c in &cs {
+        let Some(env) = c.def.get("environment").and_then(Value::as_array) else {
+            continue;
+        };
+        for (i, e) in env.iter().enumerate() {
+            let Some(value) = e.get("value").and_then(Value::as_str) else {
+                continue;
+            };
+            if let Some(target) = names.iter().find(|n| addresses_host(value, n)) {
+                out.push(td.at(
+                    &c.path(&format!("environment[{i}].value")),
+                    Severity::Warning,
+                    "network/container-hostname",
+                    format!("`{value}` reaches container `{target}` by its name, which does not resolve with awsvpc"),
+                    format!("use `localhost` instead of `{target}`: awsvpc containers share one network namespace"),
+                ));
+            }
+        }
+    }
+}
+
+/// Whether `value` uses `name` as a host: `scheme://name[:/]…` or `name:port`.
+fn addresses_host(value: &str, name: &str) -> bool {
+    let is_host_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
+    if name.is_empty() {
+        return false;
+    }
+    let mut from = 0;
+    while let Some(pos) = value.get(from..).and_then(|rest| rest.find(name)) {
+        let start = from + pos;
+        let end = start + name.len();
+        from = end;
+        let before = value[..start].chars().next_back();
+        let after = value[end..].chars().next();
+        let prefixed = value[..start].ends_with("//") || value[..start].ends_with('@');
+        let bounded_before = before.is_none_or(|c| !is_host_char(c));
+        let bounded_after = after.is_none_or(|c| !is_host_char(c));
+        if !(bounded_before && bounded_after) {
+            continue;
+        }
+        let port_follows = value[end..]
+            .strip_prefix(':')
+            .and_then(|r| r.chars().next())
+            .is_some_and(|c| c.is_ascii_digit());
+        if (prefixed && (after.is_none() || matches!(after, Some(':' | '/' | '?')))) || port_follows
+        {
+            return true;
+        }
+    }
+    false
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    #[test]
+    fn host_detection() {
+        assert!(addresses_host("http://bash-dog-api:8080", "bash-dog-api"));
+        assert!(addresses_host("bash-dog-api:8080", "bash-dog-api"));
+        assert!(addresses_host("redis://redis", "redis"));
+        assert!(!addresses_host("http://localhost:8080", "api"));
+        assert!(!addresses_host("http://my-api:8080", "api"));
+        assert!(!addresses_host("api", "api"));
+        assert!(!addresses_host("the api is slow", "api"));
+        assert!(!addresses_host("anything", ""));
+        assert!(addresses_host("http://é:1", "é"));
+        assert!(!addresses_host("ééé", "é"));
+    }
+
+    #[test]
+    fn fargate_sizes() {
+        assert_eq!(cpu_units(&Value::from("0.25 vCPU")), Some(256));
+        assert_eq!(memory_mib(&Value::from("2 GB")), Some(2048));
+        assert_eq!(memory_mib(&Value::from("2GB")), Some(2048));
+        assert_eq!(cpu_units(&Value::from(512)), Some(512));
+        assert_eq!(cpu_units(&Value::from("lots")), None);
+    }
+}

@@ -1,0 +1,1119 @@
+//! Tests of `check`: the valid corpus gives no findings, and each rule fires
+//! on a small broken fixture at the right line.
+
+use std::path::Path;
+
+use super::*;
+use crate::dockerfile;
+
+const DOCKERFILE: &str = "\
+FROM alpine:3.20 AS base
+RUN apk add --no-cache curl
+
+FROM base AS api
+EXPOSE 8080
+CMD [\"api\"]
+
+FROM base AS worker
+CMD [\"worker\"]
+";
+
+/// A valid task definition (line numbers matter to the tests below).
+const TASKDEF: &str = r#"{
+  "family": "shop",
+  "networkMode": "awsvpc",
+  "requiresCompatibilities": ["FARGATE"],
+  "cpu": "512",
+  "memory": "1024",
+  "executionRoleArn": "arn:aws:iam::210987654321:role/shop-execution",
+  "taskRoleArn": "arn:aws:iam::210987654321:role/shop-task",
+  "containerDefinitions": [
+    {
+      "name": "api",
+      "image": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/shop-api:latest",
+      "essential": true,
+      "portMappings": [{ "containerPort": 8080, "hostPort": 8080, "protocol": "tcp" }],
+      "environment": [{ "name": "WORKER_URL", "value": "http://localhost:9000" }],
+      "secrets": [
+        { "name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:210987654321:secret:shop/db-AbC123:password::" },
+        { "name": "API_KEY", "valueFrom": "arn:aws:ssm:eu-west-1:210987654321:parameter/shop/api-key" }
+      ],
+      "dependsOn": [{ "containerName": "worker", "condition": "START" }],
+      "logConfiguration": {
+        "logDriver": "awslogs",
+        "options": { "awslogs-group": "/ecs/shop", "awslogs-region": "eu-west-1", "awslogs-stream-prefix": "api" }
+      }
+    },
+    {
+      "name": "worker",
+      "image": "210987654321.dkr.ecr.eu-west-1.amazonaws.com/shop-worker:latest",
+      "essential": false,
+      "portMappings": [{ "containerPort": 9000, "protocol": "tcp" }]
+    }
+  ]
+}
+"#;
+
+const APPSPEC: &str = "\
+version: 0.0
+Resources:
+  - TargetService:
+      Type: AWS::ECS::Service
+      Properties:
+        TaskDefinition: <TASK_DEFINITION>
+        LoadBalancerInfo:
+          ContainerName: \"api\"
+          ContainerPort: 8080
+";
+
+const BUILDSPEC: &str = "\
+version: 0.2
+phases:
+  build:
+    commands:
+      - stackbake build
+artifacts:
+  files:
+    - taskdef.json
+    - appspec.yaml
+    - imageDetail.json
+";
+
+/// Writes a project (name, text) into a temp dir and checks it.
+fn run(files: &[(&str, &str)]) -> Vec<Finding> {
+    let tmp = match tempfile::tempdir() {
+        Ok(t) => t,
+        Err(e) => panic!("tempdir: {e}"),
+    };
+    for (name, text) in files {
+        if let Err(e) = std::fs::write(tmp.path().join(name), text) {
+            panic!("write {name}: {e}");
+        }
+    }
+    check(&project(tmp.path()))
+}
+
+fn project(dir: &Path) -> ProjectFiles {
+    ProjectFiles {
+        dir: dir.to_path_buf(),
+        dockerfile: dir.join("Dockerfile"),
+        taskdef: dir.join("taskdef.json"),
+        appspec: dir.join("appspec.yaml"),
+        buildspec: dir.join("buildspec.yml"),
+    }
+}
+
+/// The valid stack with one file's text changed by `edit`.
+fn stack_with(file: &str, edit: impl Fn(&str) -> String) -> Vec<Finding> {
+    let mut files = vec![
+        ("Dockerfile", DOCKERFILE.to_owned()),
+        ("taskdef.json", TASKDEF.to_owned()),
+        ("appspec.yaml", APPSPEC.to_owned()),
+        ("buildspec.yml", BUILDSPEC.to_owned()),
+    ];
+    for (name, text) in &mut files {
+        if *name == file {
+            let new = edit(text);
+            assert_ne!(&new, text, "the edit changed nothing in {file}");
+            *text = new;
+        }
+    }
+    let refs: Vec<(&str, &str)> = files.iter().map(|(n, t)| (*n, t.as_str())).collect();
+    run(&refs)
+}
+
+fn replace(from: &'static str, to: &'static str) -> impl Fn(&str) -> String {
+    move |t: &str| t.replacen(from, to, 1)
+}
+
+/// Asserts that `rule` fired in `file` at `line`, with `severity`.
+#[track_caller]
+fn fired(findings: &[Finding], rule: &str, file: &str, line: usize, severity: Severity) {
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.rule == rule && f.file == file && f.line == line && f.severity == severity),
+        "expected {rule} at {file}:{line} ({severity:?}), got:\n{}",
+        render_human(findings)
+    );
+}
+
+#[test]
+fn valid_stack_has_no_findings() {
+    let f = stack_with("none", |t| t.to_owned());
+    assert!(f.is_empty(), "{}", render_human(&f));
+}
+
+#[test]
+fn rule_ids_are_unique_kebab_case_with_known_prefixes() {
+    let prefixes = [
+        "names/",
+        "appspec/",
+        "taskdef/",
+        "network/",
+        "secrets/",
+        "placeholder/",
+        "stages/",
+        "buildspec/",
+    ];
+    let mut seen = std::collections::BTreeSet::new();
+    for (id, _) in RULES {
+        assert!(seen.insert(*id), "{id} twice");
+        assert!(prefixes.iter().any(|p| id.starts_with(p)), "{id}");
+        assert!(
+            id.bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'-' || b == b'/'),
+            "{id}"
+        );
+    }
+}
+
+/// The example stack of the repository (crate root) has no errors; its
+/// documentation account is a known warning.
+#[test]
+fn example_stack_has_no_errors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let findings = check(&project(root));
+    assert!(!has_errors(&findings), "{}", render_human(&findings));
+    // Known warnings: the documentation account 123456789012 in taskdef.json,
+    // and the buildspec's documented `<org>` / `REPLACE-ME` placeholders.
+    assert!(
+        findings.iter().all(|f| matches!(
+            (f.rule, f.file.as_str()),
+            ("placeholder/example-account", "taskdef.json")
+                | ("placeholder/example-value", "buildspec.yml")
+        )),
+        "{}",
+        render_human(&findings)
+    );
+    assert!(
+        findings
+            .iter()
+            .any(|f| f.rule == "placeholder/example-account" && f.file == "taskdef.json")
+    );
+}
+
+const REALISTIC_1: &str = include_str!("testdata/realistic-web.json");
+const REALISTIC_2: &str = include_str!("testdata/realistic-worker.json");
+const REALISTIC_3: &str = include_str!("testdata/realistic-ec2-bridge.json");
+
+#[test]
+fn realistic_task_definitions_have_no_findings() {
+    let dockerfile = "FROM node:22 AS deps\nRUN npm ci\nFROM deps AS web\nFROM deps AS envoy-config\nFROM deps AS queue-worker\nFROM deps AS scheduler\nFROM deps AS app\n";
+    for td in [REALISTIC_1, REALISTIC_2, REALISTIC_3] {
+        let f = run(&[("Dockerfile", dockerfile), ("taskdef.json", td)]);
+        let f: Vec<_> = f
+            .into_iter()
+            .filter(|f| !(f.rule == "names/missing-file" && f.file == "appspec.yaml"))
+            .collect();
+        assert!(f.is_empty(), "{}", render_human(&f));
+    }
+}
+
+// ---- names/ ----
+
+#[test]
+fn missing_required_files_are_findings() {
+    let f = run(&[]);
+    for file in ["Dockerfile", "taskdef.json", "appspec.yaml"] {
+        fired(&f, "names/missing-file", file, 1, Severity::Error);
+    }
+    assert_eq!(f.len(), 3, "{}", render_human(&f));
+}
+
+#[test]
+fn near_miss_names_are_errors_instead_and_warnings_next_to() {
+    let f = run(&[
+        ("Dockerfile", DOCKERFILE),
+        ("taskdef.json", TASKDEF),
+        ("appspec.yml", APPSPEC),
+        ("buildspec.yml", BUILDSPEC),
+        ("BuildSpec.yaml", BUILDSPEC),
+    ]);
+    fired(&f, "names/near-miss", "appspec.yml", 1, Severity::Error);
+    fired(
+        &f,
+        "names/near-miss",
+        "BuildSpec.yaml",
+        1,
+        Severity::Warning,
+    );
+    assert!(
+        !f.iter().any(|f| f.rule == "names/missing-file"),
+        "{}",
+        render_human(&f)
+    );
+}
+
+#[test]
+fn unreadable_file_is_a_finding() {
+    let tmp = tempfile::tempdir().ok();
+    let Some(tmp) = tmp else { return };
+    let _ = std::fs::write(tmp.path().join("taskdef.json"), [0xff, 0xfe, 0x00]);
+    let f = check(&project(tmp.path()));
+    fired(&f, "names/unreadable", "taskdef.json", 1, Severity::Error);
+}
+
+// ---- appspec/ ----
+
+#[test]
+fn appspec_version() {
+    let f = stack_with("appspec.yaml", replace("version: 0.0", "version: 0"));
+    fired(&f, "appspec/version", "appspec.yaml", 1, Severity::Error);
+}
+
+#[test]
+fn appspec_invalid_yaml() {
+    let f = stack_with(
+        "appspec.yaml",
+        replace("      Properties:", "\tProperties:"),
+    );
+    assert!(
+        f.iter().any(|f| f.rule == "appspec/invalid-yaml"),
+        "{}",
+        render_human(&f)
+    );
+}
+
+#[test]
+fn appspec_needs_exactly_one_service() {
+    let f = stack_with("appspec.yaml", |t| {
+        format!("{t}  - Second:\n      Type: AWS::ECS::Service\n")
+    });
+    fired(
+        &f,
+        "appspec/one-ecs-service",
+        "appspec.yaml",
+        11,
+        Severity::Error,
+    );
+    let f = stack_with(
+        "appspec.yaml",
+        replace("AWS::ECS::Service", "AWS::Lambda::Function"),
+    );
+    fired(
+        &f,
+        "appspec/one-ecs-service",
+        "appspec.yaml",
+        2,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn appspec_task_definition_placeholder() {
+    let f = stack_with(
+        "appspec.yaml",
+        replace(
+            "<TASK_DEFINITION>",
+            "arn:aws:ecs:eu-west-1:210987654321:task-definition/shop:3",
+        ),
+    );
+    fired(
+        &f,
+        "appspec/task-definition-placeholder",
+        "appspec.yaml",
+        6,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn appspec_lb_container_and_port() {
+    let f = stack_with("appspec.yaml", replace("\"api\"", "\"web\""));
+    fired(
+        &f,
+        "appspec/lb-container",
+        "appspec.yaml",
+        8,
+        Severity::Error,
+    );
+    let f = stack_with(
+        "appspec.yaml",
+        replace("ContainerPort: 8080", "ContainerPort: 80"),
+    );
+    fired(&f, "appspec/lb-port", "appspec.yaml", 9, Severity::Error);
+}
+
+// ---- taskdef/ ----
+
+#[test]
+fn taskdef_invalid_json_at_position() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("\"cpu\": \"512\",", "\"cpu\": \"512\",,"),
+    );
+    fired(
+        &f,
+        "taskdef/invalid-json",
+        "taskdef.json",
+        5,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn taskdef_structure_and_describe_output() {
+    let f = run(&[("taskdef.json", "[1, 2]")]);
+    fired(&f, "taskdef/structure", "taskdef.json", 1, Severity::Error);
+    let f = run(&[(
+        "taskdef.json",
+        "{\n  \"taskDefinition\": {\"containerDefinitions\": []}\n}",
+    )]);
+    fired(
+        &f,
+        "taskdef/describe-output",
+        "taskdef.json",
+        2,
+        Severity::Error,
+    );
+    let f = stack_with(
+        "taskdef.json",
+        replace("\"name\": \"worker\",", "\"name\": 7,"),
+    );
+    fired(&f, "taskdef/structure", "taskdef.json", 27, Severity::Error);
+}
+
+#[test]
+fn taskdef_duplicate_container_name() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("\"name\": \"worker\",", "\"name\": \"api\","),
+    );
+    fired(
+        &f,
+        "taskdef/duplicate-container-name",
+        "taskdef.json",
+        27,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn taskdef_output_only_fields() {
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "  \"family\": \"shop\",",
+            "  \"family\": \"shop\",\n  \"revision\": 7,\n  \"status\": \"ACTIVE\",",
+        ),
+    );
+    fired(
+        &f,
+        "taskdef/output-only-field",
+        "taskdef.json",
+        3,
+        Severity::Error,
+    );
+    fired(
+        &f,
+        "taskdef/output-only-field",
+        "taskdef.json",
+        4,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn taskdef_fargate_network_mode() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("\"networkMode\": \"awsvpc\"", "\"networkMode\": \"bridge\""),
+    );
+    fired(
+        &f,
+        "taskdef/fargate-network-mode",
+        "taskdef.json",
+        3,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn taskdef_fargate_cpu_memory() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("\"memory\": \"1024\"", "\"memory\": \"512\""),
+    );
+    fired(
+        &f,
+        "taskdef/fargate-cpu-memory",
+        "taskdef.json",
+        6,
+        Severity::Error,
+    );
+    let f = stack_with(
+        "taskdef.json",
+        replace("\"cpu\": \"512\"", "\"cpu\": \"300\""),
+    );
+    fired(
+        &f,
+        "taskdef/fargate-cpu-memory",
+        "taskdef.json",
+        5,
+        Severity::Error,
+    );
+    let f = stack_with("taskdef.json", replace("  \"memory\": \"1024\",\n", ""));
+    assert!(
+        f.iter().any(|f| f.rule == "taskdef/fargate-cpu-memory"),
+        "{}",
+        render_human(&f)
+    );
+    // the unit spellings AWS accepts are fine
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "\"cpu\": \"512\",\n  \"memory\": \"1024\"",
+            "\"cpu\": \"0.5 vCPU\",\n  \"memory\": \"2 GB\"",
+        ),
+    );
+    assert!(f.is_empty(), "{}", render_human(&f));
+}
+
+#[test]
+fn taskdef_execution_role_required() {
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "  \"executionRoleArn\": \"arn:aws:iam::210987654321:role/shop-execution\",\n",
+            "",
+        ),
+    );
+    fired(
+        &f,
+        "taskdef/execution-role-required",
+        "taskdef.json",
+        15,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn taskdef_unknown_container_refs() {
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "\"containerName\": \"worker\"",
+            "\"containerName\": \"wrker\"",
+        ),
+    );
+    fired(
+        &f,
+        "taskdef/unknown-container-ref",
+        "taskdef.json",
+        20,
+        Severity::Error,
+    );
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "\"essential\": false,",
+            "\"essential\": false, \"links\": [\"nope\"],",
+        ),
+    );
+    fired(
+        &f,
+        "taskdef/unknown-container-ref",
+        "taskdef.json",
+        29,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn taskdef_no_essential_container() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("\"essential\": true", "\"essential\": false"),
+    );
+    fired(
+        &f,
+        "taskdef/no-essential-container",
+        "taskdef.json",
+        9,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn taskdef_too_many_image_placeholders() {
+    let mut defs = Vec::new();
+    for i in 1..=5 {
+        defs.push(format!(
+            "    {{\"name\": \"c{i}\", \"image\": \"<IMAGE{i}_NAME>\"}}"
+        ));
+    }
+    let td = format!(
+        "{{\n  \"containerDefinitions\": [\n{}\n  ]\n}}\n",
+        defs.join(",\n")
+    );
+    let f = run(&[("Dockerfile", DOCKERFILE), ("taskdef.json", &td)]);
+    fired(
+        &f,
+        "taskdef/too-many-image-placeholders",
+        "taskdef.json",
+        7,
+        Severity::Error,
+    );
+}
+
+// ---- network/ ----
+
+#[test]
+fn network_duplicate_port() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("\"containerPort\": 9000", "\"containerPort\": 8080"),
+    );
+    fired(
+        &f,
+        "network/duplicate-port",
+        "taskdef.json",
+        30,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn network_host_port_mismatch() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("\"hostPort\": 8080", "\"hostPort\": 80"),
+    );
+    fired(
+        &f,
+        "network/host-port-mismatch",
+        "taskdef.json",
+        14,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn network_container_hostname() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("http://localhost:9000", "http://worker:9000"),
+    );
+    fired(
+        &f,
+        "network/container-hostname",
+        "taskdef.json",
+        15,
+        Severity::Warning,
+    );
+}
+
+#[test]
+fn network_links_on_awsvpc() {
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "\"essential\": true,",
+            "\"essential\": true, \"links\": [\"worker\"],",
+        ),
+    );
+    fired(
+        &f,
+        "network/links-awsvpc",
+        "taskdef.json",
+        13,
+        Severity::Error,
+    );
+}
+
+// ---- secrets/ ----
+
+#[test]
+fn secrets_malformed_arn() {
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "arn:aws:ssm:eu-west-1:210987654321:parameter/",
+            "arn:aws:ssm:eu-west-1:2109876:parameter/",
+        ),
+    );
+    fired(
+        &f,
+        "secrets/malformed-arn",
+        "taskdef.json",
+        18,
+        Severity::Error,
+    );
+    let f = stack_with(
+        "taskdef.json",
+        replace(":parameter/shop/api-key", ":param/shop/api-key"),
+    );
+    fired(
+        &f,
+        "secrets/malformed-arn",
+        "taskdef.json",
+        18,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn secrets_missing_suffix() {
+    let f = stack_with("taskdef.json", replace("shop/db-AbC123", "shop/db"));
+    fired(
+        &f,
+        "secrets/missing-suffix",
+        "taskdef.json",
+        17,
+        Severity::Warning,
+    );
+}
+
+#[test]
+fn secrets_json_key_colons() {
+    let f = stack_with("taskdef.json", replace(":password::", ":password"));
+    fired(
+        &f,
+        "secrets/json-key-colons",
+        "taskdef.json",
+        17,
+        Severity::Error,
+    );
+    let f = stack_with("taskdef.json", replace(":password::", ":password:"));
+    fired(
+        &f,
+        "secrets/json-key-colons",
+        "taskdef.json",
+        17,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn secrets_json_key_mismatch() {
+    // the key is another variable's name
+    let f = stack_with("taskdef.json", replace(":password::", ":API_KEY::"));
+    fired(
+        &f,
+        "secrets/json-key-mismatch",
+        "taskdef.json",
+        17,
+        Severity::Warning,
+    );
+    // an env-var-style key that is not this variable's
+    let f = stack_with("taskdef.json", replace(":password::", ":DB_USER::"));
+    fired(
+        &f,
+        "secrets/json-key-mismatch",
+        "taskdef.json",
+        17,
+        Severity::Warning,
+    );
+    // two variables read the same key of the same secret
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "        { \"name\": \"API_KEY\", \"valueFrom\": \"arn:aws:ssm:eu-west-1:210987654321:parameter/shop/api-key\" }",
+            "        { \"name\": \"DB_USER\", \"valueFrom\": \"arn:aws:secretsmanager:eu-west-1:210987654321:secret:shop/db-AbC123:password::\" }",
+        ),
+    );
+    fired(
+        &f,
+        "secrets/json-key-mismatch",
+        "taskdef.json",
+        18,
+        Severity::Warning,
+    );
+    // a lowercase key that names a part of the variable is fine (DB_PASSWORD ← password): the valid corpus
+}
+
+#[test]
+fn secrets_other_region_or_account() {
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "secretsmanager:eu-west-1:210987654321",
+            "secretsmanager:us-east-1:210987654321",
+        ),
+    );
+    fired(
+        &f,
+        "secrets/other-region-or-account",
+        "taskdef.json",
+        17,
+        Severity::Warning,
+    );
+}
+
+// ---- placeholder/ ----
+
+#[test]
+fn placeholder_example_account() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("role/shop-task", "role/shop-task-123456789012"),
+    );
+    fired(
+        &f,
+        "placeholder/example-account",
+        "taskdef.json",
+        8,
+        Severity::Warning,
+    );
+}
+
+#[test]
+fn placeholder_example_value() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("role/shop-task", "role/<task-role>"),
+    );
+    fired(
+        &f,
+        "placeholder/example-value",
+        "taskdef.json",
+        8,
+        Severity::Warning,
+    );
+}
+
+#[test]
+fn placeholder_inconsistent_account_region() {
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "\"awslogs-region\": \"eu-west-1\"",
+            "\"awslogs-region\": \"us-east-1\"",
+        ),
+    );
+    fired(
+        &f,
+        "placeholder/inconsistent-account-region",
+        "taskdef.json",
+        23,
+        Severity::Warning,
+    );
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "iam::210987654321:role/shop-task",
+            "iam::999999999999:role/shop-task",
+        ),
+    );
+    fired(
+        &f,
+        "placeholder/inconsistent-account-region",
+        "taskdef.json",
+        8,
+        Severity::Warning,
+    );
+}
+
+#[test]
+fn placeholder_example_value_in_yaml() {
+    let f = stack_with(
+        "buildspec.yml",
+        replace(
+            "      - stackbake build\n",
+            "      - curl -o sb https://<bucket>/sb  # fetch <it>\n      - stackbake build\n",
+        ),
+    );
+    fired(
+        &f,
+        "placeholder/example-value",
+        "buildspec.yml",
+        5,
+        Severity::Warning,
+    );
+    assert_eq!(f.len(), 1, "{}", render_human(&f));
+    let f = stack_with("buildspec.yml", |t| {
+        format!("# <org> in a comment is fine\n{t}")
+    });
+    assert!(f.is_empty(), "{}", render_human(&f));
+}
+
+#[test]
+fn placeholder_todo() {
+    let f = stack_with(
+        "appspec.yaml",
+        replace("ContainerPort: 8080", "ContainerPort: 8080 # TODO check"),
+    );
+    fired(&f, "placeholder/todo", "appspec.yaml", 9, Severity::Warning);
+    let f = stack_with(
+        "taskdef.json",
+        replace("\"family\": \"shop\"", "\"family\": \"TODO\""),
+    );
+    fired(&f, "placeholder/todo", "taskdef.json", 2, Severity::Warning);
+}
+
+// ---- stages/ ----
+
+#[test]
+fn stages_unmapped_container() {
+    let f = stack_with(
+        "taskdef.json",
+        replace("shop-worker:latest", "shop-wrker:latest"),
+    );
+    let f2: Vec<_> = f
+        .iter()
+        .filter(|f| f.rule == "stages/unmapped-container")
+        .collect();
+    assert!(f2.is_empty(), "worker still maps by its container name");
+    let f = stack_with("taskdef.json", |t| {
+        t.replacen("\"name\": \"worker\"", "\"name\": \"jobs\"", 1)
+            .replacen(
+                "\"containerName\": \"worker\"",
+                "\"containerName\": \"jobs\"",
+                1,
+            )
+            .replacen("shop-worker:latest", "shop-jobs:latest", 1)
+    });
+    fired(
+        &f,
+        "stages/unmapped-container",
+        "taskdef.json",
+        28,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn stages_mapping_honours_target_flags() {
+    let tmp = match tempfile::tempdir() {
+        Ok(t) => t,
+        Err(e) => panic!("{e}"),
+    };
+    let td = TASKDEF
+        .replacen("\"name\": \"worker\"", "\"name\": \"jobs\"", 1)
+        .replacen(
+            "\"containerName\": \"worker\"",
+            "\"containerName\": \"jobs\"",
+            1,
+        )
+        .replacen("shop-worker:latest", "shop-jobs:latest", 1);
+    for (name, text) in [
+        ("Dockerfile", DOCKERFILE),
+        ("taskdef.json", td.as_str()),
+        ("appspec.yaml", APPSPEC),
+        ("buildspec.yml", BUILDSPEC),
+    ] {
+        if let Err(e) = std::fs::write(tmp.path().join(name), text) {
+            panic!("{e}");
+        }
+    }
+    let files = project(tmp.path());
+    fired(
+        &check(&files),
+        "stages/unmapped-container",
+        "taskdef.json",
+        28,
+        Severity::Error,
+    );
+    let f = check_with(&files, &[("jobs".into(), "worker".into())], None);
+    assert!(f.is_empty(), "{}", render_human(&f));
+    // an invalid --target is reported, not a panic
+    let f = check_with(&files, &[("nope".into(), "worker".into())], None);
+    assert!(
+        f.iter()
+            .any(|f| f.rule == "stages/unmapped-container" && f.message.contains("nope")),
+        "{}",
+        render_human(&f)
+    );
+}
+
+#[test]
+fn stages_duplicate_name_and_invalid_dockerfile() {
+    let f = stack_with(
+        "Dockerfile",
+        replace("FROM base AS worker", "FROM base AS api"),
+    );
+    fired(
+        &f,
+        "stages/duplicate-name",
+        "Dockerfile",
+        8,
+        Severity::Error,
+    );
+    let f = stack_with("Dockerfile", |t| format!("RUN echo before\n{t}"));
+    fired(
+        &f,
+        "stages/invalid-dockerfile",
+        "Dockerfile",
+        1,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn stages_repository_pattern() {
+    let dockerfile = format!("{DOCKERFILE}FROM base AS cron\n");
+    let td = TASKDEF.replacen(
+        "      \"portMappings\": [{ \"containerPort\": 9000, \"protocol\": \"tcp\" }]\n    }",
+        "      \"portMappings\": [{ \"containerPort\": 9000, \"protocol\": \"tcp\" }]\n    },\n    {\n      \"name\": \"cron\",\n      \"image\": \"210987654321.dkr.ecr.eu-west-1.amazonaws.com/cron:latest\"\n    }",
+        1,
+    );
+    assert_ne!(td, TASKDEF);
+    let f = run(&[
+        ("Dockerfile", &dockerfile),
+        ("taskdef.json", &td),
+        ("appspec.yaml", APPSPEC),
+        ("buildspec.yml", BUILDSPEC),
+    ]);
+    fired(
+        &f,
+        "stages/repository-pattern",
+        "taskdef.json",
+        34,
+        Severity::Warning,
+    );
+}
+
+// ---- buildspec/ ----
+
+#[test]
+fn buildspec_version() {
+    let f = stack_with("buildspec.yml", replace("version: 0.2", "version: 0.1"));
+    fired(&f, "buildspec/version", "buildspec.yml", 1, Severity::Error);
+}
+
+#[test]
+fn buildspec_must_run_stackbake_build() {
+    let f = stack_with(
+        "buildspec.yml",
+        replace("stackbake build", "stackbake plan"),
+    );
+    fired(
+        &f,
+        "buildspec/no-stackbake-build",
+        "buildspec.yml",
+        2,
+        Severity::Error,
+    );
+}
+
+#[test]
+fn buildspec_artifacts() {
+    let f = stack_with("buildspec.yml", replace("    - appspec.yaml\n", ""));
+    fired(
+        &f,
+        "buildspec/missing-artifact",
+        "buildspec.yml",
+        7,
+        Severity::Error,
+    );
+    let f = stack_with("buildspec.yml", replace("    - imageDetail.json\n", ""));
+    fired(
+        &f,
+        "buildspec/missing-artifact",
+        "buildspec.yml",
+        7,
+        Severity::Warning,
+    );
+    let f = stack_with("buildspec.yml", |t| {
+        t.replacen(
+            "    - taskdef.json\n    - appspec.yaml\n    - imageDetail.json\n",
+            "    - '**/*'\n",
+            1,
+        )
+    });
+    assert!(f.is_empty(), "{}", render_human(&f));
+}
+
+#[test]
+fn buildspec_invalid_yaml() {
+    let f = stack_with("buildspec.yml", replace("phases:", "phases: ["));
+    assert!(
+        f.iter().any(|f| f.rule == "buildspec/invalid-yaml"),
+        "{}",
+        render_human(&f)
+    );
+}
+
+// ---- robustness ----
+
+#[test]
+fn garbage_never_panics() {
+    let odd = "{\"networkMode\": \"awsvpc\", \"containerDefinitions\": [{\"name\": \"\", \"image\": \"x\", \"environment\": [{\"value\": \"http://é:1\"}]}, {\"name\": \"é\", \"image\": \"<IMAGE1_NAME>\", \"portMappings\": [{\"containerPort\": 1}, {\"containerPort\": 1, \"hostPort\": 99999999999999999999}]}]}";
+    let _ = run(&[
+        ("Dockerfile", DOCKERFILE),
+        ("taskdef.json", odd),
+        (
+            "appspec.yaml",
+            "version: 0.0\nResources:\n- é:\n    Type: AWS::ECS::Service\n    Properties:\n      LoadBalancerInfo: {ContainerName: é, ContainerPort: -1}\n",
+        ),
+    ]);
+    for text in [
+        "",
+        "\u{feff}",
+        "{",
+        "null",
+        "- - -",
+        ": :",
+        "\t\t",
+        "version: [",
+        "{\"containerDefinitions\": [null, 1, {}]}",
+        "[[[[[[[[[[",
+    ] {
+        let _ = run(&[
+            ("Dockerfile", text),
+            ("taskdef.json", text),
+            ("appspec.yaml", text),
+            ("buildspec.yml", text),
+        ]);
+    }
+}
+
+/// Deterministic mutations of the valid fixtures (bytes dropped, duplicated
+/// or replaced) through every text-level rule: no panic, no hang.
+#[test]
+fn mutated_fixtures_never_panic() {
+    let mut seed: u64 = 0x5eed;
+    let mut next = move || {
+        seed = seed
+            .wrapping_mul(6_364_136_223_846_793_005)
+            .wrapping_add(1_442_695_040_888_963_407);
+        (seed >> 33) as usize
+    };
+    let specials = [
+        '"', '{', '}', '[', ']', ':', ',', '\n', ' ', '-', '#', '|', 'é', '\\', '<',
+    ];
+    let df = dockerfile::parse(DOCKERFILE).ok();
+    for base in [TASKDEF, APPSPEC, BUILDSPEC] {
+        for _ in 0..250 {
+            let mut chars: Vec<char> = base.chars().collect();
+            for _ in 0..(1 + next() % 4) {
+                if chars.is_empty() {
+                    break;
+                }
+                let at = next() % chars.len();
+                match next() % 3 {
+                    0 => {
+                        chars.remove(at);
+                    }
+                    1 => chars.insert(at, specials[next() % specials.len()]),
+                    _ => chars[at] = specials[next() % specials.len()],
+                }
+            }
+            let text: String = chars.into_iter().collect();
+            let mut out = Vec::new();
+            let td = taskdef_rules::parse("taskdef.json", &text, &mut out);
+            if let Some(td) = &td {
+                taskdef_rules::rules(td, &mut out);
+                secrets_rules::rules(td, &mut out);
+                placeholder_rules::taskdef(td, &mut out);
+                if let Some(df) = &df {
+                    dockerfile_rules::rules(df, &text, td, &[], None, &mut out);
+                }
+            }
+            let good_td = taskdef_rules::parse("taskdef.json", TASKDEF, &mut Vec::new());
+            appspec_rules::rules("appspec.yaml", &text, good_td.as_ref(), &mut out);
+            let expected = buildspec_rules::Expected {
+                taskdef: "taskdef.json",
+                appspec: "appspec.yaml",
+                image_detail: true,
+            };
+            buildspec_rules::rules("buildspec.yml", &text, &expected, &mut out);
+            placeholder_rules::yaml("x", &text, &mut out);
+            let _ = dockerfile_rules::parse("Dockerfile", &text, &mut out);
+            for f in &out {
+                assert!(f.line >= 1 && f.col >= 1, "{f:?}");
+            }
+        }
+    }
+}
