@@ -5,15 +5,14 @@
 //! The classic builder runs each `RUN` in an intermediate container and
 //! names it in the log (` ---> Running in <id>`, later `Removing
 //! intermediate container <id>`); those lines are how we know which
-//! containers are ours. Every build also carries the label
-//! [`BUILD_LABEL`], so they can be found with `docker ps -a --filter label=…`.
+//! containers are ours, even when other builds share the engine.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
 use tokio_util::sync::CancellationToken;
 
-/// Label set on every stage (and so on every intermediate build container).
+/// Label set on every deployable image stackbake builds.
 pub const BUILD_LABEL: &str = "dev.stackbake.build";
 
 /// Why a run stopped early; the order is the severity (a later reason

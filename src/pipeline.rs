@@ -550,7 +550,7 @@ async fn run_units(
             let job = UnitJob {
                 index: i,
                 label,
-                dockerfile: label_stages(&inputs.dockerfile.pruned(&units[i].keep)),
+                dockerfile: inputs.dockerfile.pruned(&units[i].keep),
                 root: s.dir.clone(),
                 entries: Arc::new(narrow_context(
                     inputs,
@@ -669,29 +669,33 @@ impl UnitJob {
             }
         };
         self.ui.status(&self.label, "building");
+        // Deployable images carry their fingerprint (and provenance) in one
+        // LABEL step; shared stages get none, so they stay cache-identical.
+        let dockerfile = match &self.fingerprint {
+            Some(fp) => with_labels(
+                &self.dockerfile,
+                &BTreeMap::from([
+                    (fingerprint::LABEL.to_string(), fp.as_digest()),
+                    ("dev.stackbake.stage".to_string(), self.label.clone()),
+                    (BUILD_LABEL.to_string(), "1".to_string()),
+                    (
+                        "org.opencontainers.image.revision".to_string(),
+                        self.commit.clone(),
+                    ),
+                ]),
+            ),
+            None => self.dockerfile.clone(),
+        };
         let context = crate::context::tarball::tar_stream(
             self.root.clone(),
             self.entries.as_ref().clone(),
-            Some((
-                DOCKERFILE_IN_CONTEXT.to_string(),
-                self.dockerfile.clone().into_bytes(),
-            )),
+            Some((DOCKERFILE_IN_CONTEXT.to_string(), dockerfile.into_bytes())),
         );
-        let mut labels = HashMap::new();
-        labels.insert(
-            "org.opencontainers.image.revision".to_string(),
-            self.commit.clone(),
-        );
-        labels.insert("dev.stackbake.stage".to_string(), self.label.clone());
-        labels.insert(BUILD_LABEL.to_string(), "1".to_string());
-        if let Some(fp) = &self.fingerprint {
-            labels.insert(fingerprint::LABEL.to_string(), fp.as_digest());
-        }
         let req = BuildRequest {
             dockerfile: DOCKERFILE_IN_CONTEXT.to_string(),
             build_args: self.request_args.clone(),
             cache_from: self.cache.clone(),
-            labels,
+            labels: HashMap::new(),
             tag: None,
             registry_auth: self.registry_auth.clone(),
         };
@@ -1106,29 +1110,23 @@ fn narrow_context(
         .collect()
 }
 
-/// Inserts `LABEL <BUILD_LABEL>=1` after every `FROM`, so that the engine's
-/// intermediate build containers carry it and can be found (and removed
-/// after an interrupt) with `docker ps -a --filter label=...`. The value is
-/// constant, so it never costs a cache miss.
-fn label_stages(dockerfile: &str) -> String {
-    let Ok(df) = crate::dockerfile::parse(dockerfile) else {
-        return dockerfile.to_string();
-    };
-    let after: std::collections::BTreeSet<usize> = df
-        .stages
+/// Appends one `LABEL` instruction with every label to the (pruned)
+/// Dockerfile, whose last stage is the one being built. One instruction is
+/// one build step; the engine's `labels` parameter would add a step per
+/// label. Labels whose value could need escaping are left out (ours are
+/// digests, stage names and validated tags).
+fn with_labels(dockerfile: &str, labels: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = labels
         .iter()
-        .map(|s| s.from_instruction().end_line)
+        .filter(|(k, v)| !format!("{k}{v}").contains(['"', '\\', '`', '\n', '$']))
+        .map(|(k, v)| format!("\"{k}\"=\"{v}\""))
         .collect();
-    let mut out = String::with_capacity(dockerfile.len() + 64 * after.len());
-    for (i, line) in dockerfile.split_inclusive('\n').enumerate() {
-        out.push_str(line);
-        if after.contains(&(i + 1)) {
-            if !line.ends_with('\n') {
-                out.push('\n');
-            }
-            out.push_str(&format!("LABEL {BUILD_LABEL}=1\n"));
-        }
+    let mut out = dockerfile.trim_end().to_string();
+    if !pairs.is_empty() {
+        out.push_str("\nLABEL ");
+        out.push_str(&pairs.join(" "));
     }
+    out.push('\n');
     out
 }
 
@@ -1176,20 +1174,35 @@ mod tests {
     }
 
     #[test]
-    fn every_stage_gets_the_build_label_right_after_its_from() {
-        let df = "ARG B=x\nFROM $B AS base\nRUN a\nFROM base \\\n  AS t\nRUN b";
-        let out = label_stages(df);
-        assert_eq!(
-            out,
-            "ARG B=x\nFROM $B AS base\nLABEL dev.stackbake.build=1\nRUN a\nFROM base \\\n  AS t\nLABEL dev.stackbake.build=1\nRUN b"
-        );
+    fn labels_are_one_instruction_at_the_end_of_the_built_stage() {
+        let df = "ARG B=x\nFROM $B AS base\nRUN a\nFROM base AS t\nRUN b\n\n";
+        let labels = BTreeMap::from([
+            (
+                "dev.stackbake.fingerprint".to_string(),
+                "sha256:ab".to_string(),
+            ),
+            (
+                "org.opencontainers.image.revision".to_string(),
+                "abc1234".to_string(),
+            ),
+            ("bad".to_string(), "x\"y".to_string()),
+        ]);
+        let out = with_labels(df, &labels);
         let parsed = crate::dockerfile::parse(&out).expect("still parses");
-        assert_eq!(parsed.stages.len(), 2);
-        assert!(
-            parsed
-                .stages
-                .iter()
-                .all(|s| s.instructions[0].keyword == "LABEL")
+        let last = parsed
+            .stages
+            .last()
+            .and_then(|s| s.instructions.last())
+            .expect("last");
+        assert_eq!(last.keyword, "LABEL");
+        assert_eq!(
+            last.raw,
+            "LABEL \"dev.stackbake.fingerprint\"=\"sha256:ab\" \"org.opencontainers.image.revision\"=\"abc1234\""
+        );
+        assert_eq!(
+            parsed.stages[0].instructions.len(),
+            1,
+            "other stages untouched"
         );
     }
 }
