@@ -185,6 +185,12 @@ impl Engine {
                 }
                 Err(e) => {
                     lines.flush(&mut on_line);
+                    // A dropped connection is the daemon's fault only if it no longer answers.
+                    if lost_connection(&e) && self.docker.ping().await.is_err() {
+                        return Err(EngineError::Unreachable {
+                            detail: format!("lost the connection during the build: {e}"),
+                        });
+                    }
                     let message = error_message(&e);
                     on_line(&message);
                     return Err(EngineError::Build { message });
@@ -327,6 +333,16 @@ pub struct Inspected {
     pub id: String,
     /// `repo@sha256:<hex>` entries.
     pub repo_digests: Vec<String>,
+}
+
+/// Whether a bollard error means the daemon went away (as opposed to the
+/// daemon reporting a failure, which arrives as a stream or server error).
+fn lost_connection(e: &bollard::errors::Error) -> bool {
+    use bollard::errors::Error as E;
+    !matches!(
+        e,
+        E::DockerStreamError { .. } | E::DockerResponseServerError { .. }
+    )
 }
 
 /// Turns a bollard error into the engine's own words.

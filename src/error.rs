@@ -30,6 +30,8 @@ pub struct TargetFailure {
     pub log_tail: Vec<String>,
     /// What to try.
     pub hint: String,
+    /// The engine or registry went away (exit 3), rather than the target failing.
+    pub environment: bool,
 }
 
 /// Everything a command can fail with.

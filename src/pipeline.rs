@@ -368,8 +368,15 @@ pub async fn build(s: &Settings, ui: Arc<Ui>, state: RunState) -> Result<Report,
             message: f.message.clone(),
             log_tail: f.log_tail.clone(),
             hint: f.hint.clone(),
+            environment: f.environment,
         })
         .collect();
+    if let Some(f) = failures.iter().find(|f| f.environment) {
+        return Err(Error::Environment(format!(
+            "[{}] {} stopped: {}; no artifact was written and no `latest` tag moved",
+            f.target, f.step, f.message
+        )));
+    }
     if !failures.is_empty() {
         return Err(Error::Targets {
             failures,
@@ -392,8 +399,8 @@ async fn resolve_destination(
             ui.info("--local without --registry: images are only tagged in the local engine");
             return Ok(None);
         };
-        let registry = Registry::new(host, s.registry_credentials.clone(), RetryPolicy::default())
-            .map_err(env)?;
+        let registry =
+            Registry::new(host, s.registry_credentials.clone(), retry_policy(s)).map_err(env)?;
         return Ok(Some(Destination {
             host: host.clone(),
             registry,
@@ -426,12 +433,22 @@ async fn resolve_destination(
         .clone()
         .unwrap_or_else(|| session.registry_host.clone());
     let creds = Some(session.credentials.clone());
-    let registry = Registry::new(&host, creds.clone(), RetryPolicy::default()).map_err(env)?;
+    let registry = Registry::new(&host, creds.clone(), retry_policy(s)).map_err(env)?;
     Ok(Some(Destination {
         host,
         registry,
         creds,
     }))
+}
+
+/// The registry client's retries: `--timeout` lowers the per-request
+/// timeout (a manifest request never needs more than the default).
+fn retry_policy(s: &Settings) -> RetryPolicy {
+    let d = RetryPolicy::default();
+    RetryPolicy {
+        request_timeout: s.timeout.min(d.request_timeout),
+        ..d
+    }
 }
 
 /// Pulls every target's `latest` (in parallel; a missing one is normal) and
@@ -515,6 +532,7 @@ async fn run_units(
                             .to_string(),
                         log_tail: Vec::new(),
                         hint: String::new(),
+                        environment: false,
                     }),
                     ..Default::default()
                 });
@@ -538,6 +556,7 @@ async fn run_units(
                         message: format!("not built: the stage {dep:?} it needs failed"),
                         log_tail: Vec::new(),
                         hint: String::new(),
+                        environment: false,
                     }),
                     ..Default::default()
                 });
@@ -593,6 +612,7 @@ async fn run_units(
                             message: format!("internal error: {e}"),
                             log_tail: Vec::new(),
                             hint: "please report this as a stackbake bug".into(),
+                            environment: false,
                         }),
                         ..Default::default()
                     });
@@ -647,6 +667,7 @@ impl UnitJob {
                     message: "cancelled: the run was stopped (--fail-fast or a signal)".to_string(),
                     log_tail: Vec::new(),
                     hint: String::new(),
+                    environment: false,
                 }),
                 ..Default::default()
             }),
@@ -767,6 +788,7 @@ impl UnitJob {
                             message: e.to_string(),
                             log_tail: Vec::new(),
                             hint: String::new(),
+                            environment: false,
                         });
                         break;
                     }
@@ -811,6 +833,7 @@ impl UnitJob {
             message: e.to_string(),
             log_tail: tail.lock().unwrap_or_else(|p| p.into_inner()).clone(),
             hint,
+            environment: matches!(e, EngineError::Unreachable { .. }),
         }
     }
 }

@@ -6,5 +6,10 @@
 //! project copy, so tests run in parallel and leave no image behind.
 
 mod build;
+mod check;
+mod ecr;
+mod faults;
+mod fingerprint;
 mod harness;
 mod harness_selftest;
+mod proxy;

@@ -1,0 +1,2 @@
+FROM ${X:-busybox} AS only
+RUN echo ${Y:+yes}
