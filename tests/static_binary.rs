@@ -36,7 +36,12 @@ fn release_into(dist: &Path) -> PathBuf {
         "scripts/release",
         Command::new(root.join("scripts/release"))
             .current_dir(root)
-            .env("DIST_DIR", dist),
+            .env("DIST_DIR", dist)
+            // scripts/test builds the release binary in its own target dir
+            // while the other tests run; build (or find it built) there.
+            .envs(
+                std::env::var_os("STACKBAKE_RELEASE_TARGET_DIR").map(|d| ("CARGO_TARGET_DIR", d)),
+            ),
     );
     let bin = dist.join(ASSET);
     let sums = std::fs::read_to_string(dist.join(format!("{ASSET}.sha256")))
