@@ -27,7 +27,9 @@ pub fn write_all(dir: &Path, mut files: Vec<OutFile>) -> Result<Vec<PathBuf>, Er
     };
     std::fs::create_dir_all(dir).map_err(|e| fail(format!("creating {}", dir.display()), e))?;
     files.sort_by_key(|f| f.name == "taskdef.json");
-    let mut written = Vec::new();
+    // Every file is written and synced before the first rename, so a full
+    // disk or a write error leaves the old artifact whole.
+    let mut staged = Vec::new();
     for f in files {
         let path = dir.join(f.name);
         let mut tmp = tempfile::Builder::new()
@@ -37,6 +39,10 @@ pub fn write_all(dir: &Path, mut files: Vec<OutFile>) -> Result<Vec<PathBuf>, Er
         tmp.write_all(&f.content)
             .and_then(|()| tmp.as_file().sync_all())
             .map_err(|e| fail(format!("writing {}", path.display()), e))?;
+        staged.push((tmp, path));
+    }
+    let mut written = Vec::new();
+    for (tmp, path) in staged {
         tmp.persist(&path)
             .map_err(|e| fail(format!("renaming into {}", path.display()), e.error))?;
         written.push(path);

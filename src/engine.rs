@@ -12,7 +12,7 @@ use bollard::Docker;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateImageOptionsBuilder, PushImageOptionsBuilder,
-    RemoveImageOptionsBuilder, TagImageOptionsBuilder,
+    TagImageOptionsBuilder,
 };
 use futures_util::{Stream, StreamExt};
 
@@ -89,10 +89,6 @@ pub struct BuildRequest {
     pub build_args: HashMap<String, String>,
     /// Images the engine may take layers from.
     pub cache_from: Vec<String>,
-    /// Labels set on the image.
-    pub labels: HashMap<String, String>,
-    /// Local tag given to the result (`repo:tag`), if any.
-    pub tag: Option<String>,
     /// Credentials for private registries referenced by `FROM`, keyed by host.
     pub registry_auth: Option<HashMap<String, DockerCredentials>>,
 }
@@ -130,7 +126,8 @@ impl Engine {
             .from_image(image)
             .build();
         let mut stream = self.docker.create_image(Some(opts), None, creds);
-        while let Some(item) = stream.next().await {
+        let action = format!("the pull of {image}");
+        while let Some(item) = self.next_or_stall(&mut stream, &action).await? {
             if let Err(e) = item {
                 let message = error_message(&e);
                 if is_not_found(&message) {
@@ -155,16 +152,12 @@ impl Engine {
     where
         S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
     {
-        let mut builder = BuildImageOptionsBuilder::default()
+        let builder = BuildImageOptionsBuilder::default()
             .dockerfile(&req.dockerfile)
             .rm(true)
             .forcerm(true)
             .buildargs(&req.build_args)
-            .labels(&req.labels)
             .cachefrom(&req.cache_from);
-        if let Some(tag) = &req.tag {
-            builder = builder.t(tag);
-        }
         let opts = builder.build();
         let body = bollard::body_try_stream(context);
         let mut stream = self.docker.build_image(opts, req.registry_auth, Some(body));
@@ -244,19 +237,6 @@ impl Engine {
             })
     }
 
-    /// Removes the tag `reference` (never the layers other tags hold).
-    pub async fn untag(&self, reference: &str) -> Result<(), EngineError> {
-        let opts = RemoveImageOptionsBuilder::default().noprune(false).build();
-        self.docker
-            .remove_image(reference, Some(opts), None)
-            .await
-            .map(|_| ())
-            .map_err(|e| EngineError::Call {
-                action: format!("removing tag {reference}"),
-                message: error_message(&e),
-            })
-    }
-
     /// Pushes `repo:tag` and returns the manifest digest the registry stored.
     pub async fn push(
         &self,
@@ -309,30 +289,20 @@ impl Engine {
         })
     }
 
-    /// The repo digests and labels the engine holds for an image.
-    pub async fn inspect(&self, image: &str) -> Result<Inspected, EngineError> {
-        let info = self
-            .docker
-            .inspect_image(image)
-            .await
-            .map_err(|e| EngineError::Call {
-                action: format!("inspecting {image}"),
+    /// Whether the engine holds `reference`; an engine failure is an error,
+    /// not a "no".
+    pub async fn image_exists(&self, reference: &str) -> Result<bool, EngineError> {
+        match self.docker.inspect_image(reference).await {
+            Ok(_) => Ok(true),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => Ok(false),
+            Err(e) => Err(EngineError::Call {
+                action: format!("looking up {reference}"),
                 message: error_message(&e),
-            })?;
-        Ok(Inspected {
-            id: info.id.unwrap_or_default(),
-            repo_digests: info.repo_digests.unwrap_or_default(),
-        })
+            }),
+        }
     }
-}
-
-/// What `inspect` returns.
-#[derive(Debug, Clone)]
-pub struct Inspected {
-    /// `sha256:<hex>` image id.
-    pub id: String,
-    /// `repo@sha256:<hex>` entries.
-    pub repo_digests: Vec<String>,
 }
 
 /// Whether a bollard error means the daemon went away (as opposed to the

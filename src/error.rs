@@ -18,7 +18,7 @@ pub mod exit_code {
 }
 
 /// One target that failed, with the step and the tail of its log.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct TargetFailure {
     /// The stage (or shared stage) that failed.
     pub target: String,
@@ -32,6 +32,24 @@ pub struct TargetFailure {
     pub hint: String,
     /// The engine or registry went away (exit 3), rather than the target failing.
     pub environment: bool,
+}
+
+impl TargetFailure {
+    /// A failure with no log and no hint (not started, cancelled, ...).
+    pub fn stopped(
+        target: impl Into<String>,
+        step: &'static str,
+        message: impl Into<String>,
+    ) -> Self {
+        TargetFailure {
+            target: target.into(),
+            step,
+            message: message.into(),
+            log_tail: Vec::new(),
+            hint: String::new(),
+            environment: false,
+        }
+    }
 }
 
 /// Everything a command can fail with.
@@ -51,12 +69,12 @@ pub enum Error {
     /// The Docker daemon, AWS or a registry failed us.
     #[error("{0}")]
     Environment(String),
-    /// One or more targets failed to build or push.
-    #[error("{} of {total} targets failed", failures.len())]
+    /// One or more builds (targets, or stages they share) failed.
+    #[error("{} of {total} builds failed", failures.len())]
     Targets {
         /// The failures.
         failures: Vec<TargetFailure>,
-        /// How many targets the run had.
+        /// How many builds the run had (targets to build and shared stages).
         total: usize,
     },
     /// A findings-based refusal (`check` found errors).
@@ -83,7 +101,7 @@ impl Error {
         match self {
             Self::Targets { failures, total } => {
                 let mut out = format!(
-                    "error: {} of {total} targets failed; no artifact was written and no `latest` tag moved.\n",
+                    "error: {} of {total} builds failed; no artifact was written and no `latest` tag moved.\n",
                     failures.len()
                 );
                 for f in failures {

@@ -127,17 +127,19 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
 }
 
 /// Runs `fut` until it ends or SIGINT/SIGTERM arrives. On the first
-/// signal every task is cancelled (dropping a build stream makes the daemon
-/// stop that build), the build containers the run started are removed, and
-/// the run ends with [`Error::Interrupted`] (exit 130) without writing an
-/// artifact; a second signal exits at once.
+/// signal the run is cancelled: every build task stops (dropping a build
+/// stream makes the daemon stop that build), the pipeline winds down without
+/// writing an artifact or moving `latest`, the build containers the run
+/// started are removed, and the result is [`Error::Interrupted`] (exit 130).
+/// A second signal exits at once.
 async fn interruptible<T>(
     fut: impl std::future::Future<Output = Result<T, Error>>,
     state: &cancel::RunState,
     ui: &ui::Ui,
 ) -> Result<T, Error> {
+    let mut fut = std::pin::pin!(fut);
     tokio::select! {
-        r = fut => return r,
+        r = &mut fut => return r,
         () = next_signal() => {}
     }
     state.cancel(cancel::CancelReason::Interrupted);
@@ -149,7 +151,10 @@ async fn interruptible<T>(
         eprintln!("stackbake: interrupted twice: exiting now");
         std::process::exit(i32::from(exit_code::INTERRUPTED));
     });
-    remove_build_containers(state, ui).await;
+    // Let the pipeline see the cancellation and stop cleanly; give up on it
+    // if it does not within a few seconds.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(10), &mut fut).await;
+    pipeline::remove_build_containers(state, ui).await;
     Err(Error::Interrupted)
 }
 
@@ -172,28 +177,6 @@ async fn next_signal() {
     #[cfg(not(unix))]
     {
         let _ = tokio::signal::ctrl_c().await;
-    }
-}
-
-/// Removes the intermediate containers of the builds this run started.
-async fn remove_build_containers(state: &cancel::RunState, ui: &ui::Ui) {
-    // Give the engine a moment to notice the closed build connections first.
-    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    let live = state.live_containers();
-    if live.is_empty() {
-        return;
-    }
-    let timeout = std::time::Duration::from_secs(20);
-    let Ok(engine) = engine::Engine::connect(timeout, timeout).await else {
-        ui.always("stackbake: cannot reach the engine to remove build containers");
-        return;
-    };
-    for id in live {
-        match engine.remove_container(&id).await {
-            Ok(()) => ui.always(&format!("stackbake: removed build container {id}")),
-            Err(e) if e.to_string().contains("No such container") => {}
-            Err(e) => ui.always(&format!("stackbake: {e}")),
-        }
     }
 }
 

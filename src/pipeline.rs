@@ -47,13 +47,19 @@ struct Destination {
 
 impl Destination {
     fn docker_creds(&self) -> Option<DockerCredentials> {
-        self.creds.as_ref().map(|c| DockerCredentials {
-            username: Some(c.username.clone()),
-            password: Some(c.password.expose().to_string()),
-            serveraddress: Some(self.host.clone()),
-            ..Default::default()
-        })
+        docker_creds(&self.host, self.creds.as_ref())
     }
+}
+
+/// The engine's credential struct, built at the call that needs it: it
+/// derives `Debug` with the password in it, so it is never stored.
+fn docker_creds(host: &str, creds: Option<&Credentials>) -> Option<DockerCredentials> {
+    creds.map(|c| DockerCredentials {
+        username: Some(c.username.clone()),
+        password: Some(c.password.expose().to_string()),
+        serveraddress: Some(host.to_string()),
+        ..Default::default()
+    })
 }
 
 /// What a finished unit left behind.
@@ -217,7 +223,11 @@ async fn lookup(
                 .await
                 .map_err(env)?
                 .map(Some),
-            (None, Some(e)) => e.inspect(&format!("{repo}:{tag}")).await.ok().map(|_| None),
+            (None, Some(e)) => e
+                .image_exists(&format!("{repo}:{tag}"))
+                .await
+                .map_err(|e| Error::Environment(e.to_string()))?
+                .then_some(None),
             (None, None) => None,
         };
         if let Some(h) = hit {
@@ -239,7 +249,10 @@ async fn lookup(
             .await
             .map_err(env)?
             .is_some(),
-        (None, Some(e)) => e.inspect(&format!("{first}:latest")).await.is_ok(),
+        (None, Some(e)) => e
+            .image_exists(&format!("{first}:latest"))
+            .await
+            .map_err(|e| Error::Environment(e.to_string()))?,
         (None, None) => false,
     };
     Ok((None, if seen { "changed" } else { "new" }))
@@ -356,20 +369,14 @@ pub async fn build(s: &Settings, ui: Arc<Ui>, state: RunState) -> Result<Report,
         )
         .await;
     }
-    if state.reason() == Some(CancelReason::Interrupted) {
-        return Err(Error::Interrupted);
+    match state.reason() {
+        Some(CancelReason::Interrupted) => return Err(Error::Interrupted),
+        Some(CancelReason::TargetFailed) => remove_build_containers(&state, &ui).await,
+        None => {}
     }
     let failures: Vec<TargetFailure> = outcomes
         .iter()
-        .filter_map(|o| o.1.failure.as_ref())
-        .map(|f| TargetFailure {
-            target: f.target.clone(),
-            step: f.step,
-            message: f.message.clone(),
-            log_tail: f.log_tail.clone(),
-            hint: f.hint.clone(),
-            environment: f.environment,
-        })
+        .filter_map(|o| o.1.failure.clone())
         .collect();
     if let Some(f) = failures.iter().find(|f| f.environment) {
         return Err(Error::Environment(format!(
@@ -439,6 +446,29 @@ async fn resolve_destination(
         registry,
         creds,
     }))
+}
+
+/// Removes the intermediate containers of the builds this run started and
+/// did not finish (after an interrupt or a `--fail-fast` stop).
+pub async fn remove_build_containers(state: &RunState, ui: &Ui) {
+    // Give the engine a moment to notice the closed build connections first.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let live = state.live_containers();
+    if live.is_empty() {
+        return;
+    }
+    let timeout = Duration::from_secs(20);
+    let Ok(engine) = Engine::connect(timeout, timeout).await else {
+        ui.always("stackbake: cannot reach the engine to remove build containers");
+        return;
+    };
+    for id in live {
+        match engine.remove_container(&id).await {
+            Ok(()) => ui.always(&format!("stackbake: removed build container {id}")),
+            Err(e) if e.to_string().contains("No such container") => {}
+            Err(e) => ui.always(&format!("stackbake: {e}")),
+        }
+    }
 }
 
 /// The registry client's retries: `--timeout` lowers the per-request
@@ -512,11 +542,8 @@ async fn run_units(
     let mut outcomes: Vec<Option<UnitOutcome>> = (0..units.len()).map(|_| None).collect();
     let mut started = vec![false; units.len()];
     let mut set: JoinSet<(usize, UnitOutcome)> = JoinSet::new();
+    let mut task_unit: HashMap<tokio::task::Id, usize> = HashMap::new();
     let build_args: HashMap<String, String> = s.build_args.clone().into_iter().collect();
-    let registry_auth: Option<HashMap<String, DockerCredentials>> = dest.and_then(|d| {
-        d.docker_creds()
-            .map(|c| HashMap::from([(d.host.clone(), c)]))
-    });
     loop {
         for i in 0..units.len() {
             if started[i] || set.len() >= s.jobs {
@@ -525,15 +552,11 @@ async fn run_units(
             if state.is_cancelled() {
                 started[i] = true;
                 outcomes[i] = Some(UnitOutcome {
-                    failure: Some(TargetFailure {
-                        target: inputs.stage_label(units[i].stage),
-                        step: "build",
-                        message: "not started: the run was stopped (--fail-fast or a signal)"
-                            .to_string(),
-                        log_tail: Vec::new(),
-                        hint: String::new(),
-                        environment: false,
-                    }),
+                    failure: Some(TargetFailure::stopped(
+                        inputs.stage_label(units[i].stage),
+                        "build",
+                        "not started: the run was stopped (--fail-fast or a signal)",
+                    )),
                     ..Default::default()
                 });
                 continue;
@@ -550,14 +573,11 @@ async fn run_units(
             {
                 let dep = inputs.stage_label(units[*failed].stage);
                 outcomes[i] = Some(UnitOutcome {
-                    failure: Some(TargetFailure {
-                        target: label,
-                        step: "build",
-                        message: format!("not built: the stage {dep:?} it needs failed"),
-                        log_tail: Vec::new(),
-                        hint: String::new(),
-                        environment: false,
-                    }),
+                    failure: Some(TargetFailure::stopped(
+                        label,
+                        "build",
+                        format!("not built: the stage {dep:?} it needs failed"),
+                    )),
                     ..Default::default()
                 });
                 continue;
@@ -579,23 +599,23 @@ async fn run_units(
                 )),
                 request_args: build_args.clone(),
                 cache,
-                registry_auth: registry_auth.clone(),
                 repositories: decision
                     .map(|d| d.target.repositories.clone())
                     .unwrap_or_default(),
                 fingerprint: decision.map(|d| d.fingerprint.clone()),
                 registry: dest.map(|d| d.registry.clone()),
                 dest_host: dest.map(|d| d.host.clone()),
-                docker_creds: dest.and_then(Destination::docker_creds),
+                creds: dest.and_then(|d| d.creds.clone()),
                 commit: commit.to_string(),
                 engine: engine.clone(),
                 ui: ui.clone(),
                 state: state.clone(),
             };
-            set.spawn(job.run());
+            let handle = set.spawn(job.run());
+            task_unit.insert(handle.id(), i);
         }
-        match set.join_next().await {
-            Some(Ok((i, outcome))) => {
+        match set.join_next_with_id().await {
+            Some(Ok((_, (i, outcome)))) => {
                 if outcome.failure.is_some() && s.fail_fast {
                     state.cancel(CancelReason::TargetFailed);
                 }
@@ -604,24 +624,34 @@ async fn run_units(
             Some(Err(e)) => {
                 // A panicking task is a bug; report it as that unit's failure.
                 ui.always(&format!("internal error in a build task: {e}"));
-                if let Some(i) = (0..units.len()).find(|i| started[*i] && outcomes[*i].is_none()) {
+                if let Some(&i) = task_unit.get(&e.id()) {
+                    let mut f = TargetFailure::stopped(
+                        inputs.stage_label(units[i].stage),
+                        "build",
+                        format!("internal error: {e}"),
+                    );
+                    f.hint = "please report this as a stackbake bug".into();
                     outcomes[i] = Some(UnitOutcome {
-                        failure: Some(TargetFailure {
-                            target: inputs.stage_label(units[i].stage),
-                            step: "build",
-                            message: format!("internal error: {e}"),
-                            log_tail: Vec::new(),
-                            hint: "please report this as a stackbake bug".into(),
-                            environment: false,
-                        }),
+                        failure: Some(f),
                         ..Default::default()
                     });
                 }
             }
             None => {
-                if started.iter().all(|s| *s) {
-                    break;
+                // Nothing runs and nothing can start: every unit is decided.
+                for i in 0..units.len() {
+                    if outcomes[i].is_none() {
+                        outcomes[i] = Some(UnitOutcome {
+                            failure: Some(TargetFailure::stopped(
+                                inputs.stage_label(units[i].stage),
+                                "build",
+                                "not started: a stage it needs did not finish",
+                            )),
+                            ..Default::default()
+                        });
+                    }
                 }
+                break;
             }
         }
     }
@@ -641,12 +671,13 @@ struct UnitJob {
     entries: Arc<Vec<Entry>>,
     request_args: HashMap<String, String>,
     cache: Vec<String>,
-    registry_auth: Option<HashMap<String, DockerCredentials>>,
     repositories: Vec<String>,
     fingerprint: Option<Fingerprint>,
     registry: Option<Registry>,
     dest_host: Option<String>,
-    docker_creds: Option<DockerCredentials>,
+    /// Registry credentials (redacting `Debug`); turned into the engine's
+    /// form only at each call.
+    creds: Option<Credentials>,
     commit: String,
     engine: Engine,
     ui: Arc<Ui>,
@@ -661,14 +692,7 @@ impl UnitJob {
         tokio::select! {
             biased;
             () = state.cancelled() => (index, UnitOutcome {
-                failure: Some(TargetFailure {
-                    target: label,
-                    step: "build",
-                    message: "cancelled: the run was stopped (--fail-fast or a signal)".to_string(),
-                    log_tail: Vec::new(),
-                    hint: String::new(),
-                    environment: false,
-                }),
+                failure: Some(TargetFailure::stopped(label, "build", "cancelled: the run was stopped (--fail-fast or a signal)".to_string())),
                 ..Default::default()
             }),
             r = self.work() => r,
@@ -716,9 +740,9 @@ impl UnitJob {
             dockerfile: DOCKERFILE_IN_CONTEXT.to_string(),
             build_args: self.request_args.clone(),
             cache_from: self.cache.clone(),
-            labels: HashMap::new(),
-            tag: None,
-            registry_auth: self.registry_auth.clone(),
+            registry_auth: self.dest_host.as_ref().and_then(|h| {
+                docker_creds(h, self.creds.as_ref()).map(|c| HashMap::from([(h.clone(), c)]))
+            }),
         };
         let built = self
             .engine
@@ -759,9 +783,14 @@ impl UnitJob {
             let pushed = loop {
                 let r = self
                     .engine
-                    .push(&full_repo, &self.commit, self.docker_creds.clone(), |l| {
-                        log(&self.ui, &self.label, &tail, l);
-                    })
+                    .push(
+                        &full_repo,
+                        &self.commit,
+                        docker_creds(registry.host(), self.creds.as_ref()),
+                        |l| {
+                            log(&self.ui, &self.label, &tail, l);
+                        },
+                    )
                     .await;
                 match r {
                     Err(e) if attempt < PUSH_ATTEMPTS && crate::engine::is_transient(&e) => {
@@ -779,17 +808,16 @@ impl UnitJob {
             match pushed {
                 Ok(p) => {
                     // The image is fully pushed: only now may its fingerprint tag point at it.
+                    // Copied from the pushed digest, not the commit tag, which another
+                    // build of the same commit could have moved meanwhile.
                     if let Some(fp) = &self.fingerprint
-                        && let Err(e) = registry.copy_tag(repo, &self.commit, &fp.tag()).await
+                        && let Err(e) = registry.copy_tag(repo, &p.digest, &fp.tag()).await
                     {
-                        outcome.failure = Some(TargetFailure {
-                            target: self.label.clone(),
-                            step: "push",
-                            message: e.to_string(),
-                            log_tail: Vec::new(),
-                            hint: String::new(),
-                            environment: false,
-                        });
+                        let mut f =
+                            TargetFailure::stopped(self.label.clone(), "push", e.to_string());
+                        // The registry, not the target, failed: exit 3 (SPEC).
+                        f.environment = true;
+                        outcome.failure = Some(f);
                         break;
                     }
                     outcome
@@ -864,18 +892,18 @@ async fn finish(
     let reuse_copies = p.decisions.iter().flat_map(|d| {
         d.reuse.iter().flat_map(move |found| {
             d.target.repositories.iter().map(move |repo| {
-                let fp_tag = d.fingerprint.tag();
-                let shown = found
+                // Copy by digest where we have it, so a tag moved meanwhile cannot sneak in.
+                let from = found
                     .get(repo)
                     .cloned()
                     .flatten()
-                    .unwrap_or_else(|| fp_tag.clone());
+                    .unwrap_or_else(|| d.fingerprint.tag());
                 async move {
-                    retag(dest, engine, repo, &fp_tag, commit).await?;
+                    retag(dest, engine, repo, &from, commit).await?;
                     ui.status(
                         &d.target.name,
                         &format!(
-                            "reused {}{repo}@{shown} as :{commit}",
+                            "reused {}{repo}@{from} as :{commit}",
                             dest.map(|x| format!("{}/", x.host)).unwrap_or_default(),
                         ),
                     );
@@ -885,20 +913,14 @@ async fn finish(
         })
     });
     futures_util::future::try_join_all(reuse_copies).await?;
-    // Move `latest` only now that every target is fully pushed.
+
+    // Pins, report and files first: nothing below may fail after `latest` moved.
     let mut tags = vec![commit.to_string()];
     if !s.no_latest {
         tags.push("latest".to_string());
-        let moves = p.decisions.iter().flat_map(|d| {
-            d.target
-                .repositories
-                .iter()
-                .map(|repo| retag(dest, engine, repo, commit, "latest"))
-        });
-        futures_util::future::try_join_all(moves).await?;
     }
-    // Every pinned digest must exist in the registry before the taskdef names it.
     let mut pins: BTreeMap<String, String> = BTreeMap::new();
+    let mut latest_from: BTreeMap<String, String> = BTreeMap::new();
     let mut targets = Vec::new();
     for m in &p.inputs.mappings {
         let Mapping::Target {
@@ -920,6 +942,7 @@ async fn finish(
                 .and_then(|o| o.pushed.get(repository).cloned())
                 .unwrap_or((None, 0)),
         };
+        // Every pinned digest must exist in the registry before the taskdef names it.
         let image = match (dest, &digest) {
             (Some(dst), Some(dg)) => {
                 if dst
@@ -938,6 +961,10 @@ async fn finish(
             }
             _ => format!("{repository}:{commit}"),
         };
+        latest_from.insert(
+            repository.clone(),
+            digest.clone().unwrap_or_else(|| commit.to_string()),
+        );
         pins.insert(container.clone(), image.clone());
         targets.push(TargetReport {
             container: container.clone(),
@@ -960,10 +987,26 @@ async fn finish(
         targets,
         external: externals(&p.inputs),
     };
+    let files = artifact_files(s, &p.inputs, &pins, &report)?;
     if state.is_cancelled() {
         return Err(Error::Interrupted);
     }
-    write_artifact(s, &p.inputs, &pins, &report, ui)?;
+    // Move `latest` only now that every target is fully pushed and the
+    // artifact is ready, copying the exact digest that gets pinned.
+    if !s.no_latest {
+        let moves = latest_from
+            .iter()
+            .map(|(repo, from)| retag(dest, engine, repo, from, "latest"));
+        futures_util::future::try_join_all(moves).await?;
+    }
+    if state.is_cancelled() {
+        return Err(Error::Interrupted);
+    }
+    let written = artifact::write_all(&s.out, files)?;
+    ui.info(&format!("artifact written to {}", s.out.display()));
+    for path in written {
+        ui.debug(&format!("  {}", path.display()));
+    }
     Ok(report)
 }
 
@@ -1015,17 +1058,25 @@ async fn retag(
     }
 }
 
-fn write_artifact(
+/// Every file of the artifact, in memory, in taskdef order.
+fn artifact_files(
     s: &Settings,
     inputs: &Inputs,
     pins: &BTreeMap<String, String>,
     report: &Report,
-    ui: &Ui,
-) -> Result<(), Error> {
+) -> Result<Vec<OutFile>, Error> {
     let taskdef = td::rewrite::pin_images(&inputs.taskdef, pins).map_err(|e| Error::Input {
         path: s.taskdef.clone(),
         message: e.to_string(),
     })?;
+    let definitions: Vec<(String, String)> = inputs
+        .mappings
+        .iter()
+        .filter_map(|m| {
+            let c = m.container();
+            pins.get(c).map(|i| (c.to_string(), i.clone()))
+        })
+        .collect();
     let mut files = vec![
         OutFile {
             name: "stackbake-report.json",
@@ -1033,13 +1084,7 @@ fn write_artifact(
         },
         OutFile {
             name: "imagedefinitions.json",
-            content: td::image_definitions_json(
-                &pins
-                    .iter()
-                    .map(|(c, i)| (c.clone(), i.clone()))
-                    .collect::<Vec<_>>(),
-            )
-            .into_bytes(),
+            content: td::image_definitions_json(&definitions).into_bytes(),
         },
         OutFile {
             name: "taskdef.json",
@@ -1068,12 +1113,7 @@ fn write_artifact(
             content: inputs.appspec_text.clone().into_bytes(),
         });
     }
-    let written = artifact::write_all(&s.out, files)?;
-    ui.info(&format!("artifact written to {}", s.out.display()));
-    for p in written {
-        ui.debug(&format!("  {}", p.display()));
-    }
-    Ok(())
+    Ok(files)
 }
 
 fn same_dir(a: &Path, b: &Path) -> bool {
