@@ -5,7 +5,9 @@
 //! dynamically linked, the kernel could not even start it there.
 //!
 //! Needs the Docker engine (CI starts it through `scripts/test`) and adds a
-//! release build (3–4 min clean, seconds when up to date) to the test run.
+//! static build to the test run. `scripts/test` sets `STACKBAKE_PROFILE=
+//! static-check` (the release target and link flags at opt-level 1, no LTO)
+//! to keep CI short; run alone, the test builds the real `release` profile.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
