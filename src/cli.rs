@@ -121,6 +121,9 @@ pub struct BuildArgs {
     /// Stop every other target as soon as one fails.
     #[arg(long, env = "STACKBAKE_FAIL_FAST")]
     pub fail_fast: bool,
+    /// Retries of a registry request or image push that failed transiently (5xx, 429, reset).
+    #[arg(long, env = "STACKBAKE_RETRIES", default_value = "4", value_name = "N")]
+    pub retries: u32,
     /// Seconds an engine or registry call may make no progress before it is abandoned.
     #[arg(
         long,

@@ -55,6 +55,8 @@ pub struct Settings {
     pub fail_fast: bool,
     /// `--timeout`: the longest silence tolerated from the engine or a registry.
     pub timeout: std::time::Duration,
+    /// `--retries`: extra attempts for transient registry and push failures.
+    pub retries: u32,
 }
 
 impl Settings {
@@ -152,6 +154,7 @@ impl Settings {
             mode: Mode::from_flag(a.progress),
             fail_fast: a.fail_fast,
             timeout: std::time::Duration::from_secs(a.timeout.get()),
+            retries: a.retries.min(20),
         })
     }
 }

@@ -32,8 +32,6 @@ use crate::ui::Ui;
 const DOCKERFILE_IN_CONTEXT: &str = ".dockerfile.stackbake";
 /// Lines of a failed target's log shown in the error.
 const LOG_TAIL: usize = 15;
-/// Attempts for a push that fails with a transient error.
-const PUSH_ATTEMPTS: u32 = 3;
 
 /// Where images go.
 struct Destination {
@@ -476,6 +474,7 @@ pub async fn remove_build_containers(state: &RunState, ui: &Ui) {
 fn retry_policy(s: &Settings) -> RetryPolicy {
     let d = RetryPolicy::default();
     RetryPolicy {
+        attempts: s.retries + 1,
         request_timeout: s.timeout.min(d.request_timeout),
         ..d
     }
@@ -606,6 +605,7 @@ async fn run_units(
                 registry: dest.map(|d| d.registry.clone()),
                 dest_host: dest.map(|d| d.host.clone()),
                 creds: dest.and_then(|d| d.creds.clone()),
+                retries: s.retries,
                 commit: commit.to_string(),
                 engine: engine.clone(),
                 ui: ui.clone(),
@@ -678,6 +678,7 @@ struct UnitJob {
     /// Registry credentials (redacting `Debug`); turned into the engine's
     /// form only at each call.
     creds: Option<Credentials>,
+    retries: u32,
     commit: String,
     engine: Engine,
     ui: Arc<Ui>,
@@ -793,8 +794,8 @@ impl UnitJob {
                     )
                     .await;
                 match r {
-                    Err(e) if attempt < PUSH_ATTEMPTS && crate::engine::is_transient(&e) => {
-                        let wait = Duration::from_millis(500 * 2u64.pow(attempt));
+                    Err(e) if attempt <= self.retries && crate::engine::is_transient(&e) => {
+                        let wait = Duration::from_millis(500 * 2u64.pow(attempt.min(5)));
                         self.ui.status(
                             &self.label,
                             &format!("push failed ({e}); retrying in {:.1}s", wait.as_secs_f64()),

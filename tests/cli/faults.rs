@@ -581,7 +581,7 @@ fn fail_fast_cancels_the_other_targets() {
         "fail-fast: exit {:?} in {:.1?}; build containers left on the test's base 2 s later: {:?}",
         run.code,
         run.elapsed,
-        build_containers(&fx.base_ref(), false)
+        build_containers(&fx.base_ref())
     );
     for (_, repo) in TARGETS {
         assert_eq!(
@@ -594,19 +594,17 @@ fn fail_fast_cancels_the_other_targets() {
 
 // ------------------------------------------------------- interrupts
 
-/// Containers of this test's builds: the tool's label, on top of the test's own base.
-fn build_containers(base: &str, label_too: bool) -> Vec<String> {
+/// Containers created from this test's own fresh base image: the build
+/// containers of this test's run and of no other.
+fn build_containers(base: &str) -> Vec<String> {
     let ancestor = format!("ancestor={base}");
-    let mut args = vec!["ps", "-aq", "--no-trunc", "--filter", &ancestor];
-    if label_too {
-        args.extend(["--filter", "label=dev.stackbake.build=1"]);
-    }
-    let (_, out, _) = docker(&args);
+    let (_, out, _) = docker(&["ps", "-aq", "--no-trunc", "--filter", &ancestor]);
     out.split_whitespace().map(str::to_owned).collect()
 }
 
-#[test]
-fn sigint_during_a_build_exits_130_and_leaves_no_container() {
+/// Starts a build that sleeps in `RUN sleep 30`, waits until that step's
+/// container runs, and returns the fixture, the run and the base image.
+fn build_until_sleeping() -> (Fixture, crate::harness::Running, String) {
     let fx = Fixture::local_only();
     fx.project.edit("Dockerfile", |t| {
         t.replace(
@@ -621,43 +619,74 @@ fn sigint_during_a_build_exits_130_and_leaves_no_container() {
         e.split_once("RUN sleep 30")
             .is_some_and(|(_, after)| after.contains("Running in"))
     });
+    assert!(
+        sleeping,
+        "the build never reached `RUN sleep 30`: {}",
+        running.stderr_so_far()
+    );
     // Let the container start for real.
     thread::sleep(Duration::from_millis(500));
-    let during_any = build_containers(&base, false);
-    let during_labelled = build_containers(&base, true);
-    running.signal("INT");
+    assert!(
+        !build_containers(&base).is_empty(),
+        "no build container while sleeping: {}",
+        running.stderr_so_far()
+    );
+    (fx, running, base)
+}
+
+fn a_signal_during_a_build_exits_130_and_leaves_no_container(signal: &str) {
+    let (fx, running, base) = build_until_sleeping();
+    running.signal(signal);
     let signalled = Instant::now();
     let run = running.wait(Duration::from_secs(60));
     let to_exit = signalled.elapsed();
-    assert!(sleeping, "the build never reached `RUN sleep 30`:\n{run}");
-    assert!(
-        !during_any.is_empty(),
-        "no build container while sleeping:\n{run}"
-    );
     run.assert_code(130);
     assert!(
         to_exit < Duration::from_secs(15),
-        "took {to_exit:?} to exit after SIGINT:\n{run}"
+        "took {to_exit:?} to exit after SIG{signal}:\n{run}"
     );
+    run.assert_stderr_mentions("interrupted");
     assert_no_artifact(fx.project.out(), &run);
     thread::sleep(Duration::from_secs(2));
-    let left_labelled = build_containers(&base, true);
-    let left_any = build_containers(&base, false);
+    let left = build_containers(&base);
     eprintln!(
-        "SIGINT: exit after {to_exit:?}; containers during: {} (labelled {}), after: {} (labelled {})",
-        during_any.len(),
-        during_labelled.len(),
-        left_any.len(),
-        left_labelled.len()
+        "SIG{signal}: exit after {to_exit:?}, build containers left: {}",
+        left.len()
     );
     assert!(
-        left_labelled.is_empty(),
-        "labelled build containers left behind: {left_labelled:?}\n{run}"
+        left.is_empty(),
+        "build containers left behind on the test's base: {left:?}\n{run}"
     );
+}
+
+#[test]
+fn sigint_during_a_build_exits_130_and_leaves_no_container() {
+    a_signal_during_a_build_exits_130_and_leaves_no_container("INT");
+}
+
+#[test]
+fn sigterm_during_a_build_exits_130_and_leaves_no_container() {
+    a_signal_during_a_build_exits_130_and_leaves_no_container("TERM");
+}
+
+#[test]
+fn a_second_signal_exits_at_once() {
+    let (fx, running, _base) = build_until_sleeping();
+    running.signal("INT");
+    // The first signal starts the clean stop (which waits at least 300 ms for
+    // the engine before removing containers); the second must cut it short.
+    thread::sleep(Duration::from_millis(100));
+    running.signal("INT");
+    let signalled = Instant::now();
+    let run = running.wait(Duration::from_secs(60));
+    run.assert_code(130);
+    run.assert_stderr_mentions("interrupted twice");
     assert!(
-        left_any.is_empty(),
-        "build containers left behind on the test's base: {left_any:?}\n{run}"
+        signalled.elapsed() < Duration::from_secs(10),
+        "a second signal must end the run at once, took {:?}:\n{run}",
+        signalled.elapsed()
     );
+    assert_no_artifact(fx.project.out(), &run);
 }
 
 // ------------------------------------------------------- secrets
