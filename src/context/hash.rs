@@ -261,8 +261,9 @@ fn hash_contents(root: &Path, items: &[&Entry]) -> Result<Vec<ContentHash>, Cont
         .unwrap_or(1)
         .min(files.len());
     if workers <= 1 || files.len() < 8 {
+        let mut buf = vec![0u8; READ_CHUNK];
         for &i in &files {
-            out[i] = Some(hash_file(root, &items[i].rel)?);
+            out[i] = Some(hash_file(root, &items[i].rel, &mut buf)?);
         }
         return Ok(out);
     }
@@ -272,10 +273,13 @@ fn hash_contents(root: &Path, items: &[&Entry]) -> Result<Vec<ContentHash>, Cont
             .map(|_| {
                 s.spawn(|| {
                     let mut mine = Vec::new();
+                    // One read buffer per worker: zero-filling a fresh one per
+                    // file cost more than hashing small files.
+                    let mut buf = vec![0u8; READ_CHUNK];
                     loop {
                         let k = next.fetch_add(1, Ordering::Relaxed);
                         let Some(&i) = files.get(k) else { break };
-                        mine.push((i, hash_file(root, &items[i].rel)));
+                        mine.push((i, hash_file(root, &items[i].rel, &mut buf)));
                     }
                     mine
                 })
@@ -314,7 +318,7 @@ fn hash_contents(root: &Path, items: &[&Entry]) -> Result<Vec<ContentHash>, Cont
     Ok(out)
 }
 
-fn hash_file(root: &Path, rel: &str) -> Result<([u8; 32], u64), ContextError> {
+fn hash_file(root: &Path, rel: &str, buf: &mut [u8]) -> Result<([u8; 32], u64), ContextError> {
     let path = root.join(rel);
     let io = |op: &'static str, source: std::io::Error| ContextError::Io {
         op,
@@ -323,10 +327,9 @@ fn hash_file(root: &Path, rel: &str) -> Result<([u8; 32], u64), ContextError> {
     };
     let mut f = std::fs::File::open(&path).map_err(|e| io("open", e))?;
     let mut h = Sha256::new();
-    let mut buf = vec![0u8; READ_CHUNK];
     let mut len = 0u64;
     loop {
-        let n = match f.read(&mut buf) {
+        let n = match f.read(buf) {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
