@@ -91,6 +91,36 @@ struct Prepared {
     decisions: Vec<Decision>,
 }
 
+impl Prepared {
+    /// Every mapped container with its stage, repository and decision, in
+    /// taskdef order.
+    fn mapped(&self) -> impl Iterator<Item = (&String, &String, &String, &Decision)> {
+        self.inputs.mappings.iter().filter_map(|m| match m {
+            Mapping::Target {
+                container,
+                stage,
+                repository,
+                ..
+            } => self
+                .decisions
+                .iter()
+                .find(|d| &d.target.name == stage)
+                .map(|d| (container, stage, repository, d)),
+            Mapping::External { .. } => None,
+        })
+    }
+
+    /// The tags every image carries after the run: the commit tag and, unless
+    /// `--no-latest`, `latest`.
+    fn tags(&self, s: &Settings) -> Vec<String> {
+        let mut tags = vec![self.commit.clone()];
+        if !s.no_latest {
+            tags.push("latest".to_string());
+        }
+        tags
+    }
+}
+
 /// Whether the caller may change anything.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Intent {
@@ -269,19 +299,7 @@ pub async fn plan(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
     };
     let p = prepare(s, &ui, Intent::Plan, engine.as_ref()).await?;
     let mut targets = Vec::new();
-    for m in &p.inputs.mappings {
-        let Mapping::Target {
-            container,
-            stage,
-            repository,
-            ..
-        } = m
-        else {
-            continue;
-        };
-        let Some(d) = p.decisions.iter().find(|d| &d.target.name == stage) else {
-            continue;
-        };
+    for (container, stage, repository, d) in p.mapped() {
         let digest = d
             .reuse
             .as_ref()
@@ -291,10 +309,6 @@ pub async fn plan(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
             (None, _) if d.reuse.is_some() => Some(format!("{repository}:{}", d.fingerprint.tag())),
             _ => None,
         };
-        let mut tags = vec![p.commit.clone()];
-        if !s.no_latest {
-            tags.push("latest".into());
-        }
         targets.push(TargetReport {
             container: container.clone(),
             target: stage.clone(),
@@ -304,7 +318,7 @@ pub async fn plan(s: &Settings, ui: Arc<Ui>) -> Result<Report, Error> {
             fingerprint: Some(d.fingerprint.as_digest()),
             image,
             digest,
-            tags,
+            tags: p.tags(s),
             seconds: 0.0,
             bytes_pushed: 0,
         });
@@ -916,26 +930,11 @@ async fn finish(
     futures_util::future::try_join_all(reuse_copies).await?;
 
     // Pins, report and files first: nothing below may fail after `latest` moved.
-    let mut tags = vec![commit.to_string()];
-    if !s.no_latest {
-        tags.push("latest".to_string());
-    }
+    let tags = p.tags(s);
     let mut pins: BTreeMap<String, String> = BTreeMap::new();
     let mut latest_from: BTreeMap<String, String> = BTreeMap::new();
     let mut targets = Vec::new();
-    for m in &p.inputs.mappings {
-        let Mapping::Target {
-            container,
-            stage,
-            repository,
-            ..
-        } = m
-        else {
-            continue;
-        };
-        let Some(d) = p.decisions.iter().find(|d| &d.target.name == stage) else {
-            continue;
-        };
+    for (container, stage, repository, d) in p.mapped() {
         let o = outcome_of(d.target.stage);
         let (digest, bytes) = match &d.reuse {
             Some(found) => (found.get(repository).cloned().flatten(), 0),

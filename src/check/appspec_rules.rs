@@ -16,17 +16,7 @@ pub(crate) struct AppspecInfo {
     pub load_balanced: bool,
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "empty",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Sequence(_) => "a list",
-        Value::Mapping(_) => "a mapping",
-        Value::Tagged(_) => "a tagged value",
-    }
-}
+use crate::taskdef::appspec::yaml_kind as kind;
 
 /// Runs the appspec rules; `td` is the task definition when it parsed.
 pub(crate) fn rules(
@@ -39,18 +29,11 @@ pub(crate) fn rules(
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            let pos = e
-                .location()
-                .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
-            let msg = e.to_string();
-            let msg = msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
-            out.push(Finding::new(
+            out.push(Finding::invalid_yaml(
                 file,
-                pos,
-                Severity::Error,
                 "appspec/invalid-yaml",
-                format!("appspec is not valid YAML: {msg}"),
-                "fix the YAML syntax (indent with spaces, not tabs)",
+                "appspec",
+                &e,
             ));
             return info;
         }

@@ -82,18 +82,11 @@ pub(crate) fn rules(file: &str, text: &str, expected: &Expected<'_>, out: &mut V
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
-            let pos = e
-                .location()
-                .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
-            let msg = e.to_string();
-            let msg = msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
-            out.push(Finding::new(
+            out.push(Finding::invalid_yaml(
                 file,
-                pos,
-                Severity::Error,
                 "buildspec/invalid-yaml",
-                format!("buildspec is not valid YAML: {msg}"),
-                "fix the YAML syntax (indent with spaces, not tabs)",
+                "buildspec",
+                &e,
             ));
             return;
         }

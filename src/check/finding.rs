@@ -43,6 +43,28 @@ pub struct Finding {
 }
 
 impl Finding {
+    /// An error finding for a YAML file that does not parse, at serde_yaml's position.
+    pub(crate) fn invalid_yaml(
+        file: &str,
+        rule: &'static str,
+        what: &str,
+        e: &serde_yaml::Error,
+    ) -> Finding {
+        let pos = e
+            .location()
+            .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
+        let msg = e.to_string();
+        let msg = msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
+        Finding::new(
+            file,
+            pos,
+            Severity::Error,
+            rule,
+            format!("{what} is not valid YAML: {msg}"),
+            "fix the YAML syntax (indent with spaces, not tabs)",
+        )
+    }
+
     /// A finding at `line:col` of `file`.
     pub fn new(
         file: &str,

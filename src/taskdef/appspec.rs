@@ -21,7 +21,8 @@ pub struct AppSpec {
     pub lb_port: Option<u16>,
 }
 
-fn kind(v: &Value) -> &'static str {
+/// How a YAML value is named in messages ("a list", "a mapping", ...).
+pub fn yaml_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "empty",
         Value::Bool(_) => "a boolean",
@@ -95,7 +96,7 @@ impl AppSpec {
                 "the document",
                 format!(
                     "is {}: an ECS appspec is a mapping with `version: 0.0` and `Resources`",
-                    kind(&doc)
+                    yaml_kind(&doc)
                 ),
             ));
         }
@@ -126,7 +127,7 @@ impl AppSpec {
                 "Resources",
                 format!(
                     "is {}: it must be a list with one AWS::ECS::Service resource (`- TargetService: ...`)",
-                    kind(resources)
+                    yaml_kind(resources)
                 ),
             ));
         };
@@ -148,7 +149,7 @@ impl AppSpec {
                         "is {}: it must be a mapping with a single key, the resource name (`- TargetService:`)",
                         match other {
                             Value::Mapping(m) => format!("a mapping with {} keys", m.len()),
-                            v => kind(v).to_owned(),
+                            v => yaml_kind(v).to_owned(),
                         }
                     ),
                 ));
@@ -167,7 +168,10 @@ impl AppSpec {
         if !body.is_mapping() {
             return Err(wrong(
                 &base,
-                format!("is {}: it must hold `Type` and `Properties`", kind(body)),
+                format!(
+                    "is {}: it must hold `Type` and `Properties`",
+                    yaml_kind(body)
+                ),
             ));
         }
         let ty = required(body, &base, "Type", "set it to AWS::ECS::Service")?;
@@ -191,7 +195,7 @@ impl AppSpec {
         if !props.is_mapping() {
             return Err(wrong(
                 &props_path,
-                format!("is {}: it must be a mapping", kind(props)),
+                format!("is {}: it must be a mapping", yaml_kind(props)),
             ));
         }
         let td = required(
@@ -203,7 +207,10 @@ impl AppSpec {
         let Value::String(task_definition) = td else {
             return Err(wrong(
                 &join(&props_path, "TaskDefinition"),
-                format!("is {}: set it to the string <TASK_DEFINITION>", kind(td)),
+                format!(
+                    "is {}: set it to the string <TASK_DEFINITION>",
+                    yaml_kind(td)
+                ),
             ));
         };
         let (lb_container, lb_port) = match props.get("LoadBalancerInfo") {
@@ -215,7 +222,7 @@ impl AppSpec {
                         &lb_path,
                         format!(
                             "is {}: it must hold `ContainerName` and `ContainerPort`",
-                            kind(lb)
+                            yaml_kind(lb)
                         ),
                     ));
                 }
@@ -230,7 +237,7 @@ impl AppSpec {
                         &join(&lb_path, "ContainerName"),
                         format!(
                             "is {}: set it to the name (a string) of the container that receives load balancer traffic",
-                            kind(name)
+                            yaml_kind(name)
                         ),
                     ));
                 };
