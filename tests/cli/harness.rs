@@ -735,8 +735,10 @@ impl Sb {
         self
     }
 
-    /// Runs the binary to completion (or the timeout, which panics).
-    pub fn run(self) -> Outcome {
+    /// The command to run (inherited `CODEBUILD_*`, `AWS_*` and
+    /// `STACKBAKE_*` removed, `NO_COLOR=1`, the test's env on top) and its
+    /// printable form.
+    fn command(&self) -> (Command, String) {
         let mut cmd = Command::new(BIN);
         cmd.args(&self.args);
         for (key, _) in std::env::vars_os() {
@@ -769,6 +771,12 @@ impl Sb {
                 .collect::<Vec<_>>()
                 .join(" ")
         );
+        (cmd, command)
+    }
+
+    /// Runs the binary to completion (or the timeout, which panics).
+    pub fn run(self) -> Outcome {
+        let (mut cmd, command) = self.command();
         let started = Instant::now();
         let mut child = cmd
             .spawn()
@@ -1088,38 +1096,7 @@ impl Sb {
     /// as [`Sb::run`] (the run's own timeout is not applied: pass a limit to
     /// [`Running::wait`]).
     pub fn spawn(self) -> Running {
-        let mut cmd = Command::new(BIN);
-        cmd.args(&self.args);
-        for (key, _) in std::env::vars_os() {
-            let k = key.to_string_lossy();
-            if ["CODEBUILD_", "AWS_", "STACKBAKE_"]
-                .iter()
-                .any(|p| k.starts_with(p))
-            {
-                cmd.env_remove(&key);
-            }
-        }
-        cmd.env("NO_COLOR", "1");
-        for (key, value) in &self.env {
-            match value {
-                Some(v) => cmd.env(key, v),
-                None => cmd.env_remove(key),
-            };
-        }
-        if let Some(dir) = &self.cwd {
-            cmd.current_dir(dir);
-        }
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let command = format!(
-            "stackbake {}",
-            self.args
-                .iter()
-                .map(|a| a.to_string_lossy())
-                .collect::<Vec<_>>()
-                .join(" ")
-        );
+        let (mut cmd, command) = self.command();
         let mut child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
