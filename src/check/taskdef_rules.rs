@@ -114,16 +114,7 @@ impl Td {
     }
 }
 
-fn kind(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "an array",
-        Value::Object(_) => "an object",
-    }
-}
+use crate::taskdef::json_kind as kind;
 
 /// Parses the task definition; reports invalid JSON and broken structure.
 /// Returns `None` only when the text is not JSON at all.

@@ -9,7 +9,9 @@ use std::path::Path;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Fixture, Project, docker_run, free_port, local_image_exists};
+use crate::harness::{
+    Fixture, Project, docker_run, free_port, is_sha256, local_image_exists, report_target,
+};
 
 /// (container, repository, target stage) of the example's three targets.
 const TARGETS: [(&str, &str, &str); 3] = [
@@ -31,19 +33,6 @@ const ARTIFACT: [&str; 5] = [
 
 /// The shared stage's first step, as the classic builder prints it.
 const BASE_MKDIR_STEP: &str = "RUN mkdir -p /srv/bin /srv/www";
-
-fn is_sha256(s: &str) -> bool {
-    s.strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// The report entry of `container`.
-fn report_target<'a>(report: &'a Value, container: &str) -> &'a Value {
-    report["targets"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["container"] == container))
-        .unwrap_or_else(|| panic!("no report target for {container}: {report:#}"))
-}
 
 /// Panics unless `dir` holds no file (a failed run writes no artifact).
 fn assert_no_artifact(dir: &Path) {

@@ -10,7 +10,7 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{Fixture, Moto, Project, Registry, Sb, files_under};
+use crate::harness::{Fixture, Moto, Project, Registry, Sb, files_under, is_sha256, report_target};
 
 /// (container, repository) of the example's three targets.
 const TARGETS: [(&str, &str); 3] = [
@@ -27,19 +27,6 @@ const ECR_TOKEN_B64: &str = "QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu";
 
 /// The region of the example's image URIs (and of `Moto::env`).
 const REGION: &str = "us-east-2";
-
-fn is_sha256(s: &str) -> bool {
-    s.strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
-/// The report entry of `container`.
-fn report_target<'a>(report: &'a Value, container: &str) -> &'a Value {
-    report["targets"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["container"] == container))
-        .unwrap_or_else(|| panic!("no report target for {container}: {report:#}"))
-}
 
 /// `stackbake build` in ECR mode (no `--local`): `--dir ROOT --out OUT
 /// --registry ADDR --build-arg BASE=… --tag TAG --progress plain`, with the

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Fixture, Outcome, Project, Sb};
+use crate::harness::{Fixture, Outcome, Project, Sb, is_sha256, report_target};
 
 /// (container, repository) of the example's three targets.
 const TARGETS: [(&str, &str); 3] = [
@@ -23,25 +23,12 @@ const TARGETS: [(&str, &str); 3] = [
 const ALL: [&str; 3] = ["nginx", "bash-dog-api", "sidecar"];
 const LABEL: &str = "dev.stackbake.fingerprint";
 
-fn is_sha256(s: &str) -> bool {
-    s.strip_prefix("sha256:")
-        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
-}
-
 fn repo_of(container: &str) -> &'static str {
     TARGETS
         .iter()
         .find(|(c, _)| *c == container)
         .map(|(_, r)| *r)
         .unwrap_or_else(|| panic!("unknown container {container}"))
-}
-
-/// The report entry of `container`.
-fn report_target<'a>(report: &'a Value, container: &str) -> &'a Value {
-    report["targets"]
-        .as_array()
-        .and_then(|ts| ts.iter().find(|t| t["container"] == container))
-        .unwrap_or_else(|| panic!("no report target for {container}: {report:#}"))
 }
 
 fn field(t: &Value, name: &str) -> String {

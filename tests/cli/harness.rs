@@ -1210,3 +1210,17 @@ impl Drop for Running {
         }
     }
 }
+
+/// Whether `s` is `sha256:<64 hex>`.
+pub fn is_sha256(s: &str) -> bool {
+    s.strip_prefix("sha256:")
+        .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// The report entry of `container`.
+pub fn report_target<'a>(report: &'a Value, container: &str) -> &'a Value {
+    report["targets"]
+        .as_array()
+        .and_then(|ts| ts.iter().find(|t| t["container"] == container))
+        .unwrap_or_else(|| panic!("no report target for {container}: {report:#}"))
+}
