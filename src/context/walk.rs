@@ -96,7 +96,9 @@ pub fn list(
             } else {
                 format!("{prefix}/{name}")
             };
-            let meta = std::fs::symlink_metadata(&abs).map_err(|source| ContextError::Io {
+            // `DirEntry::metadata` is an `lstat` relative to the open directory
+            // (statx with the directory's fd), cheaper than resolving `abs` again.
+            let meta = item.metadata().map_err(|source| ContextError::Io {
                 op: "stat",
                 path: abs.clone(),
                 source,
