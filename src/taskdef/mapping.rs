@@ -3,9 +3,13 @@
 //!
 //! A container's image is *ours* when its host is a private ECR registry or
 //! the `--registry` override, or when an explicit `--target` names the
-//! container (whatever its image: the user asked). Placeholders (`<IMAGE1_NAME>`)
-//! and host-less images (`nginx:1.25`, Docker Hub) without a `--target` are
-//! external, as are `public.ecr.aws`, `ghcr.io` and every other host.
+//! container (whatever its image: the user asked). A placeholder
+//! (`<IMAGE1_NAME>`, what CodePipeline fills in from imageDetail.json) is ours
+//! when a stage is named like its container: a pipeline moving to stackbake
+//! keeps its taskdef, and gets the image pinned instead of a placeholder that
+//! nothing would fill. Other placeholders and host-less images (`nginx:1.25`,
+//! Docker Hub) without a `--target` are external, as are `public.ecr.aws`,
+//! `ghcr.io` and every other host.
 //!
 //! An ours container maps, in order of preference, to:
 //! 1. the stage given by `--target CONTAINER=STAGE`;
@@ -152,6 +156,15 @@ pub fn map_containers(
             out.push(target(stage.clone(), repository));
             continue;
         }
+        if let Image::Placeholder(_) = &image
+            && let Some(stage) = stages.iter().find(|s| s.eq_ignore_ascii_case(&c.name))
+        {
+            out.push(target(
+                stage.clone(),
+                default_repository(td, &c.name, stage),
+            ));
+            continue;
+        }
         let ours = match &image {
             Image::Ref(r) => is_ours(r, registry),
             Image::Placeholder(_) => false,
@@ -193,7 +206,7 @@ fn is_ours(image: &ImageRef, registry: Option<&str>) -> bool {
     ecr_host_parts(host).is_some() || registry.is_some_and(|r| r.eq_ignore_ascii_case(host))
 }
 
-/// Repository for a placeholder image named by `--target`: `<family>-<stage>`
+/// Repository for a placeholder image: `<family>-<stage>`
 /// (the SPEC's `<project>-<target>` convention), else the container name.
 fn default_repository(td: &TaskDef, container: &str, stage: &str) -> String {
     match td.family() {
@@ -390,6 +403,25 @@ mod tests {
                 target("web", "nginx", "bash-dog-nginx", "<IMAGE1_NAME>"),
                 target("api", "api", "bash-dog-api", "bash-dog-api:dev"),
                 external("other", "<IMAGE2_NAME>"),
+            ]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn placeholder_named_like_a_stage_is_built_into_family_stage() -> Result<(), TaskdefError> {
+        let t = td(&[
+            ("api", "<IMAGE1_NAME>"),
+            ("Nginx", "<IMAGE2_NAME>"),
+            ("worker", "<IMAGE3_NAME>"),
+        ]);
+        let m = map_containers(&t, &example_stages(), &[], None)?;
+        assert_eq!(
+            m,
+            vec![
+                target("api", "api", "bash-dog-api", "<IMAGE1_NAME>"),
+                target("Nginx", "nginx", "bash-dog-nginx", "<IMAGE2_NAME>"),
+                external("worker", "<IMAGE3_NAME>"),
             ]
         );
         Ok(())
