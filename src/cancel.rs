@@ -69,7 +69,11 @@ impl RunState {
         let mut c = self.containers.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(id) = line.strip_prefix("---> Running in ") {
             c.insert(id.trim().to_string());
-        } else if let Some(id) = line.strip_prefix("Removing intermediate container ") {
+        } else if let Some(id) = line
+            .strip_prefix("Removing intermediate container ")
+            // Docker 23+ prints the past tense.
+            .or_else(|| line.strip_prefix("---> Removed intermediate container "))
+        {
             c.remove(id.trim());
         }
     }
@@ -96,6 +100,10 @@ mod tests {
         s.observe_build_line(" ---> Running in 99aa");
         s.observe_build_line("Removing intermediate container 3f2a1b");
         assert_eq!(s.live_containers(), ["99aa"]);
+        // Newer engines: " ---> Removed intermediate container <id>".
+        s.observe_build_line(" ---> Running in 77bb");
+        s.observe_build_line(" ---> Removed intermediate container 99aa");
+        assert_eq!(s.live_containers(), ["77bb"]);
     }
 
     #[test]

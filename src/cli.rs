@@ -89,12 +89,14 @@ pub struct BuildArgs {
         value_delimiter = ','
     )]
     pub targets: Vec<String>,
-    /// A build argument, as docker's --build-arg (repeatable).
+    /// A build argument, as docker's --build-arg (repeatable; in STACKBAKE_BUILD_ARG, one per line).
+    // Values may hold commas (host lists, JVM options), so only a newline
+    // separates several arguments, which the environment variable needs.
     #[arg(
         long = "build-arg",
         env = "STACKBAKE_BUILD_ARG",
         value_name = "KEY=VALUE",
-        value_delimiter = ','
+        value_delimiter = '\n'
     )]
     pub build_args: Vec<String>,
     /// The commit tag (default: first 7 characters of CODEBUILD_RESOLVED_SOURCE_VERSION, else of `git rev-parse HEAD`).
@@ -124,7 +126,7 @@ pub struct BuildArgs {
     /// Retries of a registry request or image push that failed transiently (5xx, 429, reset).
     #[arg(long, env = "STACKBAKE_RETRIES", default_value = "4", value_name = "N")]
     pub retries: u32,
-    /// Seconds an engine or registry call may make no progress before it is abandoned.
+    /// Seconds an engine, registry or AWS call may make no progress before it is abandoned (a build step may be silent longer while the engine answers).
     #[arg(
         long,
         env = "STACKBAKE_TIMEOUT",

@@ -3,7 +3,7 @@
 //! error found here, before any file, engine or network is touched.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use crate::cli::BuildArgs;
 use crate::error::Error;
@@ -128,14 +128,19 @@ impl Settings {
             || std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             std::num::NonZeroUsize::get,
         );
+        // In place by default: next to the taskdef (which `--taskdef` may
+        // put in a subdirectory), so the pinned one replaces it.
+        let taskdef = dir.join(&a.common.taskdef);
         let out = match &a.out {
             Some(o) => o.clone(),
             None if a.local => dir.join("stackbake-out"),
-            None => dir.clone(),
+            None => taskdef
+                .parent()
+                .map_or_else(|| dir.clone(), Path::to_path_buf),
         };
         Ok(Settings {
             dockerfile: dir.join(&a.common.dockerfile),
-            taskdef: dir.join(&a.common.taskdef),
+            taskdef,
             appspec: dir.join(&a.common.appspec),
             dir,
             json: a.common.json,
@@ -233,6 +238,59 @@ pub fn commit_tag(s: &Settings) -> Result<String, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use clap::Parser;
+
+    fn settings_in(dir: &Path, args: &[&str]) -> Settings {
+        let d = dir.to_string_lossy().to_string();
+        let mut argv = vec!["stackbake", "build", "--dir", d.as_str()];
+        argv.extend_from_slice(args);
+        let cli = crate::cli::Cli::try_parse_from(argv).expect("parse");
+        let crate::cli::Command::Build(b) = cli.command else {
+            panic!("not a build command")
+        };
+        Settings::from_args(&b).expect("settings")
+    }
+
+    fn build_settings(args: &[&str]) -> Settings {
+        let dir = tempfile::tempdir().expect("tempdir");
+        settings_in(dir.path(), args)
+    }
+
+    #[test]
+    fn the_default_out_is_next_to_the_taskdef() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        assert_eq!(settings_in(d, &[]).out, d);
+        assert_eq!(
+            settings_in(d, &["--taskdef", "deploy/taskdef.prod.json"]).out,
+            d.join("deploy")
+        );
+        assert_eq!(settings_in(d, &["--local"]).out, d.join("stackbake-out"));
+        assert_eq!(
+            settings_in(d, &["--taskdef", "deploy/t.json", "--out", "/x"]).out,
+            Path::new("/x")
+        );
+    }
+
+    #[test]
+    fn build_arg_values_keep_their_commas() {
+        let s = build_settings(&[
+            "--local",
+            "--build-arg",
+            "ALLOWED_HOSTS=a.example.com,b.example.com",
+            "--build-arg",
+            "JAVA_OPTS=-Xmx1g,-Dx=y",
+        ]);
+        assert_eq!(
+            s.build_args.get("ALLOWED_HOSTS").map(String::as_str),
+            Some("a.example.com,b.example.com")
+        );
+        assert_eq!(
+            s.build_args.get("JAVA_OPTS").map(String::as_str),
+            Some("-Xmx1g,-Dx=y")
+        );
+        assert_eq!(s.build_args.len(), 2);
+    }
 
     #[test]
     fn tags_follow_docker_grammar() {

@@ -72,6 +72,9 @@ pub enum EngineError {
     },
 }
 
+/// How long a silent build waits for the engine to answer a ping.
+const PING_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Result of a successful push.
 #[derive(Debug, Clone)]
 pub struct Pushed {
@@ -97,7 +100,8 @@ pub struct BuildRequest {
 #[derive(Clone)]
 pub struct Engine {
     docker: Docker,
-    /// How long a build or push stream may stay silent before we give up.
+    /// How long a pull or push stream may stay silent before we give up; a
+    /// silent build is checked with a ping this often.
     idle: Duration,
 }
 
@@ -163,7 +167,25 @@ impl Engine {
         let mut stream = self.docker.build_image(opts, req.registry_auth, Some(body));
         let mut lines = LineBuffer::default();
         let mut image_id = None;
-        while let Some(item) = self.next_or_stall(&mut stream, "the build").await? {
+        loop {
+            // A RUN step may print nothing for long (`go build`, `cargo build
+            // -q`): during a build, silence is a hang only when the engine
+            // itself stops answering.
+            let item = match tokio::time::timeout(self.idle, stream.next()).await {
+                Ok(Some(item)) => item,
+                Ok(None) => break,
+                Err(_) => match tokio::time::timeout(PING_TIMEOUT, self.docker.ping()).await {
+                    Ok(Ok(_)) => continue,
+                    _ => {
+                        return Err(EngineError::Unreachable {
+                            detail: format!(
+                                "the build printed nothing for {} s (--timeout) and the engine no longer answers",
+                                self.idle.as_secs()
+                            ),
+                        });
+                    }
+                },
+            };
             match item {
                 Ok(info) => {
                     if let Some(text) = &info.stream {
@@ -365,9 +387,16 @@ pub fn is_transient(e: &EngineError) -> bool {
     transient.iter().any(|t| m.contains(t))
 }
 
+/// Whether a pull failed because the image is not there. A refusal is not
+/// that, although Docker words it "pull access denied for X, repository does
+/// not exist or may require 'docker login'".
 fn is_not_found(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    m.contains("not found") || m.contains("manifest unknown") || m.contains("does not exist")
+    let refused = ["denied", "unauthorized", "authentication required"];
+    !refused.iter().any(|r| m.contains(r))
+        && (m.contains("not found")
+            || m.contains("manifest unknown")
+            || m.contains("does not exist"))
 }
 
 /// Parses `"<tag>: digest: sha256:<hex> size: <n>"`.
@@ -415,6 +444,22 @@ mod tests {
         assert_eq!(parse_push_digest(&line), Some(format!("sha256:{hex}")));
         assert_eq!(parse_push_digest("Pushed"), None);
         assert_eq!(parse_push_digest("x: digest: sha256:abc size: 1"), None);
+    }
+
+    #[test]
+    fn a_missing_image_is_not_found_but_a_refused_pull_is_an_error() {
+        assert!(is_not_found(
+            "manifest for 127.0.0.1:5000/bash-dog-api:latest not found: manifest unknown: manifest unknown"
+        ));
+        assert!(is_not_found(
+            "repository 127.0.0.1:5000/x not found: name unknown"
+        ));
+        assert!(!is_not_found(
+            "pull access denied for bash-dog-api, repository does not exist or may require 'docker login': denied: requested access to the resource is denied"
+        ));
+        assert!(!is_not_found(
+            "Head \"https://x/v2/a/manifests/latest\": no basic auth credentials: unauthorized"
+        ));
     }
 
     #[test]

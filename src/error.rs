@@ -76,6 +76,9 @@ pub enum Error {
         failures: Vec<TargetFailure>,
         /// How many builds the run had (targets to build and shared stages).
         total: usize,
+        /// Whether one of them failed because of the environment (engine or
+        /// registry): the exit code is then 3, and every failure is still shown.
+        environment: bool,
     },
     /// A findings-based refusal (`check` found errors).
     #[error("{0}")]
@@ -91,6 +94,9 @@ impl Error {
         match self {
             Self::Usage(_) | Self::Input { .. } | Self::Findings(_) => exit_code::BAD_INPUT,
             Self::Environment(_) => exit_code::ENVIRONMENT,
+            Self::Targets {
+                environment: true, ..
+            } => exit_code::ENVIRONMENT,
             Self::Targets { .. } => exit_code::TARGET_FAILED,
             Self::Interrupted => exit_code::INTERRUPTED,
         }
@@ -99,7 +105,9 @@ impl Error {
     /// The message shown to a person on stderr.
     pub fn render(&self) -> String {
         match self {
-            Self::Targets { failures, total } => {
+            Self::Targets {
+                failures, total, ..
+            } => {
                 let mut out = format!(
                     "error: {} of {total} builds failed; no artifact was written and no `latest` tag moved.\n",
                     failures.len()
@@ -131,5 +139,45 @@ pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {
     Error::Input {
         path: path.into(),
         message: message.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_environment_failure_exits_3_and_hides_no_other_failure() {
+        let build = TargetFailure {
+            log_tail: vec!["sh: missing-tool: not found".to_string()],
+            hint: "fix the RUN step".to_string(),
+            ..TargetFailure::stopped("api", "build", "RUN missing-tool returned 127")
+        };
+        let push = TargetFailure {
+            environment: true,
+            ..TargetFailure::stopped("nginx", "push", "the registry refused every attempt")
+        };
+        let both = Error::Targets {
+            failures: vec![build.clone(), push],
+            total: 3,
+            environment: true,
+        };
+        assert_eq!(both.exit_code(), exit_code::ENVIRONMENT);
+        let text = both.render();
+        for needle in [
+            "2 of 3 builds failed",
+            "[api] build failed: RUN missing-tool returned 127",
+            "sh: missing-tool: not found",
+            "[api] hint: fix the RUN step",
+            "[nginx] push failed: the registry refused every attempt",
+        ] {
+            assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
+        }
+        let one = Error::Targets {
+            failures: vec![build],
+            total: 3,
+            environment: false,
+        };
+        assert_eq!(one.exit_code(), exit_code::TARGET_FAILED);
     }
 }

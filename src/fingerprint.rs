@@ -33,6 +33,12 @@ pub const LABEL: &str = "dev.stackbake.fingerprint";
 pub struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
+    /// A fingerprint with the given bytes, for tests of code that carries one.
+    #[cfg(test)]
+    pub fn from_bytes(bytes: [u8; 32]) -> Fingerprint {
+        Fingerprint(bytes)
+    }
+
     /// `sha256:<64 hex>`.
     pub fn as_digest(&self) -> String {
         format!("sha256:{}", hex::encode(self.0))

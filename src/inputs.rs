@@ -133,11 +133,35 @@ pub fn load(
     let mappings = mapping::map_containers(&taskdef, &stage_names, explicit, registry)
         .map_err(|e| input(taskdef_path, e.to_string()))?;
     let mut by_stage: BTreeMap<usize, Target> = BTreeMap::new();
+    // Each target's image is tagged `<repository>:<commit>` and pinned from
+    // there: two stages in one repository would overwrite each other's tag.
+    let mut repo_user: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
     for m in &mappings {
         if let Mapping::Target {
-            stage, repository, ..
+            container,
+            stage,
+            repository,
+            ..
         } = m
         {
+            match repo_user.get(repository.as_str()) {
+                Some((other, other_stage)) if !other_stage.eq_ignore_ascii_case(stage) => {
+                    return Err(input(
+                        taskdef_path,
+                        format!(
+                            "the repository {repository:?} holds two targets: container {other:?} \
+                             (stage {other_stage:?}) and container {container:?} (stage {stage:?}). \
+                             stackbake tags each target's image <repository>:<commit>, so each stage \
+                             needs its own repository (e.g. {repository}-{other_stage} and \
+                             {repository}-{stage}), or map both containers to one stage with --target"
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    repo_user.insert(repository, (container, stage));
+                }
+            }
             let idx = dockerfile
                 .stage_index(stage)
                 .ok_or_else(|| input(dockerfile_path, format!("no stage named {stage:?}")))?;
@@ -213,6 +237,61 @@ mod tests {
         std::fs::write(&bad, b"FROM x\n\xff\xfe").expect("write");
         let err = read(&bad, "the Dockerfile", "").expect_err("not utf8");
         assert!(err.to_string().contains("UTF-8"), "{err}");
+    }
+
+    fn load_project(taskdef: &str) -> Result<Inputs, Error> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::write(
+            d.join("Dockerfile"),
+            "FROM scratch AS api\nFROM scratch AS worker\n",
+        )
+        .expect("write");
+        std::fs::write(d.join("taskdef.json"), taskdef).expect("write");
+        std::fs::write(
+            d.join("appspec.yaml"),
+            "version: 0.0\nResources:\n  - TargetService:\n      Type: AWS::ECS::Service\n      Properties:\n        TaskDefinition: <TASK_DEFINITION>\n",
+        )
+        .expect("write");
+        load(
+            &d.join("Dockerfile"),
+            &d.join("taskdef.json"),
+            &d.join("appspec.yaml"),
+            d,
+            &[],
+            &BTreeMap::new(),
+            None,
+        )
+    }
+
+    #[test]
+    fn two_stages_cannot_share_a_repository() {
+        let ecr = "123456789012.dkr.ecr.us-east-2.amazonaws.com";
+        let shared = format!(
+            r#"{{"family": "bash-dog", "containerDefinitions": [
+                {{"name": "api", "image": "{ecr}/bash-dog:api"}},
+                {{"name": "worker", "image": "{ecr}/bash-dog:worker"}}]}}"#
+        );
+        let err = load_project(&shared)
+            .err()
+            .expect("one repository, two stages");
+        let msg = err.to_string();
+        assert!(msg.contains("\"bash-dog\" holds two targets"), "{msg}");
+        assert!(
+            msg.contains("\"api\"") && msg.contains("\"worker\""),
+            "{msg}"
+        );
+        assert_eq!(err.exit_code(), crate::error::exit_code::BAD_INPUT);
+
+        // Two containers of one stage in one repository are fine.
+        let same_stage = format!(
+            r#"{{"family": "bash-dog", "containerDefinitions": [
+                {{"name": "api", "image": "{ecr}/bash-dog-api:latest"}},
+                {{"name": "api-canary", "image": "{ecr}/bash-dog-api:latest"}},
+                {{"name": "worker", "image": "{ecr}/bash-dog-worker:latest"}}]}}"#
+        );
+        let inputs = load_project(&same_stage).expect("loads");
+        assert_eq!(inputs.targets.len(), 2);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! exit code SPEC.md documents.
 
 use std::ffi::OsString;
+use std::io::Write;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -71,7 +72,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("{}", e.render());
+            emit_err(&format!("{}\n", e.render()));
             ExitCode::from(e.exit_code())
         }
     }
@@ -87,7 +88,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
             let report = interruptible(run, &state, &ui).await?;
             summarize(&ui, &report);
             if settings.json {
-                print!("{}", report.to_json());
+                emit(&report.to_json());
             }
             Ok(())
         }
@@ -98,7 +99,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
             let report = interruptible(pipeline::plan(&settings, ui.clone()), &state, &ui).await?;
             plan_table(&ui, &report);
             if settings.json {
-                print!("{}", report.to_json());
+                emit(&report.to_json());
             }
             Ok(())
         }
@@ -106,9 +107,9 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
             let files = check::ProjectFiles::from_args(&args);
             let findings = check::check(&files);
             if args.json {
-                print!("{}", check::render_json(&findings));
+                emit(&check::render_json(&findings));
             }
-            eprint!("{}", check::render_human(&findings));
+            emit_err(&check::render_human(&findings));
             if check::has_errors(&findings) {
                 Err(Error::Findings(
                     "`stackbake check` found errors (see above)".to_string(),
@@ -203,9 +204,24 @@ fn plan_table(ui: &ui::Ui, report: &report::Report) {
     }
 }
 
+/// Machine output on stdout. A reader that went away (`stackbake build --json
+/// | head -c1`) must not turn a finished build into a panic (`print!` panics
+/// on EPIPE, as Rust ignores SIGPIPE); what it did not read is its loss.
+fn emit(text: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+}
+
+/// Like [`emit`], for stderr.
+fn emit_err(text: &str) {
+    let mut err = std::io::stderr().lock();
+    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
+}
+
+/// The final summary: shown in every progress mode, `quiet` included.
 fn summarize(ui: &ui::Ui, report: &report::Report) {
     for t in &report.targets {
-        ui.info(&format!(
+        ui.always(&format!(
             "{:<10} {:<20} {} {}",
             t.action,
             t.container,
@@ -218,7 +234,7 @@ fn summarize(ui: &ui::Ui, report: &report::Report) {
         ));
     }
     for e in &report.external {
-        ui.info(&format!(
+        ui.always(&format!(
             "{:<10} {:<20} {}",
             "external", e.container, e.image
         ));

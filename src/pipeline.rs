@@ -4,7 +4,7 @@
 //! target succeeded.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -134,7 +134,7 @@ async fn prepare(
     intent: Intent,
     engine: Option<&Engine>,
 ) -> Result<Prepared, Error> {
-    let inputs = inputs::load(
+    let mut inputs = inputs::load(
         &s.dockerfile,
         &s.taskdef,
         &s.appspec,
@@ -143,6 +143,17 @@ async fn prepare(
         &s.build_args,
         s.registry.as_deref(),
     )?;
+    let own = own_output(&s.dir, &s.out, &s.taskdef);
+    if !own.is_empty() {
+        let own: Vec<&str> = own.iter().map(String::as_str).collect();
+        inputs.ignore = inputs
+            .ignore
+            .with_excluded(&own)
+            .map_err(|e| Error::Input {
+                path: s.out.clone(),
+                message: e.to_string(),
+            })?;
+    }
     let commit = config::commit_tag(s)?;
     let dest = resolve_destination(s, &inputs, ui, intent).await?;
     if let Some(d) = &dest {
@@ -390,14 +401,11 @@ pub async fn build(s: &Settings, ui: Arc<Ui>, state: RunState) -> Result<Report,
         .iter()
         .filter_map(|o| o.1.failure.clone())
         .collect();
-    if let Some(f) = failures.iter().find(|f| f.environment) {
-        return Err(Error::Environment(format!(
-            "[{}] {} stopped: {}; no artifact was written and no `latest` tag moved",
-            f.target, f.step, f.message
-        )));
-    }
+    // Every failure is reported (a registry failure of one target must not
+    // hide another's build error); one caused by the environment makes it exit 3.
     if !failures.is_empty() {
         return Err(Error::Targets {
+            environment: failures.iter().any(|f| f.environment),
             failures,
             total: units.len(),
         });
@@ -426,9 +434,12 @@ async fn resolve_destination(
             creds: s.registry_credentials.clone(),
         }));
     }
-    let session = crate::registry::ecr::connect(inputs.taskdef.region_hint())
-        .await
-        .map_err(|e| Error::Environment(e.to_string()))?;
+    let session = crate::registry::ecr::connect(
+        inputs.taskdef.region_hint(),
+        retry_policy(s).request_timeout,
+    )
+    .await
+    .map_err(|e| Error::Environment(e.to_string()))?;
     ui.info(&format!(
         "AWS account {}, region {}, registry {}",
         session.account, session.region, session.registry_host
@@ -537,6 +548,19 @@ async fn pull_latest(
     cache
 }
 
+/// The decision whose repositories and fingerprint a unit's image gets: only
+/// a target being built has one. A stage built as a shared base of other
+/// targets gets none even when it is also a target, because that target may
+/// be reused, and a reused target is neither pushed nor retagged.
+fn unit_decision<'a>(unit: &Unit, decisions: &'a [Decision]) -> Option<&'a Decision> {
+    if !unit.is_target {
+        return None;
+    }
+    decisions
+        .iter()
+        .find(|d| d.target.stage == unit.stage && d.reuse.is_none())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn run_units(
     s: &Settings,
@@ -598,7 +622,7 @@ async fn run_units(
             // Cache sources: every image this run built so far, plus the pulled `latest`s.
             let mut cache = cache_from.clone();
             cache.extend(outcomes.iter().flatten().filter_map(|o| o.image_id.clone()));
-            let decision = decisions.iter().find(|d| d.target.stage == units[i].stage);
+            let decision = unit_decision(&units[i], decisions);
             let job = UnitJob {
                 index: i,
                 label,
@@ -929,7 +953,8 @@ async fn finish(
     });
     futures_util::future::try_join_all(reuse_copies).await?;
 
-    // Pins, report and files first: nothing below may fail after `latest` moved.
+    // Pins, report and files first: after `latest` moved, only the renames
+    // of the staged files remain.
     let tags = p.tags(s);
     let mut pins: BTreeMap<String, String> = BTreeMap::new();
     let mut latest_from: BTreeMap<String, String> = BTreeMap::new();
@@ -987,7 +1012,9 @@ async fn finish(
         targets,
         external: externals(&p.inputs),
     };
-    let files = artifact_files(s, &p.inputs, &pins, &report)?;
+    // Written and synced under temporary names: a full disk or an unwritable
+    // out dir fails here, before `latest` moves.
+    let staged = artifact::stage(&s.out, artifact_files(s, &p.inputs, &pins, &report)?)?;
     if state.is_cancelled() {
         return Err(Error::Interrupted);
     }
@@ -1002,7 +1029,7 @@ async fn finish(
     if state.is_cancelled() {
         return Err(Error::Interrupted);
     }
-    let written = artifact::write_all(&s.out, files)?;
+    let written = staged.commit()?;
     ui.info(&format!("artifact written to {}", s.out.display()));
     for path in written {
         ui.debug(&format!("  {}", path.display()));
@@ -1021,7 +1048,15 @@ fn preflight(s: &Settings, ui: &Ui) -> Result<(), Error> {
         appspec: s.appspec.clone(),
         buildspec: s.dir.join("buildspec.yml"),
     };
-    let findings = crate::check::check_with(&files, &s.targets, s.registry.as_deref());
+    let mut findings = crate::check::check_with(&files, &s.targets, s.registry.as_deref());
+    // buildspec.yml is not an input of `build`: when stackbake runs, CodeBuild
+    // has already read it, and a buildspec that calls stackbake through a
+    // wrapper (`make ci`) is fine. Its findings are shown, never a reason to stop.
+    for f in &mut findings {
+        if f.rule.starts_with("buildspec/") {
+            f.severity = crate::check::Severity::Warning;
+        }
+    }
     if findings.is_empty() {
         return Ok(());
     }
@@ -1058,6 +1093,63 @@ async fn retag(
     }
 }
 
+/// The report's file name in `--out`.
+const REPORT_FILE: &str = "stackbake-report.json";
+
+/// The files stackbake generates (the taskdef and appspec it writes carry
+/// the inputs' names).
+const GENERATED: [&str; 3] = [REPORT_FILE, "imagedefinitions.json", "imageDetail.json"];
+
+/// What of stackbake's own output lies inside the build context (`--dir`), as
+/// paths relative to it. Left in the context, the report (it holds timings)
+/// would change the fingerprint of any stage that copies the whole context on
+/// every run, and last run's artifact would ship inside the image.
+/// - `--out` below `--dir` (as `--local`'s default `stackbake-out`): all of it;
+/// - `--out` being the taskdef's own directory (in place): only the files
+///   stackbake generates there, never the user's taskdef, appspec or others.
+fn own_output(dir: &Path, out: &Path, taskdef: &Path) -> Vec<String> {
+    let (Some(dir), Some(out)) = (resolved(dir), resolved(out)) else {
+        return Vec::new();
+    };
+    let Some(rel) = out.strip_prefix(&dir).ok().and_then(Path::to_str) else {
+        return Vec::new();
+    };
+    let in_place = taskdef
+        .parent()
+        .and_then(resolved)
+        .is_some_and(|t| t == out);
+    if in_place || rel.is_empty() {
+        GENERATED
+            .iter()
+            .map(|f| {
+                if rel.is_empty() {
+                    f.to_string()
+                } else {
+                    format!("{rel}/{f}")
+                }
+            })
+            .collect()
+    } else {
+        vec![rel.to_string()]
+    }
+}
+
+/// `p` absolute with symlinks resolved, also when its last components do not
+/// exist yet (an `--out` directory the run will create).
+fn resolved(p: &Path) -> Option<PathBuf> {
+    let abs = std::path::absolute(p).ok()?;
+    let mut base = abs.as_path();
+    let mut rest = Vec::new();
+    loop {
+        if let Ok(mut c) = base.canonicalize() {
+            c.extend(rest.iter().rev());
+            return Some(c);
+        }
+        rest.push(base.file_name()?);
+        base = base.parent()?;
+    }
+}
+
 /// Every file of the artifact, in memory, in taskdef order.
 fn artifact_files(
     s: &Settings,
@@ -1079,16 +1171,12 @@ fn artifact_files(
         .collect();
     let mut files = vec![
         OutFile {
-            name: "stackbake-report.json",
+            name: REPORT_FILE.to_string(),
             content: report.to_json().into_bytes(),
         },
         OutFile {
-            name: "imagedefinitions.json",
+            name: "imagedefinitions.json".to_string(),
             content: td::image_definitions_json(&definitions).into_bytes(),
-        },
-        OutFile {
-            name: "taskdef.json",
-            content: taskdef.into_bytes(),
         },
     ];
     if let Some(lb) = &inputs.appspec.lb_container {
@@ -1102,23 +1190,44 @@ fn artifact_files(
         });
         if let Some(uri) = uri {
             files.push(OutFile {
-                name: "imageDetail.json",
+                name: "imageDetail.json".to_string(),
                 content: td::image_detail_json(&uri).into_bytes(),
             });
         }
     }
-    if !same_dir(&s.out, &s.dir) {
+    // The appspec and taskdef keep their names (`--appspec`, `--taskdef`): the
+    // pipeline's deploy action names them. The appspec is copied only when
+    // the out dir is not where it already is.
+    let appspec_name = file_name(&s.appspec)?;
+    if !same_file(&s.out.join(&appspec_name), &s.appspec) {
         files.push(OutFile {
-            name: "appspec.yaml",
+            name: appspec_name,
             content: inputs.appspec_text.clone().into_bytes(),
         });
     }
+    // Last, so that whoever sees the new taskdef sees the rest with it.
+    files.push(OutFile {
+        name: file_name(&s.taskdef)?,
+        content: taskdef.into_bytes(),
+    });
     Ok(files)
 }
 
-fn same_dir(a: &Path, b: &Path) -> bool {
-    match (a.canonicalize(), b.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
+fn file_name(path: &Path) -> Result<String, Error> {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .map(str::to_string)
+        .ok_or_else(|| Error::Input {
+            path: path.to_path_buf(),
+            message: "not a file name stackbake can write (it must end in a UTF-8 file name)"
+                .to_string(),
+        })
+}
+
+/// Whether `a` and `b` name the same file (`a` may not exist yet).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (resolved(a), resolved(b)) {
+        (Some(a), Some(b)) => a == b,
         _ => a == b,
     }
 }
@@ -1196,6 +1305,7 @@ fn with_labels(dockerfile: &str, labels: &BTreeMap<String, String>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeSet;
 
     #[test]
     fn each_build_is_sent_only_the_files_its_stages_read() {
@@ -1234,6 +1344,123 @@ mod tests {
             "{sent:?}"
         );
         assert!(sent.len() < entries.len());
+    }
+
+    #[test]
+    fn a_reused_target_built_as_a_shared_base_is_not_pushed() {
+        // 0 base; 1 api FROM base; 2 worker FROM api; 3 migrate FROM api.
+        let needed = vec![vec![0], vec![0, 1], vec![0, 1, 2], vec![0, 1, 3]];
+        let decision = |stage: usize, name: &str, reused: bool| Decision {
+            target: inputs::Target {
+                stage,
+                name: name.to_string(),
+                repositories: vec![format!("bash-dog-{name}")],
+            },
+            fingerprint: crate::fingerprint::Fingerprint::from_bytes([stage as u8; 32]),
+            reuse: reused.then(BTreeMap::new),
+            reason: if reused { "unchanged" } else { "changed" },
+        };
+        let repos = |units: &[Unit], decisions: &[Decision]| -> Vec<(usize, Option<String>)> {
+            units
+                .iter()
+                .map(|u| {
+                    let d = unit_decision(u, decisions);
+                    (u.stage, d.map(|d| d.target.repositories.join(",")))
+                })
+                .collect()
+        };
+
+        // api unchanged (reused), worker and migrate changed: api is built
+        // once as their base, but gets no repository, so nothing pushes it.
+        let decisions = vec![
+            decision(1, "api", true),
+            decision(2, "worker", false),
+            decision(3, "migrate", false),
+        ];
+        let units = crate::plan::schedule(&needed, &BTreeSet::from([2, 3]));
+        assert_eq!(
+            repos(&units, &decisions),
+            vec![
+                (1, None),
+                (2, Some("bash-dog-worker".to_string())),
+                (3, Some("bash-dog-migrate".to_string())),
+            ]
+        );
+
+        // api changed too: now its unit is the target and is pushed (and
+        // base, needed by all three, is a shared unit of its own).
+        let decisions = vec![
+            decision(1, "api", false),
+            decision(2, "worker", false),
+            decision(3, "migrate", false),
+        ];
+        let units = crate::plan::schedule(&needed, &BTreeSet::from([1, 2, 3]));
+        assert_eq!(
+            repos(&units, &decisions),
+            vec![
+                (0, None),
+                (1, Some("bash-dog-api".to_string())),
+                (2, Some("bash-dog-worker".to_string())),
+                (3, Some("bash-dog-migrate".to_string())),
+            ]
+        );
+    }
+
+    #[test]
+    fn own_output_inside_the_context_is_found() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = t.path().join("project");
+        std::fs::create_dir_all(dir.join("existing")).expect("mkdir");
+        std::fs::create_dir_all(dir.join("deploy")).expect("mkdir");
+        let link = t.path().join("link");
+        std::os::unix::fs::symlink(&dir, &link).expect("symlink");
+        let taskdef = dir.join("taskdef.json");
+        let rel = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        // In place at the root: the generated files only.
+        assert_eq!(
+            own_output(&dir, &dir, &taskdef),
+            rel(&[
+                "stackbake-report.json",
+                "imagedefinitions.json",
+                "imageDetail.json"
+            ])
+        );
+        // In place next to a taskdef in deploy/: deploy's other files stay in.
+        assert_eq!(
+            own_output(
+                &dir,
+                &dir.join("deploy"),
+                &dir.join("deploy/taskdef.prod.json")
+            ),
+            rel(&[
+                "deploy/stackbake-report.json",
+                "deploy/imagedefinitions.json",
+                "deploy/imageDetail.json"
+            ])
+        );
+        // An out dir of its own below --dir: all of it.
+        assert_eq!(
+            own_output(&dir, &dir.join("stackbake-out"), &taskdef),
+            rel(&["stackbake-out"])
+        );
+        assert_eq!(
+            own_output(&dir, &dir.join("existing"), &taskdef),
+            rel(&["existing"])
+        );
+        assert_eq!(
+            own_output(&dir, &dir.join("a/./b"), &taskdef),
+            rel(&["a/b"])
+        );
+        assert_eq!(
+            own_output(&link, &dir.join("out"), &taskdef),
+            rel(&["out"]),
+            "through a symlink"
+        );
+        assert!(own_output(&dir, &t.path().join("elsewhere"), &taskdef).is_empty());
+        assert!(
+            own_output(&dir, t.path(), &taskdef).is_empty(),
+            "a parent of --dir"
+        );
     }
 
     #[test]

@@ -10,11 +10,18 @@
 mod support;
 
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 use stackbake::registry::{AwsError, Registry, RetryPolicy, ecr};
 use support::*;
 
 const CHILD: &str = "SB_ECR_CHILD";
+
+/// Per-attempt timeout of AWS calls in these tests.
+const T: Duration = Duration::from_secs(30);
+
+/// How long one child scenario may take before it is killed.
+const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 
 /// Runs `child_test` in a fresh process with `env` (and no AWS settings
 /// inherited from this one); returns its output when it passed.
@@ -36,7 +43,23 @@ fn run_child(child_test: &str, env: &[(&str, String)]) -> String {
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let out = cmd.output().expect("run child test");
+    // A child that hangs (an AWS call without a timeout) is killed after
+    // CHILD_DEADLINE, so the test fails instead of hanging the suite.
+    let child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run child test");
+    let pid = child.id().to_string();
+    let (done, wait) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::spawn(move || {
+        if let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = wait.recv_timeout(CHILD_DEADLINE) {
+            let _ = Command::new("kill").args(["-9", &pid]).status();
+        }
+    });
+    let out = child.wait_with_output().expect("wait for child test");
+    drop(done);
+    let _ = watchdog.join();
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
@@ -84,7 +107,9 @@ async fn child_connect() {
     if !is_child() {
         return;
     }
-    let s = ecr::connect(None).await.unwrap_or_else(|e| panic!("{e}"));
+    let s = ecr::connect(None, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.account, "123456789012");
     assert_eq!(s.region, "us-east-2");
     assert_eq!(
@@ -128,7 +153,9 @@ async fn child_connect_service_endpoints() {
     if !is_child() {
         return;
     }
-    let s = ecr::connect(None).await.unwrap_or_else(|e| panic!("{e}"));
+    let s = ecr::connect(None, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.account, "123456789012");
     assert_eq!(s.region, "eu-west-1");
 }
@@ -146,14 +173,50 @@ async fn child_no_region() {
     if !is_child() {
         return;
     }
-    let err = ecr::connect(None).await.unwrap_err();
+    let err = ecr::connect(None, T).await.unwrap_err();
     assert!(matches!(err, AwsError::NoRegion), "{err:?}");
     assert!(err.to_string().contains("AWS_REGION"), "{err}");
     // A region read from the taskdef's image URIs is enough.
-    let s = ecr::connect(Some("ap-south-1".into()))
+    let s = ecr::connect(Some("ap-south-1".into()), T)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(s.region, "ap-south-1");
+}
+
+#[test]
+fn an_aws_endpoint_that_never_answers_fails_within_the_timeout() {
+    // Accepts connections and reads, never answers (a black-holed proxy).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for conn in listener.incoming().flatten() {
+            held.push(conn);
+        }
+    });
+    let env = vec![
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
+        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
+        ("AWS_REGION", "us-east-2".to_owned()),
+    ];
+    run_child("child_silent_endpoint", &env);
+}
+
+#[tokio::test]
+async fn child_silent_endpoint() {
+    if !is_child() {
+        return;
+    }
+    let started = Instant::now();
+    let Err(err) = ecr::connect(None, Duration::from_secs(2)).await else {
+        panic!("a silent endpoint cannot succeed");
+    };
+    let took = started.elapsed();
+    // 3 attempts of 2 s plus backoff; without a timeout this never returns.
+    assert!(took < Duration::from_secs(30), "took {took:?}: {err}");
+    assert!(matches!(err, AwsError::Sts { .. }), "{err:?}");
+    assert!(err.to_string().contains("AWS_ENDPOINT_URL"), "{err}");
 }
 
 #[test]
@@ -169,7 +232,7 @@ async fn child_no_credentials() {
     if !is_child() {
         return;
     }
-    let err = ecr::connect(None).await.unwrap_err();
+    let err = ecr::connect(None, T).await.unwrap_err();
     assert!(matches!(err, AwsError::Credentials { .. }), "{err:?}");
     let msg = err.to_string();
     assert!(
@@ -189,7 +252,9 @@ async fn child_repositories() {
     if !is_child() {
         return;
     }
-    let s = ecr::connect(None).await.unwrap_or_else(|e| panic!("{e}"));
+    let s = ecr::connect(None, T)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let repos = vec![
         "bash-dog-api".to_owned(),
         "bash-dog-nginx".to_owned(),

@@ -171,6 +171,26 @@ impl DockerIgnore {
         Ok(out)
     }
 
+    /// Returns a copy that also excludes each of `paths` (relative to the context,
+    /// taken literally: wildcard characters are escaped), whatever the earlier
+    /// patterns say. Used to keep stackbake's own output out of the context.
+    pub fn with_excluded(&self, paths: &[&str]) -> Result<DockerIgnore, ContextError> {
+        let mut out = self.clone();
+        for path in paths {
+            let mut literal = String::with_capacity(path.len());
+            for c in path.chars() {
+                if matches!(c, '*' | '?' | '[' | '\\') {
+                    literal.push('\\');
+                }
+                literal.push(c);
+            }
+            if let Some(p) = read_line(&literal) {
+                out.push(&p, 0)?;
+            }
+        }
+        Ok(out)
+    }
+
     /// `MatchesUsingParentResults`: verdict for `file` plus the per-pattern match flags
     /// that its children reuse. `parent` is `None` for top-level paths.
     pub(super) fn evaluate(&self, file: &str, parent: Option<&[bool]>) -> (bool, Vec<bool>) {
@@ -903,5 +923,21 @@ mod tests {
         assert!(go_match("[", "x").is_err());
         assert!(go_match("a[", "b").is_err());
         assert!(go_match("x\\", "x").is_err());
+    }
+
+    #[test]
+    fn with_excluded_wins_over_exceptions_and_is_literal() {
+        let ig = DockerIgnore::parse("*\n!out\n!a*b\n").expect("parse");
+        assert!(!ig.excluded("out/report.json"));
+        let ig = ig.with_excluded(&["out", "a*b"]).expect("exclude");
+        assert!(ig.excluded("out"));
+        assert!(ig.excluded("out/report.json"));
+        assert!(ig.excluded("a*b"));
+        let none = DockerIgnore::default()
+            .with_excluded(&["a*b"])
+            .expect("exclude");
+        assert!(none.excluded("a*b"));
+        assert!(!none.excluded("axb"), "the star is literal");
+        assert!(!none.excluded("outside"));
     }
 }

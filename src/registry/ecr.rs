@@ -151,10 +151,21 @@ pub fn region_from_image_uri(uri: &str) -> Option<String> {
 
 /// Connects to AWS: resolves the region, checks the credentials, reads the
 /// account from STS and gets the registry credentials from ECR.
-pub async fn connect(region_hint: Option<String>) -> Result<EcrSession, AwsError> {
+///
+/// `attempt_timeout` bounds each attempt of every AWS call (the SDK sets only a
+/// connect timeout, so an endpoint that accepts and never answers would hang
+/// the run); the SDK's standard retry mode retries a timed-out attempt.
+pub async fn connect(
+    region_hint: Option<String>,
+    attempt_timeout: std::time::Duration,
+) -> Result<EcrSession, AwsError> {
     let region = resolve_region(|k| std::env::var(k).ok(), region_hint)?;
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .operation_attempt_timeout(attempt_timeout)
+        .build();
     let config = aws_config::defaults(BehaviorVersion::latest())
         .region(aws_config::Region::new(region.clone()))
+        .timeout_config(timeouts)
         .load()
         .await;
 

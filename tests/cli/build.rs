@@ -254,7 +254,8 @@ fn build_args_reach_the_target_image() {
     let fx = Fixture::with_registry();
     let run = fx
         .build()
-        .args(["--build-arg", "API_GREETING=hi", "--json"])
+        // A comma is part of the value, as with docker (not two arguments).
+        .args(["--build-arg", "API_GREETING=hi, all", "--json"])
         .run();
     run.assert_success();
     let api = report_target(&run.json(), "bash-dog-api")["image"]
@@ -263,8 +264,50 @@ fn build_args_reach_the_target_image() {
         .to_owned();
     assert_eq!(
         docker_run(&api, &["cat", "/srv/api/greeting.txt"]),
-        "hi from api"
+        "hi, all from api"
     );
+}
+
+#[test]
+fn a_taskdef_elsewhere_is_pinned_in_place_under_its_own_name() {
+    // taskdef and appspec in deploy/, under the names the pipeline's deploy
+    // action is configured with; --out is that directory (in place).
+    let fx = Fixture::local_only();
+    let taskdef = fx.project.read("taskdef.json");
+    let appspec = fx.project.read("appspec.yaml");
+    fx.project.remove("taskdef.json");
+    fx.project.remove("appspec.yaml");
+    fx.project.write("deploy/taskdef.prod.json", &taskdef);
+    fx.project.write("deploy/appspec.yaml", &appspec);
+    let deploy = fx.project.path("deploy");
+    let run = fx
+        .build_with(Some(&deploy), "plain")
+        .args(["--taskdef", "deploy/taskdef.prod.json"])
+        .args(["--appspec", "deploy/appspec.yaml"])
+        .run();
+    run.assert_success();
+    assert_eq!(
+        Project::files_in(&deploy),
+        [
+            "appspec.yaml",
+            "imageDetail.json",
+            "imagedefinitions.json",
+            "stackbake-report.json",
+            "taskdef.prod.json",
+        ]
+    );
+    assert_eq!(fx.project.read("deploy/appspec.yaml"), appspec);
+    assert!(!fx.project.path("taskdef.json").exists());
+    let pinned = Project::json_in(&deploy, "taskdef.prod.json");
+    for (container, repo, _) in TARGETS {
+        let c = pinned["containerDefinitions"]
+            .as_array()
+            .expect("containers")
+            .iter()
+            .find(|c| c["name"] == container)
+            .expect("container");
+        assert_eq!(c["image"], format!("{repo}:{}", fx.tag), "{container}");
+    }
 }
 
 #[test]

@@ -88,6 +88,47 @@ fn build_refuses_to_start_on_an_error_finding() {
 }
 
 #[test]
+fn json_into_a_closed_pipe_is_not_a_panic() {
+    // `stackbake check --json | head -c0`: the reader is gone before the write.
+    let project = Project::example();
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    let out = std::process::Command::new(crate::harness::BIN)
+        .args(["check", "--json", "--dir"])
+        .arg(project.root())
+        .stdout(writer)
+        .output()
+        .expect("run stackbake");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}
+
+#[test]
+fn buildspec_findings_are_shown_by_build_but_do_not_stop_it() {
+    // A buildspec that runs stackbake through a wrapper and ships no
+    // taskdef.json: errors for `check`, warnings for `build`, which goes on
+    // to the engine (here a missing socket, so it ends with exit 3, not 2).
+    let fx = Fixture::inputs_only();
+    fx.project.write(
+        "buildspec.yml",
+        "version: 0.2\nphases:\n  build:\n    commands:\n      - make ci\n",
+    );
+    let checked = check(&fx.project, &[]);
+    checked.assert_code(2);
+    checked.assert_stderr_mentions("error[buildspec/no-stackbake-build]");
+
+    let run = fx
+        .build()
+        .env("DOCKER_HOST", "unix:///nonexistent.sock")
+        .run();
+    run.assert_code(3);
+    run.assert_stderr_mentions("warning[buildspec/no-stackbake-build]");
+    run.assert_stderr_mentions("privileged");
+    assert!(Project::files_in(fx.project.out()).is_empty());
+}
+
+#[test]
 fn init_writes_files_that_pass_check_and_never_overwrites() {
     let project = Project::example();
     for f in ["taskdef.json", "appspec.yaml", "buildspec.yml"] {

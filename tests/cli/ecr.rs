@@ -343,6 +343,15 @@ fn the_registry_password_never_leaves_memory() {
         }
         assert_no_secret(&run.stdout, &format!("stdout of {}", run.command));
         assert_no_secret(&run.stderr, &format!("stderr of {}", run.command));
+        if progress == "quiet" {
+            // Quiet still ends with the summary: what each container got.
+            for repo in ["bash-dog-api", "bash-dog-sidecar", "bash-dog-nginx"] {
+                assert!(
+                    run.stderr.contains(&format!("/{repo}@sha256:")),
+                    "no summary line for {repo}:\n{run}"
+                );
+            }
+        }
         assert_eq!(
             files_under(fx.project.out()).len(),
             5,

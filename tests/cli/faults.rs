@@ -523,6 +523,22 @@ fn break_sidecar(project: &Project) {
 }
 
 #[test]
+fn a_silent_build_step_longer_than_the_timeout_is_not_a_hang() {
+    // `RUN sleep 6` prints nothing for 6 s; with --timeout 2 the engine
+    // still answers, so the build goes on (as a quiet `go build` would).
+    let fx = Fixture::local_only();
+    fx.project.edit("Dockerfile", |d| {
+        d.replace(
+            "COPY app/sidecar/run.sh /srv/sidecar/run.sh",
+            "COPY app/sidecar/run.sh /srv/sidecar/run.sh\nRUN sleep 6",
+        )
+    });
+    let run = fx.build().args(["--timeout", "2"]).run();
+    run.assert_success();
+    assert!(run.stderr.contains("RUN sleep 6"), "{run}");
+}
+
+#[test]
 fn a_failing_target_lets_the_others_finish_but_moves_no_latest() {
     let fx = Fixture::with_registry();
     break_sidecar(&fx.project);

@@ -419,3 +419,49 @@ fn plan_changes_nothing_and_explains_each_target() {
         eprintln!("timing: {step}: {:.2} s", elapsed.as_secs_f64());
     }
 }
+
+#[test]
+fn own_output_inside_the_context_does_not_change_fingerprints() {
+    // A stage that copies the whole context, and a .dockerignore that lets
+    // everything in: stackbake's own output must still not count, or every
+    // laptop run would rebuild (the report holds timings).
+    let fx = Fixture::local_only();
+    fx.project.write(".dockerignore", "app/**/*.md\n");
+    fx.project.edit("Dockerfile", |d| {
+        d.replace(
+            "COPY app/sidecar/run.sh /srv/sidecar/run.sh",
+            "COPY . /srv/sidecar/",
+        )
+    });
+    let sidecar = |out: Option<&std::path::Path>| -> String {
+        let mut sb = Sb::new()
+            .args(["plan", "--local", "--json", "--dir"])
+            .arg(fx.project.root())
+            .arg("--build-arg")
+            .arg(format!("BASE={}", fx.base_ref()))
+            .args(["--tag", &fx.tag]);
+        if let Some(out) = out {
+            sb = sb.arg("--out").arg(out);
+        }
+        let run = sb.run();
+        run.assert_success();
+        field(report_target(&run.json(), "sidecar"), "fingerprint")
+    };
+
+    // --local's default out dir, stackbake-out/ inside the project.
+    let before = sidecar(None);
+    fx.project
+        .write("stackbake-out/stackbake-report.json", "{\"took\": 1}");
+    fx.project.write("stackbake-out/taskdef.json", "{}");
+    assert_eq!(sidecar(None), before, "stackbake-out/ counted");
+
+    // In place (--out is the project): the report does not count.
+    let root = fx.project.root().to_path_buf();
+    let in_place = sidecar(Some(&root));
+    fx.project.write("stackbake-report.json", "{\"took\": 2}");
+    assert_eq!(sidecar(Some(&root)), in_place, "the report counted");
+
+    // Any other file there does: the stage really reads the whole context.
+    fx.project.write("notes.txt", "a change");
+    assert_ne!(sidecar(None), before, "the stage does not read the root");
+}
