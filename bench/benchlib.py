@@ -47,7 +47,7 @@ copy of the binary), and rewrite only their own section of this file (the
 subset, `--jobs N` passes `--jobs` to stackbake, `--no-write` leaves this file
 alone. `bench/steps WORK/bench.log` (after `bench/run --keep`) splits each "one
 changed" and "alone" stackbake run into stackbake's own time and the engine's
-step times. On this 2-core machine `bench/run --reps 3` took about 75 min,
+step times. On this 2-core machine `bench/run --reps 3` took 69 min,
 most of it the shell baseline on 12 targets (about 14 min per repetition);
 `bench/run --stacks 4 --reps 1` takes about 5 min and `bench/fingerprint` about
 2 min. Nothing timing-based is in the test suite.
