@@ -357,14 +357,7 @@ pub fn is_transient(e: &EngineError) -> bool {
         EngineError::Stalled { .. } => return true,
         _ => return false,
     };
-    let refused = [
-        "unauthorized",
-        "denied",
-        "authentication required",
-        "name unknown",
-        "not found",
-    ];
-    if refused.iter().any(|r| m.contains(r)) {
+    if is_refusal(&m) || m.contains("name unknown") || m.contains("not found") {
         return false;
     }
     let transient = [
@@ -392,11 +385,17 @@ pub fn is_transient(e: &EngineError) -> bool {
 /// not exist or may require 'docker login'".
 fn is_not_found(message: &str) -> bool {
     let m = message.to_ascii_lowercase();
-    let refused = ["denied", "unauthorized", "authentication required"];
-    !refused.iter().any(|r| m.contains(r))
+    !is_refusal(&m)
         && (m.contains("not found")
             || m.contains("manifest unknown")
             || m.contains("does not exist"))
+}
+
+/// Whether a lowercased engine message says the registry refused us (auth).
+fn is_refusal(m: &str) -> bool {
+    ["unauthorized", "denied", "authentication required"]
+        .iter()
+        .any(|r| m.contains(r))
 }
 
 /// Parses `"<tag>: digest: sha256:<hex> size: <n>"`.

@@ -72,7 +72,7 @@ pub fn run<I: IntoIterator<Item = OsString>>(args: I) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            emit_err(&format!("{}\n", e.render()));
+            emit(std::io::stderr(), &format!("{}\n", e.render()));
             ExitCode::from(e.exit_code())
         }
     }
@@ -88,7 +88,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
             let report = interruptible(run, &state, &ui).await?;
             summarize(&ui, &report);
             if settings.json {
-                emit(&report.to_json());
+                emit(std::io::stdout(), &report.to_json());
             }
             Ok(())
         }
@@ -99,7 +99,7 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
             let report = interruptible(pipeline::plan(&settings, ui.clone()), &state, &ui).await?;
             plan_table(&ui, &report);
             if settings.json {
-                emit(&report.to_json());
+                emit(std::io::stdout(), &report.to_json());
             }
             Ok(())
         }
@@ -107,9 +107,9 @@ async fn dispatch(cli: Cli) -> Result<(), Error> {
             let files = check::ProjectFiles::from_args(&args);
             let findings = check::check(&files);
             if args.json {
-                emit(&check::render_json(&findings));
+                emit(std::io::stdout(), &check::render_json(&findings));
             }
-            emit_err(&check::render_human(&findings));
+            emit(std::io::stderr(), &check::render_human(&findings));
             if check::has_errors(&findings) {
                 Err(Error::Findings(
                     "`stackbake check` found errors (see above)".to_string(),
@@ -204,18 +204,11 @@ fn plan_table(ui: &ui::Ui, report: &report::Report) {
     }
 }
 
-/// Machine output on stdout. A reader that went away (`stackbake build --json
-/// | head -c1`) must not turn a finished build into a panic (`print!` panics
-/// on EPIPE, as Rust ignores SIGPIPE); what it did not read is its loss.
-fn emit(text: &str) {
-    let mut out = std::io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-}
-
-/// Like [`emit`], for stderr.
-fn emit_err(text: &str) {
-    let mut err = std::io::stderr().lock();
-    let _ = err.write_all(text.as_bytes()).and_then(|()| err.flush());
+/// Writes to stdout or stderr. A reader that went away (`stackbake build
+/// --json | head -c1`) must not turn a finished build into a panic (`print!`
+/// panics on EPIPE, as Rust ignores SIGPIPE); what it did not read is its loss.
+fn emit(mut to: impl Write, text: &str) {
+    let _ = to.write_all(text.as_bytes()).and_then(|()| to.flush());
 }
 
 /// The final summary: shown in every progress mode, `quiet` included.

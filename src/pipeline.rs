@@ -1095,10 +1095,14 @@ async fn retag(
 
 /// The report's file name in `--out`.
 const REPORT_FILE: &str = "stackbake-report.json";
+/// CodePipeline's ECS (standard) deploy input.
+const IMAGE_DEFINITIONS_FILE: &str = "imagedefinitions.json";
+/// CodePipeline's ECS blue/green image input.
+const IMAGE_DETAIL_FILE: &str = "imageDetail.json";
 
 /// The files stackbake generates (the taskdef and appspec it writes carry
 /// the inputs' names).
-const GENERATED: [&str; 3] = [REPORT_FILE, "imagedefinitions.json", "imageDetail.json"];
+const GENERATED: [&str; 3] = [REPORT_FILE, IMAGE_DEFINITIONS_FILE, IMAGE_DETAIL_FILE];
 
 /// What of stackbake's own output lies inside the build context (`--dir`), as
 /// paths relative to it. Left in the context, the report (it holds timings)
@@ -1175,7 +1179,7 @@ fn artifact_files(
             content: report.to_json().into_bytes(),
         },
         OutFile {
-            name: "imagedefinitions.json".to_string(),
+            name: IMAGE_DEFINITIONS_FILE.to_string(),
             content: td::image_definitions_json(&definitions).into_bytes(),
         },
     ];
@@ -1190,7 +1194,7 @@ fn artifact_files(
         });
         if let Some(uri) = uri {
             files.push(OutFile {
-                name: "imageDetail.json".to_string(),
+                name: IMAGE_DETAIL_FILE.to_string(),
                 content: td::image_detail_json(&uri).into_bytes(),
             });
         }

@@ -74,11 +74,13 @@ fn run_child(child_test: &str, env: &[(&str, String)]) -> String {
 }
 
 fn moto_env(moto: &ServerGuard) -> Vec<(&'static str, String)> {
+    aws_env(moto.port)
+}
+
+/// Dummy keys, us-east-2 and `AWS_ENDPOINT_URL` on a loopback port.
+fn aws_env(port: u16) -> Vec<(&'static str, String)> {
     vec![
-        (
-            "AWS_ENDPOINT_URL",
-            format!("http://127.0.0.1:{}", moto.port),
-        ),
+        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
         ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
         ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
         ("AWS_REGION", "us-east-2".to_owned()),
@@ -194,13 +196,7 @@ fn an_aws_endpoint_that_never_answers_fails_within_the_timeout() {
             held.push(conn);
         }
     });
-    let env = vec![
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("AWS_REGION", "us-east-2".to_owned()),
-    ];
-    run_child("child_silent_endpoint", &env);
+    run_child("child_silent_endpoint", &aws_env(port));
 }
 
 #[tokio::test]

@@ -474,13 +474,10 @@ fn unreachable_registry_is_an_environment_error() {
 #[test]
 fn failed_target_names_it_shows_its_log_and_moves_no_latest() {
     let fx = Fixture::with_registry();
-    fx.project.edit("Dockerfile", |text| {
-        text.replace(
-            "COPY app/sidecar/run.sh /srv/sidecar/run.sh\n",
-            "COPY app/sidecar/run.sh /srv/sidecar/run.sh\n\
-             RUN echo sidecar-breaks-here && false\n",
-        )
-    });
+    fx.project.add_step_after(
+        "COPY app/sidecar/run.sh /srv/sidecar/run.sh",
+        "RUN echo sidecar-breaks-here && false",
+    );
     assert!(fx.project.read("Dockerfile").contains("&& false"));
     // Quiet: whatever log shows up on stderr comes from the error report.
     let run = fx.build_with(Some(fx.project.out()), "quiet").run();

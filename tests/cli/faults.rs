@@ -471,12 +471,8 @@ fn engine_socket_that_closes_every_connection_is_an_environment_error() {
 #[test]
 fn engine_gone_mid_build_is_an_environment_error() {
     let fx = Fixture::local_only();
-    fx.project.edit("Dockerfile", |t| {
-        t.replace(
-            "COPY app/api/ /srv/api/\n",
-            "COPY app/api/ /srv/api/\nRUN sleep 5\n",
-        )
-    });
+    fx.project
+        .add_step_after("COPY app/api/ /srv/api/", "RUN sleep 5");
     let engine = EngineProxy::start(&docker_socket());
     let mut running = fx.build().env("DOCKER_HOST", engine.docker_host()).spawn();
     let building = running.wait_for_stderr(Duration::from_secs(60), |e| e.contains("RUN sleep 5"));
@@ -513,12 +509,10 @@ fn docker_socket() -> PathBuf {
 // ------------------------------------------------------- failure policy
 
 fn break_sidecar(project: &Project) {
-    project.edit("Dockerfile", |t| {
-        t.replace(
-            "COPY app/sidecar/run.sh /srv/sidecar/run.sh\n",
-            "COPY app/sidecar/run.sh /srv/sidecar/run.sh\nRUN echo sidecar-fails && false\n",
-        )
-    });
+    project.add_step_after(
+        "COPY app/sidecar/run.sh /srv/sidecar/run.sh",
+        "RUN echo sidecar-fails && false",
+    );
     assert!(project.read("Dockerfile").contains("&& false"));
 }
 
@@ -527,12 +521,8 @@ fn a_silent_build_step_longer_than_the_timeout_is_not_a_hang() {
     // `RUN sleep 6` prints nothing for 6 s; with --timeout 2 the engine
     // still answers, so the build goes on (as a quiet `go build` would).
     let fx = Fixture::local_only();
-    fx.project.edit("Dockerfile", |d| {
-        d.replace(
-            "COPY app/sidecar/run.sh /srv/sidecar/run.sh",
-            "COPY app/sidecar/run.sh /srv/sidecar/run.sh\nRUN sleep 6",
-        )
-    });
+    fx.project
+        .add_step_after("COPY app/sidecar/run.sh /srv/sidecar/run.sh", "RUN sleep 6");
     let run = fx.build().args(["--timeout", "2"]).run();
     run.assert_success();
     assert!(run.stderr.contains("RUN sleep 6"), "{run}");

@@ -605,6 +605,15 @@ impl Project {
         self.write(rel, &new);
     }
 
+    /// Adds the Dockerfile instruction `step` right after the line `after`
+    /// (which must be there).
+    pub fn add_step_after(&self, after: &str, step: &str) {
+        let old = self.read("Dockerfile");
+        let new = old.replacen(&format!("{after}\n"), &format!("{after}\n{step}\n"), 1);
+        assert_ne!(old, new, "no line {after:?} in the Dockerfile");
+        self.write("Dockerfile", &new);
+    }
+
     /// Deletes the file `root()/rel`.
     pub fn remove(&self, rel: &str) {
         fs::remove_file(self.path(rel)).unwrap_or_else(|e| panic!("remove {rel}: {e}"));
