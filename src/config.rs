@@ -8,7 +8,6 @@ use std::path::{Path, PathBuf};
 use crate::cli::BuildArgs;
 use crate::error::Error;
 use crate::registry::{Credentials, Secret};
-use crate::ui::Mode;
 
 /// Environment variable holding the password for `--registry-user`.
 pub const PASSWORD_ENV: &str = "STACKBAKE_REGISTRY_PASSWORD";
@@ -23,10 +22,6 @@ pub struct Settings {
     pub taskdef: PathBuf,
     /// appspec.yaml path.
     pub appspec: PathBuf,
-    /// `--json`.
-    pub json: bool,
-    /// `--verbose`.
-    pub verbose: bool,
     /// `--local`.
     pub local: bool,
     /// `--registry`.
@@ -49,8 +44,6 @@ pub struct Settings {
     pub create_repos: bool,
     /// Where the artifact goes.
     pub out: PathBuf,
-    /// Progress display.
-    pub mode: Mode,
     /// `--fail-fast`.
     pub fail_fast: bool,
     /// `--timeout`: the longest silence tolerated from the engine or a registry.
@@ -143,8 +136,6 @@ impl Settings {
             taskdef,
             appspec: dir.join(&a.common.appspec),
             dir,
-            json: a.common.json,
-            verbose: a.common.verbose,
             local: a.local,
             registry: a.registry.clone(),
             registry_credentials,
@@ -156,7 +147,6 @@ impl Settings {
             jobs,
             create_repos: a.create_repos,
             out,
-            mode: Mode::from_flag(a.progress),
             fail_fast: a.fail_fast,
             timeout: std::time::Duration::from_secs(a.timeout.get()),
             retries: a.retries.min(20),

@@ -1,7 +1,12 @@
 //! The top-level error: every failure a command can end with, its exit code,
 //! and the one place that renders it for a person.
 
+use std::fmt;
 use std::path::PathBuf;
+
+use crate::artifact::ArtifactError;
+use crate::engine::EngineError;
+use crate::registry::{AwsError, RegistryError};
 
 /// Exit codes, as SPEC.md documents them.
 pub mod exit_code {
@@ -17,37 +22,100 @@ pub mod exit_code {
     pub const INTERRUPTED: u8 = 130;
 }
 
-/// One target that failed, with the step and the tail of its log.
-#[derive(Debug, Clone)]
-pub struct TargetFailure {
-    /// The stage (or shared stage) that failed.
-    pub target: String,
-    /// Which step failed: `build`, `push`, ...
-    pub step: &'static str,
-    /// What the engine or registry said.
-    pub message: String,
-    /// The last lines of this target's log.
-    pub log_tail: Vec<String>,
-    /// What to try.
-    pub hint: String,
-    /// The engine or registry went away (exit 3), rather than the target failing.
-    pub environment: bool,
+/// Which step of a unit failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// Building the image.
+    Build,
+    /// Tagging it in the engine.
+    Tag,
+    /// Pushing it, or tagging it in the registry after the push.
+    Push,
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Step::Build => "build",
+            Step::Tag => "tag",
+            Step::Push => "push",
+        })
+    }
+}
+
+/// Why a unit failed.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Cause {
+    /// The engine failed the build, tag or push.
+    #[error(transparent)]
+    Engine(EngineError),
+    /// The registry failed a request after the push.
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
+    /// A stage it needs failed.
+    #[error("not built: the stage {0:?} it needs failed")]
+    DependencyFailed(String),
+    /// The run was stopped before it started.
+    #[error("not started: the run was stopped (--fail-fast or a signal)")]
+    NotStarted,
+    /// The run was stopped while it ran.
+    #[error("cancelled: the run was stopped (--fail-fast or a signal)")]
+    Cancelled,
+    /// Nothing ran any more, and a stage it needs never finished.
+    #[error("not started: a stage it needs did not finish")]
+    Unfinished,
+    /// Its task panicked: a bug.
+    #[error("internal error: {0}")]
+    Panicked(String),
+}
+
+/// One unit (a target, or a stage targets share) that failed: the step,
+/// why, and the tail of its log.
+#[derive(Debug)]
+pub(crate) struct TargetFailure {
+    /// The stage that failed.
+    pub(crate) target: String,
+    /// Which step failed.
+    pub(crate) step: Step,
+    /// Why.
+    pub(crate) cause: Cause,
+    /// The last lines of its log.
+    pub(crate) log_tail: Vec<String>,
 }
 
 impl TargetFailure {
-    /// A failure with no log and no hint (not started, cancelled, ...).
-    pub fn stopped(
-        target: impl Into<String>,
-        step: &'static str,
-        message: impl Into<String>,
-    ) -> Self {
+    /// A failure of `target` at `step` because of `cause`, with no log.
+    pub(crate) fn new(target: impl Into<String>, step: Step, cause: Cause) -> Self {
         TargetFailure {
             target: target.into(),
             step,
-            message: message.into(),
+            cause,
             log_tail: Vec::new(),
-            hint: String::new(),
-            environment: false,
+        }
+    }
+
+    /// Whether the environment (the engine going away, the registry
+    /// failing) rather than the target caused it: exit 3 (SPEC).
+    pub(crate) fn is_environment(&self) -> bool {
+        matches!(
+            self.cause,
+            Cause::Engine(EngineError::Unreachable { .. }) | Cause::Registry(_)
+        )
+    }
+
+    /// What to try.
+    pub(crate) fn hint(&self) -> Option<String> {
+        match (&self.cause, self.step) {
+            (Cause::Engine(_), Step::Build) => Some(
+                "fix the failing instruction shown above; `docker build --target` reproduces it"
+                    .to_string(),
+            ),
+            (Cause::Engine(e), Step::Push) => Some(format!(
+                "check that {} accepts pushes with these credentials and that the repository exists",
+                e.registry_host().unwrap_or("the registry")
+            )),
+            (Cause::Panicked(_), _) => Some("please report this as a stackbake bug".to_string()),
+            _ => None,
         }
     }
 }
@@ -66,9 +134,26 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
-    /// The Docker daemon, AWS or a registry failed us.
-    #[error("{0}")]
-    Environment(String),
+    /// The Docker engine failed us.
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    /// A registry failed us (boxed: its context is large).
+    #[error(transparent)]
+    Registry(Box<RegistryError>),
+    /// AWS failed us (boxed: its context is large).
+    #[error(transparent)]
+    Aws(Box<AwsError>),
+    /// The artifact could not be written.
+    #[error(transparent)]
+    Artifact(#[from] ArtifactError),
+    /// A digest about to be pinned is not in the registry.
+    #[error(
+        "{image} is missing from the registry right after the push; not writing an artifact that names it"
+    )]
+    PinMissing {
+        /// `host/repo@digest`.
+        image: String,
+    },
     /// One or more builds (targets, or stages they share) failed.
     #[error("{} of {total} builds failed", failures.len())]
     Targets {
@@ -76,9 +161,6 @@ pub enum Error {
         failures: Vec<TargetFailure>,
         /// How many builds the run had (targets to build and shared stages).
         total: usize,
-        /// Whether one of them failed because of the environment (engine or
-        /// registry): the exit code is then 3, and every failure is still shown.
-        environment: bool,
     },
     /// A findings-based refusal (`check` found errors).
     #[error("{0}")]
@@ -88,21 +170,40 @@ pub enum Error {
     Interrupted,
 }
 
+impl From<RegistryError> for Error {
+    fn from(e: RegistryError) -> Self {
+        Error::Registry(Box::new(e))
+    }
+}
+
+impl From<AwsError> for Error {
+    fn from(e: AwsError) -> Self {
+        Error::Aws(Box::new(e))
+    }
+}
+
 impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) | Self::Input { .. } | Self::Findings(_) => exit_code::BAD_INPUT,
-            Self::Environment(_) => exit_code::ENVIRONMENT,
-            Self::Targets {
-                environment: true, ..
-            } => exit_code::ENVIRONMENT,
+            Self::Engine(_)
+            | Self::Registry(_)
+            | Self::Aws(_)
+            | Self::Artifact(_)
+            | Self::PinMissing { .. } => exit_code::ENVIRONMENT,
+            // Every failure is shown; one caused by the environment makes it exit 3.
+            Self::Targets { failures, .. }
+                if failures.iter().any(TargetFailure::is_environment) =>
+            {
+                exit_code::ENVIRONMENT
+            }
             Self::Targets { .. } => exit_code::TARGET_FAILED,
             Self::Interrupted => exit_code::INTERRUPTED,
         }
     }
 
-    /// The message shown to a person on stderr.
+    /// The message shown to a person on stderr: the error and its causes.
     pub fn render(&self) -> String {
         match self {
             Self::Targets {
@@ -115,7 +216,9 @@ impl Error {
                 for f in failures {
                     out.push_str(&format!(
                         "\n[{}] {} failed: {}\n",
-                        f.target, f.step, f.message
+                        f.target,
+                        f.step,
+                        chain(&f.cause)
                     ));
                     if !f.log_tail.is_empty() {
                         out.push_str(&format!("[{}] last lines of its log:\n", f.target));
@@ -123,15 +226,31 @@ impl Error {
                             out.push_str(&format!("    {l}\n"));
                         }
                     }
-                    if !f.hint.is_empty() {
-                        out.push_str(&format!("[{}] hint: {}\n", f.target, f.hint));
+                    if let Some(hint) = f.hint() {
+                        out.push_str(&format!("[{}] hint: {hint}\n", f.target));
                     }
                 }
                 out
             }
-            other => format!("error: {other}"),
+            other => format!("error: {}", chain(other)),
         }
     }
+}
+
+/// `e` and each of its sources, joined with `: `; a source whose text the
+/// message already holds is not repeated.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 /// Shorthand for an input error about a file.
@@ -150,17 +269,26 @@ mod tests {
     fn an_environment_failure_exits_3_and_hides_no_other_failure() {
         let build = TargetFailure {
             log_tail: vec!["sh: missing-tool: not found".to_string()],
-            hint: "fix the RUN step".to_string(),
-            ..TargetFailure::stopped("api", "build", "RUN missing-tool returned 127")
+            ..TargetFailure::new(
+                "api",
+                Step::Build,
+                Cause::Engine(EngineError::Build {
+                    message: "RUN missing-tool returned 127".into(),
+                }),
+            )
         };
-        let push = TargetFailure {
-            environment: true,
-            ..TargetFailure::stopped("nginx", "push", "the registry refused every attempt")
-        };
+        let push = TargetFailure::new(
+            "nginx",
+            Step::Push,
+            Cause::Registry(Box::new(RegistryError::Unreachable {
+                host: "127.0.0.1:5000".into(),
+                attempts: 5,
+                detail: "the registry refused every attempt".into(),
+            })),
+        );
         let both = Error::Targets {
-            failures: vec![build.clone(), push],
+            failures: vec![build, push],
             total: 3,
-            environment: true,
         };
         assert_eq!(both.exit_code(), exit_code::ENVIRONMENT);
         let text = both.render();
@@ -168,16 +296,39 @@ mod tests {
             "2 of 3 builds failed",
             "[api] build failed: RUN missing-tool returned 127",
             "sh: missing-tool: not found",
-            "[api] hint: fix the RUN step",
-            "[nginx] push failed: the registry refused every attempt",
+            "[api] hint: fix the failing instruction",
+            "[nginx] push failed: registry 127.0.0.1:5000 is unreachable",
         ] {
             assert!(text.contains(needle), "{needle:?} missing from:\n{text}");
         }
         let one = Error::Targets {
-            failures: vec![build],
+            failures: vec![TargetFailure::new(
+                "api",
+                Step::Build,
+                Cause::Engine(EngineError::Build {
+                    message: "x".into(),
+                }),
+            )],
             total: 3,
-            environment: false,
         };
         assert_eq!(one.exit_code(), exit_code::TARGET_FAILED);
+    }
+
+    #[test]
+    fn the_push_hint_names_the_registry_of_the_image() {
+        let f = TargetFailure::new(
+            "api",
+            Step::Push,
+            Cause::Engine(EngineError::Push {
+                image: "127.0.0.1:5000/bash-dog-api:abc1234".into(),
+                message: "denied".into(),
+            }),
+        );
+        assert_eq!(
+            f.hint().as_deref(),
+            Some(
+                "check that 127.0.0.1:5000 accepts pushes with these credentials and that the repository exists"
+            )
+        );
     }
 }

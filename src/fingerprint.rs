@@ -90,11 +90,12 @@ impl Feed {
 #[derive(Default)]
 pub struct SourceCache(std::collections::HashMap<Vec<String>, [u8; 32]>);
 
-/// Computes the fingerprint of stage `target`.
+/// Computes the fingerprint of stage `target` (tests; runs share a cache).
 ///
 /// `entries` is the `.dockerignore`-filtered context listed with no
 /// always-included files (the Dockerfile itself is not an input here: its
 /// relevant instructions are).
+#[cfg(test)]
 pub fn fingerprint(
     df: &Dockerfile,
     graph: &StageGraph,

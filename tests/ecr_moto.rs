@@ -12,7 +12,7 @@ mod support;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use stackbake::registry::{AwsError, Registry, RetryPolicy, ecr};
+use stackbake::registry::{AwsError, Client as Registry, RetryPolicy, ecr};
 use support::*;
 
 const CHILD: &str = "SB_ECR_CHILD";

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use stackbake::registry::{
-    Credentials, DOCKER_MANIFEST_V2, Manifest, Registry, RegistryError, RetryPolicy,
+    Client as Registry, Credentials, DOCKER_MANIFEST_V2, Manifest, RegistryError, RetryPolicy,
 };
 use support::*;
 

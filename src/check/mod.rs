@@ -27,6 +27,7 @@ use std::path::{Path, PathBuf};
 pub use finding::{Finding, Severity, render_human, render_json};
 
 /// Every rule id `check` can report, with its default severity.
+#[cfg(test)]
 pub const RULES: &[(&str, Severity)] = &[
     ("names/missing-file", Severity::Error),
     ("names/unreadable", Severity::Error),

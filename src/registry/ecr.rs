@@ -359,6 +359,49 @@ impl EcrSession {
     }
 }
 
+/// What a run asks of AWS once connected: who and where it is, the
+/// registry credentials, and the repositories.
+#[async_trait::async_trait]
+pub(crate) trait Aws: Send + Sync {
+    /// Account id.
+    fn account(&self) -> &str;
+    /// Region.
+    fn region(&self) -> &str;
+    /// Registry host (`ACCOUNT.dkr.ecr.REGION.amazonaws.com`).
+    fn registry_host(&self) -> &str;
+    /// `AWS` and the authorization token.
+    fn credentials(&self) -> &Credentials;
+    /// See [`EcrSession::ensure_repositories`].
+    async fn ensure_repositories(
+        &self,
+        repos: &[String],
+        create: bool,
+    ) -> Result<Vec<String>, AwsError>;
+}
+
+#[async_trait::async_trait]
+impl Aws for EcrSession {
+    fn account(&self) -> &str {
+        &self.account
+    }
+    fn region(&self) -> &str {
+        &self.region
+    }
+    fn registry_host(&self) -> &str {
+        &self.registry_host
+    }
+    fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+    async fn ensure_repositories(
+        &self,
+        repos: &[String],
+        create: bool,
+    ) -> Result<Vec<String>, AwsError> {
+        EcrSession::ensure_repositories(self, repos, create).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

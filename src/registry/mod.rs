@@ -1,18 +1,58 @@
-//! The registry side of stackbake: a small OCI distribution (v2) HTTP client
-//! ([`Registry`]) for manifest lookups, tag copies and labels, and the AWS
-//! side ([`ecr`]): account from STS, ECR authorization token and
-//! repositories. Secrets ([`Secret`], [`Credentials`]) stay in memory and
-//! print as `<redacted>`; retries follow [`RetryPolicy`].
+//! The registry side of stackbake: the [`Registry`] trait the orchestrator
+//! talks to (manifest lookups and tag copies), its HTTP implementation
+//! ([`Client`], a small OCI distribution v2 client), and the AWS side
+//! ([`ecr`]): account from STS, ECR authorization token and repositories,
+//! behind the [`ecr::Aws`] trait. Secrets ([`Secret`], [`Credentials`]) stay
+//! in memory and print as `<redacted>`; retries follow [`RetryPolicy`].
 
 pub mod client;
 pub mod ecr;
 pub mod retry;
 pub mod secret;
 
+use async_trait::async_trait;
+
 pub use client::{
-    DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Manifest, OCI_INDEX, OCI_MANIFEST, Registry,
-    RegistryError,
+    DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Manifest, OCI_INDEX, OCI_MANIFEST,
+    Registry as Client, RegistryError,
 };
 pub use ecr::{AwsError, EcrSession, connect};
 pub use retry::RetryPolicy;
 pub use secret::{Credentials, Secret};
+
+/// What the orchestrator asks of the registry images go to.
+#[async_trait]
+pub(crate) trait Registry: Send + Sync {
+    /// Checks that the registry answers and accepts the credentials.
+    async fn ping(&self) -> Result<(), RegistryError>;
+
+    /// The manifest digest of `repo:reference` (a tag or a digest), or
+    /// `None` when it does not exist.
+    async fn manifest_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError>;
+
+    /// Points `repo:to` at the manifest of `repo:from`; returns its digest.
+    async fn copy_tag(&self, repo: &str, from: &str, to: &str) -> Result<String, RegistryError>;
+}
+
+#[async_trait]
+impl Registry for Client {
+    async fn ping(&self) -> Result<(), RegistryError> {
+        Client::ping(self).await
+    }
+
+    async fn manifest_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        Client::manifest_digest(self, repo, reference).await
+    }
+
+    async fn copy_tag(&self, repo: &str, from: &str, to: &str) -> Result<String, RegistryError> {
+        Client::copy_tag(self, repo, from, to).await
+    }
+}

@@ -122,7 +122,20 @@ pub enum Attempt<T> {
 /// Runs `op` (called with the 1-based attempt number) until it is done, or
 /// the policy's attempts or time budget run out; returns the last result and
 /// the number of attempts made.
-pub async fn run<T, F, Fut>(policy: &RetryPolicy, mut op: F) -> (T, u32)
+pub async fn run<T, F, Fut>(policy: &RetryPolicy, op: F) -> (T, u32)
+where
+    F: FnMut(u32) -> Fut,
+    Fut: Future<Output = Attempt<T>>,
+{
+    run_observed(policy, op, |_, _, _| {}).await
+}
+
+/// [`run`], calling `on_retry(attempt, wait, &last)` before each wait.
+pub async fn run_observed<T, F, Fut>(
+    policy: &RetryPolicy,
+    mut op: F,
+    mut on_retry: impl FnMut(u32, Duration, &T),
+) -> (T, u32)
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Attempt<T>>,
@@ -141,6 +154,7 @@ where
                 if start.elapsed() + wait > policy.total {
                     return (last, attempt);
                 }
+                on_retry(attempt, wait, &last);
                 tokio::time::sleep(wait).await;
                 attempt += 1;
             }

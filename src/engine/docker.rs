@@ -1,14 +1,22 @@
 //! The Docker engine driver: everything stackbake asks of the local daemon
-//! (pull, build, tag, push, inspect) through bollard, and nothing else.
+//! (pull, classic build, tag, push, inspect) through bollard, behind the
+//! [`Builder`] and [`Engine`] traits.
 //!
 //! A bollard stream has succeeded only when it was drained with no `Err`:
 //! an `errorDetail` arrives as `Err(DockerStreamError)` after HTTP 200
 //! (FIELD-NOTES). Every function here drains its stream to the end.
+//!
+//! The classic builder runs each `RUN` in an intermediate container and
+//! names it in the log (` ---> Running in <id>`, later `Removing
+//! intermediate container <id>`); those lines are how we know which
+//! containers are ours, even when other builds share the engine, so that a
+//! stopped run can remove them.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bollard::Docker;
+use async_trait::async_trait;
 use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateImageOptionsBuilder, PushImageOptionsBuilder,
@@ -16,9 +24,17 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
+use super::{BuildJob, Builder, BuiltImage, Engine, Pushed, RegistryAuth};
+use crate::events::{Event, Events, UnitEvents};
+
+/// Name of the Dockerfile inside each context tar. The tarball module lists
+/// it in the tar's .dockerignore, so the daemon removes it from the context
+/// before building (as docker CLI does for `-f -`).
+const DOCKERFILE_IN_CONTEXT: &str = ".dockerfile.stackbake";
+
 /// What can go wrong talking to the engine.
 #[derive(Debug, thiserror::Error)]
-pub enum EngineError {
+pub(crate) enum EngineError {
     /// The daemon does not answer.
     #[error(
         "cannot reach the Docker daemon ({detail}). Start it (`dockerd`, `systemctl start docker`), \
@@ -72,99 +88,118 @@ pub enum EngineError {
     },
 }
 
+impl EngineError {
+    /// The registry of the image a push was about, if it names one.
+    pub(crate) fn registry_host(&self) -> Option<&str> {
+        match self {
+            EngineError::Push { image, .. } | EngineError::NoDigest { image } => image
+                .split_once('/')
+                .map(|(first, _)| first)
+                .filter(|h| h.contains(['.', ':']) || *h == "localhost"),
+            _ => None,
+        }
+    }
+}
+
 /// How long a silent build waits for the engine to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Result of a successful push.
-#[derive(Debug, Clone)]
-pub struct Pushed {
-    /// `sha256:<hex>` of the pushed manifest.
-    pub digest: String,
-    /// Bytes of layers actually uploaded (layers the registry already had count 0).
-    pub bytes_pushed: u64,
-}
-
-/// One build the engine should run.
-pub struct BuildRequest {
-    /// Name of the Dockerfile entry inside the context tar.
-    pub dockerfile: String,
-    /// Build args passed to the engine.
-    pub build_args: HashMap<String, String>,
-    /// Images the engine may take layers from.
-    pub cache_from: Vec<String>,
-    /// Credentials for private registries referenced by `FROM`, keyed by host.
-    pub registry_auth: Option<HashMap<String, DockerCredentials>>,
-}
-
 /// A connected engine. Cheap to clone.
 #[derive(Clone)]
-pub struct Engine {
-    docker: Docker,
+pub(crate) struct DockerEngine {
+    docker: bollard::Docker,
     /// How long a pull or push stream may stay silent before we give up; a
     /// silent build is checked with a ping this often.
     idle: Duration,
+    /// Intermediate containers of classic builds that were started and not
+    /// yet removed.
+    containers: Arc<Mutex<BTreeSet<String>>>,
 }
 
-impl Engine {
+/// The engine's credential struct, built at the call that needs it: it
+/// derives `Debug` with the password in it, so it is never stored.
+fn docker_creds(auth: Option<&RegistryAuth>) -> Option<DockerCredentials> {
+    auth.map(|a| DockerCredentials {
+        username: Some(a.credentials.username.clone()),
+        password: Some(a.credentials.password.expose().to_string()),
+        serveraddress: Some(a.host.clone()),
+        ..Default::default()
+    })
+}
+
+impl DockerEngine {
     /// Connects (honouring DOCKER_HOST), negotiates the API version and pings.
-    pub async fn connect(timeout: Duration, idle: Duration) -> Result<Engine, EngineError> {
+    pub(crate) async fn connect(
+        timeout: Duration,
+        idle: Duration,
+    ) -> Result<DockerEngine, EngineError> {
         let unreachable = |e: bollard::errors::Error| EngineError::Unreachable {
             detail: e.to_string(),
         };
-        let docker = Docker::connect_with_defaults()
+        let docker = bollard::Docker::connect_with_defaults()
             .map_err(unreachable)?
             .with_timeout(timeout);
         // bollard defaults to an API version newer than Docker 20.10 speaks.
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
-        Ok(Engine { docker, idle })
+        Ok(DockerEngine {
+            docker,
+            idle,
+            containers: Arc::default(),
+        })
     }
 
-    /// Pulls `image`; `Ok(false)` when the registry does not have it (normal on a first build).
-    pub async fn pull(
-        &self,
-        image: &str,
-        creds: Option<DockerCredentials>,
-    ) -> Result<bool, EngineError> {
-        let opts = CreateImageOptionsBuilder::default()
-            .from_image(image)
-            .build();
-        let mut stream = self.docker.create_image(Some(opts), None, creds);
-        let action = format!("the pull of {image}");
-        while let Some(item) = self.next_or_stall(&mut stream, &action).await? {
-            if let Err(e) = item {
-                let message = error_message(&e);
-                if is_not_found(&message) {
-                    return Ok(false);
-                }
-                return Err(EngineError::Call {
-                    action: format!("pull of {image}"),
-                    message,
-                });
-            }
+    /// Notes a build log line, tracking the intermediate containers it names.
+    fn observe_build_line(&self, line: &str) {
+        let line = line.trim();
+        let mut c = self.containers.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(id) = line.strip_prefix("---> Running in ") {
+            c.insert(id.trim().to_string());
+        } else if let Some(id) = line
+            .strip_prefix("Removing intermediate container ")
+            // Docker 23+ prints the past tense.
+            .or_else(|| line.strip_prefix("---> Removed intermediate container "))
+        {
+            c.remove(id.trim());
         }
-        Ok(true)
     }
 
-    /// Runs a build, calling `on_line` with every complete log line; returns the image id.
-    pub async fn build<S>(
+    /// Build containers that were started and not yet removed.
+    fn live_containers(&self) -> Vec<String> {
+        self.containers
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// Runs a classic build, calling `on_line` with every complete log line;
+    /// returns the image id.
+    async fn build_classic<S>(
         &self,
-        req: BuildRequest,
+        job: &BuildJob,
         context: S,
         mut on_line: impl FnMut(&str),
     ) -> Result<String, EngineError>
     where
         S: Stream<Item = Result<bytes::Bytes, std::io::Error>> + Send + 'static,
     {
-        let builder = BuildImageOptionsBuilder::default()
-            .dockerfile(&req.dockerfile)
+        let build_args: HashMap<String, String> = job.build_args.clone().into_iter().collect();
+        let opts = BuildImageOptionsBuilder::default()
+            .dockerfile(DOCKERFILE_IN_CONTEXT)
             .rm(true)
             .forcerm(true)
-            .buildargs(&req.build_args)
-            .cachefrom(&req.cache_from);
-        let opts = builder.build();
+            .buildargs(&build_args)
+            .cachefrom(&job.cache_from)
+            .build();
         let body = bollard::body_try_stream(context);
-        let mut stream = self.docker.build_image(opts, req.registry_auth, Some(body));
+        // A FROM on a private registry needs its credentials (X-Registry-Config).
+        let registry_auth = job
+            .auth
+            .as_ref()
+            .and_then(|a| docker_creds(Some(a)).map(|c| HashMap::from([(a.host.clone(), c)])));
+        let mut stream = self.docker.build_image(opts, registry_auth, Some(body));
         let mut lines = LineBuffer::default();
         let mut image_id = None;
         loop {
@@ -230,8 +265,8 @@ impl Engine {
             })
     }
 
-    /// Force-removes a container (a build container left by an interrupted run).
-    pub async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
+    /// Force-removes a container (a build container left by a stopped run).
+    async fn remove_container(&self, id: &str) -> Result<(), EngineError> {
         let opts = bollard::query_parameters::RemoveContainerOptionsBuilder::default()
             .force(true)
             .build();
@@ -243,9 +278,69 @@ impl Engine {
                 message: error_message(&e),
             })
     }
+}
 
-    /// Gives `image` (id or reference) the name `repo:tag`.
-    pub async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
+#[async_trait]
+impl Builder for DockerEngine {
+    async fn build(&self, job: BuildJob, events: &UnitEvents) -> Result<BuiltImage, EngineError> {
+        let context = crate::context::tarball::tar_stream(
+            job.root.clone(),
+            job.entries.clone(),
+            Some((
+                DOCKERFILE_IN_CONTEXT.to_string(),
+                job.dockerfile.clone().into_bytes(),
+            )),
+        );
+        let on_line = |line: &str| {
+            self.observe_build_line(line);
+            if line.starts_with("Step ") {
+                events.step(line);
+            }
+            events.log(line);
+        };
+        let id = self.build_classic(&job, context, on_line).await?;
+        Ok(BuiltImage { id })
+    }
+
+    async fn remove_leftovers(&self, events: &Events) {
+        // Give the engine a moment to notice the closed build connections first.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        for id in self.live_containers() {
+            match self.remove_container(&id).await {
+                Ok(()) => events.send(Event::ContainerRemoved(id)),
+                Err(e) if e.to_string().contains("No such container") => {}
+                Err(e) => events.send(Event::CleanupFailed(e.to_string())),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Engine for DockerEngine {
+    async fn pull(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<bool, EngineError> {
+        let opts = CreateImageOptionsBuilder::default()
+            .from_image(image)
+            .build();
+        let mut stream = self
+            .docker
+            .create_image(Some(opts), None, docker_creds(auth));
+        let action = format!("the pull of {image}");
+        while let Some(item) = self.next_or_stall(&mut stream, &action).await? {
+            if let Err(e) = item {
+                let message = error_message(&e);
+                if is_not_found(&message) {
+                    return Ok(false);
+                }
+                return Err(EngineError::Call {
+                    action: format!("pull of {image}"),
+                    message,
+                });
+            }
+        }
+        Ok(true)
+    }
+
+    async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), EngineError> {
         let opts = TagImageOptionsBuilder::default()
             .repo(repo)
             .tag(tag)
@@ -259,22 +354,21 @@ impl Engine {
             })
     }
 
-    /// Pushes `repo:tag` and returns the manifest digest the registry stored.
-    pub async fn push(
+    async fn push(
         &self,
         repo: &str,
         tag: &str,
-        creds: Option<DockerCredentials>,
-        mut on_line: impl FnMut(&str),
+        auth: Option<&RegistryAuth>,
+        events: &UnitEvents,
     ) -> Result<Pushed, EngineError> {
         let image = format!("{repo}:{tag}");
         let opts = PushImageOptionsBuilder::default().tag(tag).build();
-        let mut stream = self.docker.push_image(repo, Some(opts), creds);
+        let mut stream = self.docker.push_image(repo, Some(opts), docker_creds(auth));
         let action = format!("the push of {image}");
         let mut digest = None;
         // bollard's PushImageInfo has no layer id, so layers are told apart by
         // their total size: an approximation that only merges equal-sized layers.
-        let mut layer_totals: std::collections::BTreeSet<u64> = Default::default();
+        let mut layer_totals: BTreeSet<u64> = BTreeSet::new();
         while let Some(item) = self.next_or_stall(&mut stream, &action).await? {
             match item {
                 Ok(info) => {
@@ -292,7 +386,7 @@ impl Engine {
                     if status == "Pushed" || status.starts_with("Pushing") {
                         // progress lines; not logged one by one
                     } else if !status.is_empty() {
-                        on_line(&status);
+                        events.log(&status);
                     }
                 }
                 Err(e) => {
@@ -311,9 +405,7 @@ impl Engine {
         })
     }
 
-    /// Whether the engine holds `reference`; an engine failure is an error,
-    /// not a "no".
-    pub async fn image_exists(&self, reference: &str) -> Result<bool, EngineError> {
+    async fn image_exists(&self, reference: &str) -> Result<bool, EngineError> {
         match self.docker.inspect_image(reference).await {
             Ok(_) => Ok(true),
             Err(bollard::errors::Error::DockerResponseServerError {
@@ -349,7 +441,7 @@ fn error_message(e: &bollard::errors::Error) -> String {
 
 /// Whether a failed push is worth another attempt: the network or the
 /// registry hiccuped, as opposed to a refusal (auth, missing repository).
-pub fn is_transient(e: &EngineError) -> bool {
+pub(crate) fn is_transient(e: &EngineError) -> bool {
     let m = match e {
         EngineError::Push { message, .. } | EngineError::Call { message, .. } => {
             message.to_ascii_lowercase()
@@ -399,7 +491,7 @@ fn is_refusal(m: &str) -> bool {
 }
 
 /// Parses `"<tag>: digest: sha256:<hex> size: <n>"`.
-pub fn parse_push_digest(status: &str) -> Option<String> {
+pub(crate) fn parse_push_digest(status: &str) -> Option<String> {
     let rest = status.split(": digest: ").nth(1)?;
     let digest = rest.split_whitespace().next()?;
     let hex = digest.strip_prefix("sha256:")?;
@@ -485,6 +577,31 @@ mod tests {
         assert!(!is_transient(&EngineError::Build {
             message: "returned a non-zero code: 1".into()
         }));
+    }
+
+    #[tokio::test]
+    async fn tracks_containers_from_the_build_log() {
+        // A client that is never used to connect: only the log parsing runs.
+        let Ok(docker) = bollard::Docker::connect_with_http(
+            "http://127.0.0.1:1",
+            1,
+            bollard::API_DEFAULT_VERSION,
+        ) else {
+            panic!("a client for an unused address");
+        };
+        let e = DockerEngine {
+            docker,
+            idle: Duration::from_secs(1),
+            containers: Arc::default(),
+        };
+        e.observe_build_line(" ---> Running in 3f2a1b");
+        e.observe_build_line(" ---> Running in 99aa");
+        e.observe_build_line("Removing intermediate container 3f2a1b");
+        assert_eq!(e.live_containers(), ["99aa"]);
+        // Newer engines: " ---> Removed intermediate container <id>".
+        e.observe_build_line(" ---> Running in 77bb");
+        e.observe_build_line(" ---> Removed intermediate container 99aa");
+        assert_eq!(e.live_containers(), ["77bb"]);
     }
 
     #[test]

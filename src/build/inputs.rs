@@ -2,7 +2,7 @@
 //! appspec.yaml, .dockerignore) and mapping containers to targets; every
 //! problem here is bad input (exit 2) that names the file.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::context::dockerignore::DockerIgnore;
@@ -195,11 +195,6 @@ impl Inputs {
         (0..self.dockerfile.stages.len())
             .map(|i| self.graph.needed(i))
             .collect()
-    }
-
-    /// Stage indices of the targets.
-    pub fn target_stages(&self) -> BTreeSet<usize> {
-        self.targets.iter().map(|t| t.stage).collect()
     }
 
     /// A display name for stage `i`: its name, else `stage-<i>`.

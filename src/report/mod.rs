@@ -2,6 +2,10 @@
 //! --json` print. Its shape is a stable contract (SPEC.md), versioned by
 //! `schema_version`.
 
+pub(crate) mod reporter;
+mod text;
+mod tty;
+
 use serde::Serialize;
 
 /// The current schema version.

@@ -1,5 +1,6 @@
-//! The build schedule: which stages are built as their own unit, and in
-//! what order, so that a stage several targets need is executed once.
+//! The build schedule (SPEC steps 5–6): which stages are built as their own
+//! unit, and in what order, so that a stage several targets need is
+//! executed once; and [`Tracker`], which says which unit may start next.
 //!
 //! The classic builder executes every stage of the Dockerfile it is sent
 //! (FIELD-NOTES), and two builds that start together both execute a shared
@@ -12,20 +13,20 @@ use std::collections::BTreeSet;
 
 /// One build the engine runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unit {
+pub(crate) struct Unit {
     /// The stage it builds (the last stage of its pruned Dockerfile).
-    pub stage: usize,
+    pub(crate) stage: usize,
     /// Stages its pruned Dockerfile keeps (sorted, includes `stage`).
-    pub keep: Vec<usize>,
+    pub(crate) keep: Vec<usize>,
     /// Units (indices into the schedule) that must finish first.
-    pub after: Vec<usize>,
+    pub(crate) after: Vec<usize>,
     /// Whether this unit is a deployable target (else a shared stage).
-    pub is_target: bool,
+    pub(crate) is_target: bool,
 }
 
 /// Computes the units for `targets` (stage indices) given, for every stage,
 /// the sorted set of stages it needs (itself included).
-pub fn schedule(needed: &[Vec<usize>], targets: &BTreeSet<usize>) -> Vec<Unit> {
+pub(crate) fn schedule(needed: &[Vec<usize>], targets: &BTreeSet<usize>) -> Vec<Unit> {
     let users = |s: usize| -> BTreeSet<usize> {
         targets
             .iter()
@@ -73,6 +74,86 @@ pub fn schedule(needed: &[Vec<usize>], targets: &BTreeSet<usize>) -> Vec<Unit> {
             is_target: targets.contains(&s),
         })
         .collect()
+}
+
+/// What the executor may do next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Start this unit: everything it needs has been built.
+    Start(usize),
+    /// This unit cannot be built: the unit it needs (the second index) failed.
+    Skip(usize, usize),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Pending,
+    Running,
+    Done { ok: bool },
+}
+
+/// Which units have started and finished, and which may start next. Pure:
+/// the executor asks and reports, this decides.
+#[derive(Debug)]
+pub(crate) struct Tracker<'a> {
+    units: &'a [Unit],
+    state: Vec<State>,
+}
+
+impl<'a> Tracker<'a> {
+    /// Nothing started yet.
+    pub(crate) fn new(units: &'a [Unit]) -> Self {
+        Tracker {
+            units,
+            state: vec![State::Pending; units.len()],
+        }
+    }
+
+    /// The first pending unit whose needs have all finished, in schedule
+    /// order: `Start` when they all succeeded, `Skip` when one failed (the
+    /// unit is then done, failed).
+    pub(crate) fn next(&mut self) -> Option<Next> {
+        for (i, unit) in self.units.iter().enumerate() {
+            if self.state[i] != State::Pending {
+                continue;
+            }
+            let mut ready = true;
+            for &d in &unit.after {
+                match self.state.get(d) {
+                    Some(State::Done { ok: false }) => {
+                        self.state[i] = State::Done { ok: false };
+                        return Some(Next::Skip(i, d));
+                    }
+                    Some(State::Done { ok: true }) => {}
+                    _ => ready = false,
+                }
+            }
+            if ready {
+                self.state[i] = State::Running;
+                return Some(Next::Start(i));
+            }
+        }
+        None
+    }
+
+    /// Unit `i` finished.
+    pub(crate) fn finish(&mut self, i: usize, ok: bool) {
+        if let Some(s) = self.state.get_mut(i) {
+            *s = State::Done { ok };
+        }
+    }
+
+    /// Units that never started, in schedule order; marks them done, failed.
+    pub(crate) fn abandon_pending(&mut self) -> Vec<usize> {
+        let mut out = Vec::new();
+        for (i, s) in self.state.iter_mut().enumerate() {
+            if *s == State::Pending {
+                *s = State::Done { ok: false };
+                out.push(i);
+            }
+        }
+        out
+    }
 }
 
 #[cfg(test)]
@@ -135,5 +216,47 @@ mod tests {
         let stages: Vec<_> = units.iter().map(|u| u.stage).collect();
         assert_eq!(stages, [0, 1, 2, 3, 4]);
         assert_eq!(units[1].after, [0]);
+    }
+
+    #[test]
+    fn the_tracker_starts_units_once_their_needs_succeeded() {
+        // 0 base; 1 api, 2 nginx (both need base).
+        let needed = vec![vec![0], vec![0, 1], vec![0, 2]];
+        let units = schedule(&needed, &set(&[1, 2]));
+        let mut t = Tracker::new(&units);
+        assert_eq!(t.next(), Some(Next::Start(0)));
+        assert_eq!(t.next(), None, "api and nginx wait for base");
+        t.finish(0, true);
+        assert_eq!(t.next(), Some(Next::Start(1)));
+        assert_eq!(t.next(), Some(Next::Start(2)));
+        assert_eq!(t.next(), None);
+        t.finish(1, true);
+        t.finish(2, false);
+        assert_eq!(t.next(), None);
+        assert!(t.abandon_pending().is_empty());
+    }
+
+    #[test]
+    fn the_tracker_skips_what_a_failed_unit_was_needed_for() {
+        let needed = vec![vec![0], vec![0, 1], vec![0, 2]];
+        let units = schedule(&needed, &set(&[1, 2]));
+        let mut t = Tracker::new(&units);
+        assert_eq!(t.next(), Some(Next::Start(0)));
+        t.finish(0, false);
+        assert_eq!(t.next(), Some(Next::Skip(1, 0)));
+        assert_eq!(t.next(), Some(Next::Skip(2, 0)));
+        assert_eq!(t.next(), None);
+    }
+
+    #[test]
+    fn abandoned_units_are_the_ones_that_never_started() {
+        // 0 base; 1 api, 2 nginx (both need base); 3 worker (alone).
+        let needed = vec![vec![0], vec![0, 1], vec![0, 2], vec![3]];
+        let units = schedule(&needed, &set(&[1, 2, 3]));
+        let mut t = Tracker::new(&units);
+        assert_eq!(t.next(), Some(Next::Start(0)));
+        assert_eq!(t.next(), Some(Next::Start(3)));
+        assert_eq!(t.abandon_pending(), [1, 2]);
+        assert_eq!(t.next(), None);
     }
 }

@@ -1,0 +1,343 @@
+//! The `build` and `plan` commands: the order of SPEC's steps and nothing
+//! else. Each step lives in the file named for it:
+//!
+//! | SPEC step | file |
+//! |---|---|
+//! | 1–2 inputs, taskdef mapping | `inputs.rs` |
+//! | 3 registry, credentials | `destination.rs` |
+//! | 4 fingerprints, build or reuse | `decide.rs` |
+//! | 5–6 units and their order | `schedule.rs` |
+//! | 6 running the units | `execute.rs` |
+//! | 6–7 one unit: build, tag, push | `unit.rs` |
+//! | 7–8 retag, verify, `latest`, artifact | `publish.rs` |
+//!
+//! The engine, the registry and AWS are reached only through
+//! [`Services`], and everything a person sees leaves as an [`Event`].
+
+pub(crate) mod decide;
+pub(crate) mod destination;
+mod execute;
+pub(crate) mod inputs;
+mod publish;
+pub(crate) mod schedule;
+mod unit;
+
+#[cfg(test)]
+mod fakes;
+#[cfg(test)]
+mod tests;
+
+use std::sync::Arc;
+
+use crate::artifact;
+use crate::cancel::{CancelReason, RunState};
+use crate::config::{self, Settings};
+use crate::context::walk;
+use crate::engine::Engine;
+use crate::error::{Error, input};
+use crate::events::{CachePull, Event, Events};
+use crate::report::{ExternalReport, Report, TargetReport};
+use crate::services::Services;
+use crate::taskdef::mapping::Mapping;
+
+use decide::{Decision, Lookup};
+use destination::{Destination, Intent};
+use inputs::Inputs;
+
+/// What `build` and `plan` share: inputs read, registry resolved, decisions made.
+pub(crate) struct Prepared {
+    pub(crate) inputs: Inputs,
+    pub(crate) commit: String,
+    pub(crate) dest: Option<Destination>,
+    pub(crate) decisions: Vec<Decision>,
+}
+
+impl Prepared {
+    /// Every mapped container with its stage, repository and decision, in
+    /// taskdef order.
+    pub(crate) fn mapped(&self) -> impl Iterator<Item = (&String, &String, &String, &Decision)> {
+        self.inputs.mappings.iter().filter_map(|m| match m {
+            Mapping::Target {
+                container,
+                stage,
+                repository,
+                ..
+            } => self
+                .decisions
+                .iter()
+                .find(|d| &d.target.name == stage)
+                .map(|d| (container, stage, repository, d)),
+            Mapping::External { .. } => None,
+        })
+    }
+
+    /// The tags every image carries after the run: the commit tag and, unless
+    /// `--no-latest`, `latest`.
+    pub(crate) fn tags(&self, s: &Settings) -> Vec<String> {
+        let mut tags = vec![self.commit.clone()];
+        if !s.no_latest {
+            tags.push("latest".to_string());
+        }
+        tags
+    }
+
+    /// The report's external containers.
+    pub(crate) fn externals(&self) -> Vec<ExternalReport> {
+        self.inputs
+            .mappings
+            .iter()
+            .filter_map(|m| match m {
+                Mapping::External { container, image } => Some(ExternalReport {
+                    container: container.clone(),
+                    image: image.clone(),
+                }),
+                Mapping::Target { .. } => None,
+            })
+            .collect()
+    }
+}
+
+/// Steps 1–4.
+async fn prepare(
+    s: &Settings,
+    services: &dyn Services,
+    events: &Events,
+    intent: Intent,
+    engine: Option<&dyn Engine>,
+) -> Result<Prepared, Error> {
+    let mut inputs = inputs::load(
+        &s.dockerfile,
+        &s.taskdef,
+        &s.appspec,
+        &s.dir,
+        &s.targets,
+        &s.build_args,
+        s.registry.as_deref(),
+    )?;
+    let own = artifact::own_output(&s.dir, &s.out, &s.taskdef);
+    if !own.is_empty() {
+        let own: Vec<&str> = own.iter().map(String::as_str).collect();
+        inputs.ignore = inputs
+            .ignore
+            .with_excluded(&own)
+            .map_err(|e| input(&s.out, e.to_string()))?;
+    }
+    let commit = config::commit_tag(s)?;
+    let dest = destination::resolve(s, &inputs, services, events, intent).await?;
+    let lookup = match (&dest, engine) {
+        (Some(d), _) => Lookup::Registry(d),
+        (None, Some(e)) => Lookup::Engine(e),
+        (None, None) => Lookup::Nowhere,
+    };
+    let decisions = decide::decide(s, &inputs, lookup, events).await?;
+    Ok(Prepared {
+        inputs,
+        commit,
+        dest,
+        decisions,
+    })
+}
+
+/// Runs `stackbake plan`: the decisions, with no change anywhere.
+pub(crate) async fn plan(
+    s: &Settings,
+    services: &dyn Services,
+    events: &Events,
+) -> Result<Report, Error> {
+    let engine = if s.local && s.registry.is_none() {
+        Some(services.engine(s.timeout, s.timeout).await?.engine)
+    } else {
+        None
+    };
+    let p = prepare(s, services, events, Intent::Plan, engine.as_deref()).await?;
+    let mut targets = Vec::new();
+    for (container, stage, repository, d) in p.mapped() {
+        let digest = d
+            .reuse
+            .as_ref()
+            .and_then(|r| r.get(repository).cloned().flatten());
+        let image = match (&p.dest, &digest) {
+            (Some(dest), Some(dg)) => Some(format!("{}@{dg}", dest.repository(repository))),
+            (None, _) if d.reuse.is_some() => Some(format!("{repository}:{}", d.fingerprint.tag())),
+            _ => None,
+        };
+        targets.push(TargetReport {
+            container: container.clone(),
+            target: stage.clone(),
+            repository: repository.clone(),
+            action: if d.reuse.is_some() { "reuse" } else { "build" }.into(),
+            reason: Some(d.reason.as_str().into()),
+            fingerprint: Some(d.fingerprint.as_digest()),
+            image,
+            digest,
+            tags: p.tags(s),
+            seconds: 0.0,
+            bytes_pushed: 0,
+        });
+    }
+    Ok(Report {
+        schema_version: crate::report::SCHEMA_VERSION,
+        external: p.externals(),
+        commit_tag: p.commit,
+        registry: p.dest.map(|d| d.host),
+        targets,
+    })
+}
+
+/// Runs `stackbake build`.
+pub(crate) async fn build(
+    s: &Settings,
+    services: &dyn Services,
+    events: &Events,
+    state: &RunState,
+) -> Result<Report, Error> {
+    preflight(s, events)?;
+    let connected = services.engine(s.timeout, s.timeout).await?;
+    let engine = connected.engine.clone();
+    let p = prepare(s, services, events, Intent::Build, Some(engine.as_ref())).await?;
+    let to_build: Vec<&Decision> = p.decisions.iter().filter(|d| d.reuse.is_none()).collect();
+    let mut outcomes = Vec::new();
+    let mut units = Vec::new();
+    if !to_build.is_empty() {
+        let entries = walk::list(&s.dir, &p.inputs.ignore, &[".dockerignore"])
+            .map_err(|e| input(&s.dir, format!("cannot read the build context: {e}")))?;
+        tracing::debug!(entries = entries.len(), "build context listed");
+        let cache_from = pull_latest(engine.as_ref(), p.dest.as_ref(), &to_build, events).await;
+        let stages = to_build.iter().map(|d| d.target.stage).collect();
+        units = schedule::schedule(&p.inputs.needed(), &stages);
+        let labels: Vec<String> = units
+            .iter()
+            .map(|u| p.inputs.stage_label(u.stage))
+            .collect();
+        let shared = Arc::new(unit::Shared {
+            builder: connected.builder.clone(),
+            engine: engine.clone(),
+            dest: p.dest.clone(),
+            commit: p.commit.clone(),
+            push_retries: destination::push_policy(s),
+            events: events.clone(),
+        });
+        let limits = execute::Limits {
+            jobs: s.jobs,
+            fail_fast: s.fail_fast,
+        };
+        let sources = unit::Sources {
+            inputs: &p.inputs,
+            decisions: &p.decisions,
+            root: &s.dir,
+            entries: &entries,
+            build_args: &s.build_args,
+            commit: &p.commit,
+        };
+        outcomes = execute::execute(&units, &labels, &limits, state, events, |i, built| {
+            // Cache sources: every image this run built so far, plus the pulled `latest`s.
+            let mut cache = cache_from.clone();
+            cache.extend(built);
+            let job = unit::job(&sources, &units[i], cache);
+            Box::pin(unit::run(shared.clone(), job))
+        })
+        .await;
+    }
+    match state.reason() {
+        Some(CancelReason::Interrupted) => {
+            connected.builder.remove_leftovers(events).await;
+            return Err(Error::Interrupted);
+        }
+        Some(CancelReason::TargetFailed) => connected.builder.remove_leftovers(events).await,
+        None => {}
+    }
+    // Every failure is reported (a registry failure of one target must not
+    // hide another's build error).
+    let total = units.len();
+    let failures: Vec<_> = outcomes
+        .iter_mut()
+        .filter_map(|o| o.failure.take())
+        .collect();
+    if !failures.is_empty() {
+        return Err(Error::Targets { failures, total });
+    }
+    let outcome_of = |stage: usize| {
+        units
+            .iter()
+            .position(|u| u.stage == stage)
+            .and_then(|i| outcomes.get(i))
+    };
+    let report = publish::publish(s, &p, engine.as_ref(), state, events, outcome_of).await?;
+    Ok(report)
+}
+
+/// Pulls every target's `latest` (in parallel; a missing one is normal) and
+/// returns the cache sources for the builds.
+async fn pull_latest(
+    engine: &dyn Engine,
+    dest: Option<&Destination>,
+    to_build: &[&Decision],
+    events: &Events,
+) -> Vec<String> {
+    let refs: Vec<String> = to_build
+        .iter()
+        .filter_map(|d| d.target.repositories.first())
+        .map(|repo| match dest {
+            Some(d) => format!("{}:latest", d.repository(repo)),
+            None => format!("{repo}:latest"),
+        })
+        .collect();
+    let Some(d) = dest else {
+        // Local only: the previous run's local `latest` tags are the cache.
+        return refs;
+    };
+    let auth = d.auth();
+    let pulls = refs.iter().map(|r| {
+        let auth = auth.clone();
+        async move { (r.clone(), engine.pull(r, auth.as_ref()).await) }
+    });
+    let mut cache = Vec::new();
+    for (r, res) in futures_util::future::join_all(pulls).await {
+        let outcome = match res {
+            Ok(true) => {
+                cache.push(r.clone());
+                CachePull::Found
+            }
+            Ok(false) => CachePull::Missing,
+            Err(e) => CachePull::Failed(e.to_string()),
+        };
+        events.send(Event::CachePulled { image: r, outcome });
+    }
+    cache
+}
+
+/// Runs `stackbake check`'s rules before anything is built: an error
+/// finding stops the build (exit 2) before a minute is spent on it;
+/// warnings are shown and the build goes on.
+fn preflight(s: &Settings, events: &Events) -> Result<(), Error> {
+    let files = crate::check::ProjectFiles {
+        dir: s.dir.clone(),
+        dockerfile: s.dockerfile.clone(),
+        taskdef: s.taskdef.clone(),
+        appspec: s.appspec.clone(),
+        buildspec: s.dir.join("buildspec.yml"),
+    };
+    let mut findings = crate::check::check_with(&files, &s.targets, s.registry.as_deref());
+    // buildspec.yml is not an input of `build`: when stackbake runs, CodeBuild
+    // has already read it, and a buildspec that calls stackbake through a
+    // wrapper (`make ci`) is fine. Its findings are shown, never a reason to stop.
+    for f in &mut findings {
+        if f.rule.starts_with("buildspec/") {
+            f.severity = crate::check::Severity::Warning;
+        }
+    }
+    if findings.is_empty() {
+        return Ok(());
+    }
+    let errors = crate::check::has_errors(&findings);
+    events.send(Event::Findings {
+        text: crate::check::render_human(&findings),
+        errors,
+    });
+    if errors {
+        return Err(Error::Findings(
+            "the checks above found errors, so nothing was built; fix them (or run `stackbake check`)".to_string(),
+        ));
+    }
+    Ok(())
+}

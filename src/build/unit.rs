@@ -1,0 +1,525 @@
+//! SPEC steps 6–7 for one unit: build it from its pruned Dockerfile and the
+//! context files it reads (with the previous images as cache), then give
+//! each of its repositories the commit tag and push it, and only after a
+//! complete push, the fingerprint tag.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use tracing::Instrument;
+
+use crate::build::decide::Decision;
+use crate::build::destination::Destination;
+use crate::build::inputs::Inputs;
+use crate::build::schedule::Unit;
+use crate::context::walk::Entry;
+use crate::engine::{self, BuildJob, Builder, Engine, Pushed};
+use crate::error::{Cause, Step, TargetFailure};
+use crate::events::{Event, Events, UnitEvents};
+use crate::fingerprint::{self, Fingerprint};
+use crate::registry::RetryPolicy;
+use crate::registry::retry::{self, Attempt};
+
+/// Label set on every deployable image stackbake builds.
+pub(crate) const BUILD_LABEL: &str = "dev.stackbake.build";
+
+/// What every unit of a run shares.
+pub(crate) struct Shared {
+    /// Runs the builds.
+    pub(crate) builder: Arc<dyn Builder>,
+    /// Tags and pushes.
+    pub(crate) engine: Arc<dyn Engine>,
+    /// Where images go (`None`: only tagged in the local engine).
+    pub(crate) dest: Option<Destination>,
+    /// The commit tag.
+    pub(crate) commit: String,
+    /// Retries of a push.
+    pub(crate) push_retries: RetryPolicy,
+    /// Where the run reports.
+    pub(crate) events: Events,
+}
+
+/// The image a unit produces, when the unit is a target being built: its
+/// repositories and fingerprint. A stage built only as a base of others
+/// (even one that is also a target, when that target is reused) gets none,
+/// so it is neither tagged nor pushed.
+#[derive(Debug, Clone)]
+pub(crate) struct Product {
+    /// Repositories, without host.
+    pub(crate) repositories: Vec<String>,
+    /// The fingerprint.
+    pub(crate) fingerprint: Fingerprint,
+}
+
+/// One unit's build and push.
+pub(crate) struct UnitJob {
+    /// The unit's stage name.
+    pub(crate) label: String,
+    /// What the builder runs.
+    pub(crate) build: BuildJob,
+    /// What is pushed, if anything.
+    pub(crate) product: Option<Product>,
+}
+
+/// What a finished unit left behind.
+#[derive(Debug, Default)]
+pub(crate) struct UnitOutcome {
+    /// The built image's id.
+    pub(crate) image_id: Option<String>,
+    /// Wall time of build and push.
+    pub(crate) seconds: f64,
+    /// repository → (digest, or None when only tagged locally; bytes pushed)
+    pub(crate) pushed: BTreeMap<String, (Option<String>, u64)>,
+    /// Why it failed, if it did.
+    pub(crate) failure: Option<TargetFailure>,
+}
+
+impl UnitOutcome {
+    /// A unit that failed before doing anything.
+    pub(crate) fn failed(failure: TargetFailure) -> UnitOutcome {
+        UnitOutcome {
+            failure: Some(failure),
+            ..Default::default()
+        }
+    }
+}
+
+/// What every unit's job is made from.
+pub(crate) struct Sources<'a> {
+    /// The project's inputs.
+    pub(crate) inputs: &'a Inputs,
+    /// Build or reuse, per target.
+    pub(crate) decisions: &'a [Decision],
+    /// The build context's root.
+    pub(crate) root: &'a Path,
+    /// The context's entries (after `.dockerignore`).
+    pub(crate) entries: &'a [Entry],
+    /// `--build-arg`s.
+    pub(crate) build_args: &'a BTreeMap<String, String>,
+    /// The commit tag.
+    pub(crate) commit: &'a str,
+}
+
+/// The job for `unit`: its pruned Dockerfile (with the fingerprint label if
+/// it is a target being built), the context files its stages read, and the
+/// cache sources.
+pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> UnitJob {
+    let Sources {
+        inputs,
+        decisions,
+        root,
+        entries,
+        build_args,
+        commit,
+    } = *src;
+    let label = inputs.stage_label(unit.stage);
+    let product = product(unit, decisions);
+    let pruned = inputs.dockerfile.pruned(&unit.keep);
+    // Deployable images carry their fingerprint (and provenance) in one
+    // LABEL step; shared stages get none, so they stay cache-identical.
+    let dockerfile = match &product {
+        Some(p) => with_labels(
+            &pruned,
+            &BTreeMap::from([
+                (fingerprint::LABEL.to_string(), p.fingerprint.as_digest()),
+                ("dev.stackbake.stage".to_string(), label.clone()),
+                (BUILD_LABEL.to_string(), "1".to_string()),
+                (
+                    "org.opencontainers.image.revision".to_string(),
+                    commit.to_string(),
+                ),
+            ]),
+        ),
+        None => pruned,
+    };
+    UnitJob {
+        build: BuildJob {
+            dockerfile,
+            root: PathBuf::from(root),
+            entries: narrow_context(inputs, &unit.keep, build_args, entries),
+            build_args: build_args.clone(),
+            cache_from,
+            auth: None,
+        },
+        label,
+        product,
+    }
+}
+
+/// What `unit` produces: only a target being built has a product.
+pub(crate) fn product(unit: &Unit, decisions: &[Decision]) -> Option<Product> {
+    if !unit.is_target {
+        return None;
+    }
+    decisions
+        .iter()
+        .find(|d| d.target.stage == unit.stage && d.reuse.is_none())
+        .map(|d| Product {
+            repositories: d.target.repositories.clone(),
+            fingerprint: d.fingerprint.clone(),
+        })
+}
+
+/// Builds and pushes one unit. Never fails: a failure is in the outcome.
+pub(crate) async fn run(shared: Arc<Shared>, job: UnitJob) -> UnitOutcome {
+    let span = tracing::info_span!("unit", target = %job.label);
+    run_unit(shared, job).instrument(span).await
+}
+
+async fn run_unit(shared: Arc<Shared>, job: UnitJob) -> UnitOutcome {
+    let started = Instant::now();
+    let events = shared.events.unit(&job.label);
+    events.send(Event::UnitStarted {
+        unit: job.label.clone(),
+    });
+    let mut outcome = work(&shared, job, &events).await;
+    outcome.seconds = started.elapsed().as_secs_f64();
+    if let Some(f) = &mut outcome.failure {
+        f.log_tail = events.tail();
+    }
+    tracing::debug!(
+        seconds = outcome.seconds,
+        ok = outcome.failure.is_none(),
+        "unit finished"
+    );
+    events.send(Event::UnitFinished {
+        unit: events.unit().to_string(),
+        seconds: outcome.seconds,
+        ok: outcome.failure.is_none(),
+    });
+    outcome
+}
+
+async fn work(shared: &Shared, mut job: UnitJob, events: &UnitEvents) -> UnitOutcome {
+    let label = job.label.clone();
+    let fail =
+        |step: Step, cause: Cause| UnitOutcome::failed(TargetFailure::new(&label, step, cause));
+    job.build.auth = shared.dest.as_ref().and_then(Destination::auth);
+    let built = match shared
+        .builder
+        .build(job.build, events)
+        .instrument(tracing::debug_span!("build"))
+        .await
+    {
+        Ok(b) => b,
+        Err(e) => return fail(Step::Build, Cause::Engine(e)),
+    };
+    let mut outcome = UnitOutcome {
+        image_id: Some(built.id.clone()),
+        ..Default::default()
+    };
+    let Some(product) = job.product else {
+        return outcome;
+    };
+    for repo in &product.repositories {
+        let full_repo = match &shared.dest {
+            Some(d) => d.repository(repo),
+            None => repo.clone(),
+        };
+        if let Err(e) = shared
+            .engine
+            .tag(&built.id, &full_repo, &shared.commit)
+            .await
+        {
+            outcome.failure = Some(TargetFailure::new(&label, Step::Tag, Cause::Engine(e)));
+            return outcome;
+        }
+        let Some(dest) = &shared.dest else {
+            // Local only: the fingerprint tag marks the image for reuse.
+            if let Err(e) = shared
+                .engine
+                .tag(&built.id, &full_repo, &product.fingerprint.tag())
+                .await
+            {
+                outcome.failure = Some(TargetFailure::new(&label, Step::Tag, Cause::Engine(e)));
+                return outcome;
+            }
+            outcome.pushed.insert(repo.clone(), (None, 0));
+            continue;
+        };
+        events.send(Event::Pushing {
+            unit: label.clone(),
+            image: format!("{full_repo}:{}", shared.commit),
+        });
+        let pushed = match push(shared, dest, &full_repo, events)
+            .instrument(tracing::debug_span!("push", repository = %full_repo))
+            .await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                outcome.failure = Some(TargetFailure::new(&label, Step::Push, Cause::Engine(e)));
+                return outcome;
+            }
+        };
+        // The image is fully pushed: only now may its fingerprint tag point at
+        // it. Copied from the pushed digest, not the commit tag, which another
+        // build of the same commit could have moved meanwhile.
+        if let Err(e) = dest
+            .registry
+            .copy_tag(repo, &pushed.digest, &product.fingerprint.tag())
+            .await
+        {
+            let cause = Cause::Registry(Box::new(e));
+            outcome.failure = Some(TargetFailure::new(&label, Step::Push, cause));
+            return outcome;
+        }
+        outcome
+            .pushed
+            .insert(repo.clone(), (Some(pushed.digest), pushed.bytes_pushed));
+    }
+    outcome
+}
+
+/// Pushes `full_repo:commit`, retrying transient failures with the run's
+/// retry policy (the same backoff as registry requests).
+async fn push(
+    shared: &Shared,
+    dest: &Destination,
+    full_repo: &str,
+    events: &UnitEvents,
+) -> Result<Pushed, engine::EngineError> {
+    let auth = dest.auth();
+    let (result, _) = retry::run_observed(
+        &shared.push_retries,
+        |_| async {
+            match shared
+                .engine
+                .push(full_repo, &shared.commit, auth.as_ref(), events)
+                .await
+            {
+                Err(e) if engine::docker::is_transient(&e) => Attempt::Retry {
+                    last: Err(e),
+                    after: None,
+                },
+                other => Attempt::Done(other),
+            }
+        },
+        |_, wait, last| {
+            if let Err(e) = last {
+                events.send(Event::Retry {
+                    unit: events.unit().to_string(),
+                    what: "push",
+                    error: e.to_string(),
+                    wait,
+                });
+            }
+        },
+    )
+    .await;
+    result
+}
+
+/// The part of the context that the stages `keep` read: what their
+/// `COPY`/`ADD` sources select, the directories above it, and the
+/// `.dockerignore`. Sending only this makes a build's upload proportional
+/// to what it uses, not to the repository; the engine's cache keys (the
+/// checksums of the copied files) are unchanged. Falls back to the whole
+/// context if a source cannot be resolved (the build will then report it).
+pub(crate) fn narrow_context(
+    inputs: &Inputs,
+    keep: &[usize],
+    build_args: &BTreeMap<String, String>,
+    entries: &[Entry],
+) -> Vec<Entry> {
+    let mut wanted: BTreeSet<String> = BTreeSet::new();
+    wanted.insert(".dockerignore".to_string());
+    for &stage in keep {
+        let Ok(sources) = inputs.dockerfile.context_sources(stage, build_args) else {
+            return entries.to_vec();
+        };
+        let mut per_line: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+        for src in sources {
+            if let crate::dockerfile::ContextSource::Local { path, line } = src {
+                per_line.entry(line).or_default().push(path);
+            }
+        }
+        for sources in per_line.values() {
+            match crate::context::hash::selected_paths(entries, sources) {
+                Ok(paths) => wanted.extend(paths),
+                Err(_) => return entries.to_vec(),
+            }
+        }
+    }
+    if wanted.contains("") {
+        return entries.to_vec();
+    }
+    let ancestors: Vec<String> = wanted
+        .iter()
+        .flat_map(|p| {
+            p.match_indices('/')
+                .map(|(i, _)| p[..i].to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    wanted.extend(ancestors);
+    entries
+        .iter()
+        .filter(|e| wanted.contains(&e.rel))
+        .cloned()
+        .collect()
+}
+
+/// Appends one `LABEL` instruction with every label to the (pruned)
+/// Dockerfile, whose last stage is the one being built. One instruction is
+/// one build step; the engine's `labels` parameter would add a step per
+/// label. Labels whose value could need escaping are left out (ours are
+/// digests, stage names and validated tags).
+pub(crate) fn with_labels(dockerfile: &str, labels: &BTreeMap<String, String>) -> String {
+    let pairs: Vec<String> = labels
+        .iter()
+        .filter(|(k, v)| !format!("{k}{v}").contains(['"', '\\', '`', '\n', '$']))
+        .map(|(k, v)| format!("\"{k}\"=\"{v}\""))
+        .collect();
+    let mut out = dockerfile.trim_end().to_string();
+    if !pairs.is_empty() {
+        out.push_str("\nLABEL ");
+        out.push_str(&pairs.join(" "));
+    }
+    out.push('\n');
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::context::walk;
+
+    #[test]
+    fn each_build_is_sent_only_the_files_its_stages_read() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let args = BTreeMap::new();
+        let inputs = crate::build::inputs::load(
+            &root.join("Dockerfile"),
+            &root.join("taskdef.json"),
+            &root.join("appspec.yaml"),
+            root,
+            &[],
+            &args,
+            None,
+        )
+        .expect("example stack loads");
+        let entries = walk::list(root, &inputs.ignore, &[".dockerignore"]).expect("walk");
+        let api = inputs.dockerfile.stage_index("api").expect("api");
+        let sent: Vec<String> = narrow_context(&inputs, &inputs.graph.needed(api), &args, &entries)
+            .into_iter()
+            .map(|e| e.rel)
+            .collect();
+        assert!(sent.contains(&".dockerignore".to_string()));
+        assert!(sent.contains(&"app/api/index.json".to_string()), "{sent:?}");
+        assert!(
+            sent.contains(&"app/shared/config.txt".to_string()),
+            "{sent:?}"
+        );
+        assert!(
+            sent.contains(&"app".to_string()),
+            "parents are kept: {sent:?}"
+        );
+        assert!(
+            !sent
+                .iter()
+                .any(|p| p.starts_with("app/nginx") || p.starts_with("app/sidecar")),
+            "{sent:?}"
+        );
+        assert!(sent.len() < entries.len());
+    }
+
+    #[test]
+    fn labels_are_one_instruction_at_the_end_of_the_built_stage() {
+        let df = "ARG B=x\nFROM $B AS base\nRUN a\nFROM base AS t\nRUN b\n\n";
+        let labels = BTreeMap::from([
+            (
+                "dev.stackbake.fingerprint".to_string(),
+                "sha256:ab".to_string(),
+            ),
+            (
+                "org.opencontainers.image.revision".to_string(),
+                "abc1234".to_string(),
+            ),
+            ("bad".to_string(), "x\"y".to_string()),
+        ]);
+        let out = with_labels(df, &labels);
+        let parsed = crate::dockerfile::parse(&out).expect("still parses");
+        let last = parsed
+            .stages
+            .last()
+            .and_then(|s| s.instructions.last())
+            .expect("last");
+        assert_eq!(last.keyword, "LABEL");
+        assert_eq!(
+            last.raw,
+            "LABEL \"dev.stackbake.fingerprint\"=\"sha256:ab\" \"org.opencontainers.image.revision\"=\"abc1234\""
+        );
+        assert_eq!(
+            parsed.stages[0].instructions.len(),
+            1,
+            "other stages untouched"
+        );
+    }
+
+    #[test]
+    fn a_reused_target_built_as_a_shared_base_is_not_pushed() {
+        // 0 base; 1 api FROM base; 2 worker FROM api; 3 migrate FROM api.
+        let needed = vec![vec![0], vec![0, 1], vec![0, 1, 2], vec![0, 1, 3]];
+        let decision = |stage: usize, name: &str, reused: bool| Decision {
+            target: crate::build::inputs::Target {
+                stage,
+                name: name.to_string(),
+                repositories: vec![format!("bash-dog-{name}")],
+            },
+            fingerprint: crate::fingerprint::Fingerprint::from_bytes([stage as u8; 32]),
+            reuse: reused.then(BTreeMap::new),
+            reason: if reused {
+                crate::events::Reason::Unchanged
+            } else {
+                crate::events::Reason::Changed
+            },
+        };
+        let repos = |units: &[Unit], decisions: &[Decision]| -> Vec<(usize, Option<String>)> {
+            units
+                .iter()
+                .map(|u| {
+                    let p = product(u, decisions);
+                    (u.stage, p.map(|p| p.repositories.join(",")))
+                })
+                .collect()
+        };
+
+        // api unchanged (reused), worker and migrate changed: api is built
+        // once as their base, but gets no repository, so nothing pushes it.
+        let decisions = vec![
+            decision(1, "api", true),
+            decision(2, "worker", false),
+            decision(3, "migrate", false),
+        ];
+        let units = crate::build::schedule::schedule(&needed, &BTreeSet::from([2, 3]));
+        assert_eq!(
+            repos(&units, &decisions),
+            vec![
+                (1, None),
+                (2, Some("bash-dog-worker".to_string())),
+                (3, Some("bash-dog-migrate".to_string())),
+            ]
+        );
+
+        // api changed too: now its unit is the target and is pushed (and
+        // base, needed by all three, is a shared unit of its own).
+        let decisions = vec![
+            decision(1, "api", false),
+            decision(2, "worker", false),
+            decision(3, "migrate", false),
+        ];
+        let units = crate::build::schedule::schedule(&needed, &BTreeSet::from([1, 2, 3]));
+        assert_eq!(
+            repos(&units, &decisions),
+            vec![
+                (0, None),
+                (1, Some("bash-dog-api".to_string())),
+                (2, Some("bash-dog-worker".to_string())),
+                (3, Some("bash-dog-migrate".to_string())),
+            ]
+        );
+    }
+}

@@ -1,0 +1,95 @@
+//! The image builder and the engine's image operations, behind two traits:
+//! [`Builder`] runs one build, [`Engine`] pulls, tags, pushes and looks
+//! images up. [`docker::Docker`] implements both over the Docker Engine API
+//! (bollard, classic builder); the orchestrator only sees the traits, so
+//! its tests run against in-memory fakes.
+
+pub(crate) mod docker;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use crate::context::walk::Entry;
+use crate::events::{Events, UnitEvents};
+use crate::registry::Credentials;
+
+pub(crate) use docker::EngineError;
+
+/// Credentials for one registry, handed to the engine per request; never
+/// stored in the engine's own (printable) credential type.
+#[derive(Debug, Clone)]
+pub(crate) struct RegistryAuth {
+    /// `HOST[:PORT]`.
+    pub(crate) host: String,
+    /// User and password (redacted in `Debug`).
+    pub(crate) credentials: Credentials,
+}
+
+/// One build the builder runs: a unit's pruned Dockerfile over the context
+/// files it reads.
+#[derive(Debug, Clone)]
+pub(crate) struct BuildJob {
+    /// The Dockerfile to build (its last stage is the image).
+    pub(crate) dockerfile: String,
+    /// The build context's root.
+    pub(crate) root: PathBuf,
+    /// The context entries sent (relative to `root`).
+    pub(crate) entries: Vec<Entry>,
+    /// `--build-arg`s.
+    pub(crate) build_args: BTreeMap<String, String>,
+    /// Images the builder may take cached layers from.
+    pub(crate) cache_from: Vec<String>,
+    /// Credentials for private registries the Dockerfile pulls from.
+    pub(crate) auth: Option<RegistryAuth>,
+}
+
+/// A built image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct BuiltImage {
+    /// The engine's image id.
+    pub(crate) id: String,
+}
+
+/// A pushed image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pushed {
+    /// `sha256:<hex>` of the manifest the registry stored.
+    pub(crate) digest: String,
+    /// Layer bytes uploaded (layers the registry had count 0).
+    pub(crate) bytes_pushed: u64,
+}
+
+/// Runs builds.
+#[async_trait]
+pub(crate) trait Builder: Send + Sync {
+    /// Builds `job`, reporting steps and log lines through `events`.
+    async fn build(&self, job: BuildJob, events: &UnitEvents) -> Result<BuiltImage, EngineError>;
+
+    /// Removes what builds that were stopped midway left behind (the classic
+    /// builder's intermediate containers).
+    async fn remove_leftovers(&self, events: &Events);
+}
+
+/// The engine's image store.
+#[async_trait]
+pub(crate) trait Engine: Send + Sync {
+    /// Pulls `image`; `Ok(false)` when the registry does not have it.
+    async fn pull(&self, image: &str, auth: Option<&RegistryAuth>) -> Result<bool, EngineError>;
+
+    /// Gives `image` (id or reference) the name `repo:tag`.
+    async fn tag(&self, image: &str, repo: &str, tag: &str) -> Result<(), EngineError>;
+
+    /// Pushes `repo:tag`, logging through `events`.
+    async fn push(
+        &self,
+        repo: &str,
+        tag: &str,
+        auth: Option<&RegistryAuth>,
+        events: &UnitEvents,
+    ) -> Result<Pushed, EngineError>;
+
+    /// Whether the engine holds `reference`.
+    async fn image_exists(&self, reference: &str) -> Result<bool, EngineError>;
+}

@@ -1,0 +1,272 @@
+//! The one way out of the build orchestrator: typed [`Event`]s, sent through
+//! an [`Events`] handle to the reporter (`report::reporter`), which renders
+//! them as plain lines, a live terminal view, or nothing. The orchestrator
+//! never formats text for people and never prints; a reporter never decides
+//! anything.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crate::report::Report;
+
+/// Build or reuse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Action {
+    /// The target is built.
+    Build,
+    /// An image with its fingerprint exists and is reused.
+    Reuse,
+}
+
+/// Why a target is built or reused (the plan's `reason`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reason {
+    /// No image of this target exists yet.
+    New,
+    /// Images exist, none with this fingerprint.
+    Changed,
+    /// An image with this fingerprint exists.
+    Unchanged,
+    /// `--force`.
+    Forced,
+}
+
+impl Reason {
+    /// The report's spelling.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            Reason::New => "new",
+            Reason::Changed => "changed",
+            Reason::Unchanged => "unchanged",
+            Reason::Forced => "forced",
+        }
+    }
+}
+
+/// What pulling a target's `latest` as build cache gave.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum CachePull {
+    /// Pulled; it is a cache source.
+    Found,
+    /// Not in the registry (a first build).
+    Missing,
+    /// The pull failed; the build goes on without it.
+    Failed(String),
+}
+
+/// A fact about the run's setup.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Notice {
+    /// `--local` without `--registry`.
+    LocalOnly,
+    /// The AWS session in use.
+    Aws {
+        /// Account id.
+        account: String,
+        /// Region.
+        region: String,
+        /// Registry host.
+        registry: String,
+    },
+    /// `--create-repos` created this repository.
+    RepositoryCreated(String),
+}
+
+/// One thing that happened, for the reporters.
+#[derive(Debug, Clone)]
+pub(crate) enum Event {
+    /// A fact about the run's setup.
+    Notice(Notice),
+    /// `check`'s findings, found before anything is built (rendered text).
+    Findings {
+        /// The findings as `stackbake check` prints them.
+        text: String,
+        /// Whether any is an error (the build stops).
+        errors: bool,
+    },
+    /// Build or reuse was decided for a target.
+    Decided {
+        /// The target (stage name).
+        target: String,
+        /// Build or reuse.
+        action: Action,
+        /// Why.
+        reason: Reason,
+        /// `sha256:<hex>`.
+        fingerprint: String,
+    },
+    /// A target's `latest` was pulled, or not, as build cache.
+    CachePulled {
+        /// The image reference.
+        image: String,
+        /// What happened.
+        outcome: CachePull,
+    },
+    /// A unit (a target, or a stage several targets share) started building.
+    UnitStarted {
+        /// The unit's stage name.
+        unit: String,
+    },
+    /// A build step started (classic builder: `Step 3/8 : RUN …`).
+    Step {
+        /// The unit.
+        unit: String,
+        /// The step as the builder names it.
+        name: String,
+    },
+    /// One line of a unit's build or push log.
+    Log {
+        /// The unit.
+        unit: String,
+        /// The line.
+        line: String,
+    },
+    /// An image push started.
+    Pushing {
+        /// The unit.
+        unit: String,
+        /// `repo:tag` being pushed.
+        image: String,
+    },
+    /// A transient failure; the operation is tried again after `wait`.
+    Retry {
+        /// The unit.
+        unit: String,
+        /// What failed (`push`).
+        what: &'static str,
+        /// The failure.
+        error: String,
+        /// The wait before the next attempt.
+        wait: Duration,
+    },
+    /// A unit ended.
+    UnitFinished {
+        /// The unit.
+        unit: String,
+        /// Wall time of build and push.
+        seconds: f64,
+        /// Whether it succeeded.
+        ok: bool,
+    },
+    /// A reused image got the commit tag by a manifest copy.
+    Reused {
+        /// The target.
+        target: String,
+        /// `[host/]repo@digest` (or `repo:fp-…` when only local).
+        image: String,
+        /// The tag it got.
+        tag: String,
+    },
+    /// A build task panicked (a bug).
+    Internal(String),
+    /// SIGINT or SIGTERM: the run is stopping.
+    Interrupted,
+    /// A build container of a stopped run was removed.
+    ContainerRemoved(String),
+    /// Removing a stopped run's build containers failed.
+    CleanupFailed(String),
+    /// The artifact files were renamed into place in this directory.
+    ArtifactWritten(PathBuf),
+    /// `plan` finished: its report.
+    Planned(Box<Report>),
+    /// `build` finished: its report.
+    Built(Box<Report>),
+    /// A diagnostic line (`--verbose`, `STACKBAKE_LOG`), already formatted.
+    Diagnostic(String),
+}
+
+/// What travels to the reporter: events, then one stop.
+pub(crate) enum Message {
+    /// An event.
+    Event(Event),
+    /// The run is over; render these last words (the error), then stop.
+    Stop(Option<String>),
+}
+
+/// The sending side: cheap to clone, usable from any thread or task. Events
+/// sent after the reporter stopped are dropped.
+#[derive(Clone)]
+pub(crate) struct Events {
+    tx: Sender<Message>,
+}
+
+impl Events {
+    /// Events that go to `tx`.
+    pub(crate) fn new(tx: Sender<Message>) -> Events {
+        Events { tx }
+    }
+
+    /// Sends `event`.
+    pub(crate) fn send(&self, event: Event) {
+        let _ = self.tx.send(Message::Event(event));
+    }
+
+    /// A handle for one unit's log lines and steps.
+    pub(crate) fn unit(&self, unit: &str) -> UnitEvents {
+        UnitEvents {
+            events: self.clone(),
+            unit: unit.to_string(),
+            tail: Arc::default(),
+        }
+    }
+}
+
+/// Lines of a failed unit's log shown in its error.
+pub(crate) const LOG_TAIL: usize = 15;
+
+/// [`Events`] about one unit: what a builder or a push reports through. It
+/// keeps the last [`LOG_TAIL`] log lines for the error if the unit fails.
+#[derive(Clone)]
+pub(crate) struct UnitEvents {
+    events: Events,
+    unit: String,
+    tail: Arc<Mutex<VecDeque<String>>>,
+}
+
+impl UnitEvents {
+    /// The unit's name.
+    pub(crate) fn unit(&self) -> &str {
+        &self.unit
+    }
+
+    /// A log line.
+    pub(crate) fn log(&self, line: &str) {
+        {
+            let mut tail = self.tail.lock().unwrap_or_else(|p| p.into_inner());
+            if tail.len() == LOG_TAIL {
+                tail.pop_front();
+            }
+            tail.push_back(line.to_string());
+        }
+        self.events.send(Event::Log {
+            unit: self.unit.clone(),
+            line: line.to_string(),
+        });
+    }
+
+    /// The last log lines, oldest first.
+    pub(crate) fn tail(&self) -> Vec<String> {
+        self.tail
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    /// A step started.
+    pub(crate) fn step(&self, name: &str) {
+        self.events.send(Event::Step {
+            unit: self.unit.clone(),
+            name: name.to_string(),
+        });
+    }
+
+    /// Any other event.
+    pub(crate) fn send(&self, event: Event) {
+        self.events.send(event);
+    }
+}

@@ -1,0 +1,243 @@
+//! The words of human output: each [`Event`] as the lines a person reads,
+//! and how loud it is. Every renderer (plain, quiet, the live view) takes
+//! its text from here, so the wording lives in one place.
+
+use crate::events::{Action, CachePull, Event, Notice};
+use crate::report::Report;
+
+/// How loud an event is: which renderers show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Loudness {
+    /// A line of a build or push log: `plain` only.
+    Log,
+    /// What stackbake is doing: every mode but `quiet`.
+    Status,
+    /// Errors, interrupts and the final summary: every mode.
+    Always,
+}
+
+/// The lines for `event`, and how loud they are; `None` for events that have
+/// no line of their own (a live view may still show them).
+pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
+    use Loudness::{Always, Log, Status};
+    let one = |l: Loudness, s: String| Some((l, vec![s]));
+    match event {
+        Event::Notice(n) => one(Status, format!("stackbake: {}", notice(n))),
+        Event::Findings { text, errors: true } => one(Always, text.trim_end().to_string()),
+        Event::Findings {
+            text,
+            errors: false,
+        } => one(Status, format!("stackbake: {}", text.trim_end())),
+        Event::Decided {
+            target,
+            action,
+            reason,
+            fingerprint,
+        } => one(
+            Status,
+            format!(
+                "[{target}] {} ({}) {fingerprint}",
+                match action {
+                    Action::Build => "build",
+                    Action::Reuse => "reuse",
+                },
+                reason.as_str()
+            ),
+        ),
+        Event::CachePulled { image, outcome } => one(
+            Status,
+            match outcome {
+                CachePull::Found => format!("stackbake: pulled {image} as build cache"),
+                CachePull::Missing => {
+                    format!("stackbake: no {image} yet (first build): building without its cache")
+                }
+                CachePull::Failed(e) => {
+                    format!("stackbake: could not pull {image} as cache, building without it: {e}")
+                }
+            },
+        ),
+        Event::UnitStarted { unit } => one(Status, format!("[{unit}] building")),
+        Event::Step { .. } => None,
+        Event::Log { unit, line } => one(Log, format!("[{unit}] {line}")),
+        Event::Pushing { unit, image } => one(Status, format!("[{unit}] pushing {image}")),
+        Event::Retry {
+            unit,
+            what,
+            error,
+            wait,
+        } => one(
+            Status,
+            format!(
+                "[{unit}] {what} failed ({error}); retrying in {:.1}s",
+                wait.as_secs_f64()
+            ),
+        ),
+        Event::UnitFinished {
+            unit,
+            seconds,
+            ok: true,
+        } => one(Status, format!("[{unit}] done in {seconds:.1}s")),
+        Event::UnitFinished { ok: false, .. } => None,
+        Event::Reused { target, image, tag } => {
+            one(Status, format!("[{target}] reused {image} as :{tag}"))
+        }
+        Event::Internal(e) => one(Always, format!("internal error in a build task: {e}")),
+        Event::Interrupted => one(
+            Always,
+            "stackbake: interrupted: stopping builds and pushes (interrupt again to exit at once)"
+                .to_string(),
+        ),
+        Event::ContainerRemoved(id) => {
+            one(Always, format!("stackbake: removed build container {id}"))
+        }
+        Event::CleanupFailed(e) => one(Always, format!("stackbake: {e}")),
+        Event::ArtifactWritten(dir) => one(
+            Status,
+            format!("stackbake: artifact written to {}", dir.display()),
+        ),
+        Event::Planned(report) => Some((Always, plan_table(report))),
+        Event::Built(report) => Some((Always, summary(report))),
+        Event::Diagnostic(line) => one(Always, line.trim_end().to_string()),
+    }
+}
+
+fn notice(n: &Notice) -> String {
+    match n {
+        Notice::LocalOnly => {
+            "--local without --registry: images are only tagged in the local engine".to_string()
+        }
+        Notice::Aws {
+            account,
+            region,
+            registry,
+        } => format!("AWS account {account}, region {region}, registry {registry}"),
+        Notice::RepositoryCreated(repo) => format!("created ECR repository {repo}"),
+    }
+}
+
+/// `stackbake plan`'s table: a row per container, external ones last. The
+/// columns are as wide as their longest value.
+pub(crate) fn plan_table(report: &Report) -> Vec<String> {
+    let mut rows: Vec<[String; 5]> = vec![[
+        "CONTAINER".into(),
+        "TARGET".into(),
+        "ACTION".into(),
+        "REASON".into(),
+        "FINGERPRINT".into(),
+    ]];
+    for t in &report.targets {
+        rows.push([
+            t.container.clone(),
+            t.target.clone(),
+            t.action.clone(),
+            t.reason.clone().unwrap_or_else(|| "-".into()),
+            t.fingerprint.clone().unwrap_or_else(|| "-".into()),
+        ]);
+    }
+    for e in &report.external {
+        rows.push([
+            e.container.clone(),
+            "-".into(),
+            "none".into(),
+            "external".into(),
+            e.image.clone(),
+        ]);
+    }
+    // Today's minimum widths, widened to fit (a long name must not run into
+    // the next column).
+    let mut widths = [20, 12, 7, 10];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row.iter()) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    rows.iter()
+        .map(|r| {
+            format!(
+                "{:<w0$} {:<w1$} {:<w2$} {:<w3$} {}",
+                r[0],
+                r[1],
+                r[2],
+                r[3],
+                r[4],
+                w0 = widths[0],
+                w1 = widths[1],
+                w2 = widths[2],
+                w3 = widths[3]
+            )
+        })
+        .collect()
+}
+
+/// `build`'s closing summary: what each container got. Shown in every mode.
+pub(crate) fn summary(report: &Report) -> Vec<String> {
+    let mut out = Vec::new();
+    for t in &report.targets {
+        out.push(format!(
+            "{:<10} {:<20} {} {}",
+            t.action,
+            t.container,
+            t.image.as_deref().unwrap_or("-"),
+            if t.bytes_pushed > 0 {
+                format!("({} bytes pushed, {:.1}s)", t.bytes_pushed, t.seconds)
+            } else {
+                format!("({:.1}s)", t.seconds)
+            }
+        ));
+    }
+    for e in &report.external {
+        out.push(format!(
+            "{:<10} {:<20} {}",
+            "external", e.container, e.image
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::{ExternalReport, TargetReport};
+
+    fn report(target: &str) -> Report {
+        Report {
+            schema_version: 1,
+            commit_tag: "abc1234".into(),
+            registry: None,
+            targets: vec![TargetReport {
+                container: "bash-dog-api".into(),
+                target: target.into(),
+                repository: "bash-dog-api".into(),
+                action: "build".into(),
+                reason: Some("new".into()),
+                fingerprint: Some(format!("sha256:{}", "a".repeat(64))),
+                image: None,
+                digest: None,
+                tags: vec!["abc1234".into()],
+                seconds: 0.0,
+                bytes_pushed: 0,
+            }],
+            external: vec![ExternalReport {
+                container: "log-router".into(),
+                image: "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn the_plan_table_keeps_its_columns_apart_for_long_names() {
+        let short = plan_table(&report("api"));
+        assert!(
+            short[1].starts_with("bash-dog-api         api          build   new        sha256:")
+        );
+        let long = plan_table(&report("a-rather-long-target-name"));
+        // Every FINGERPRINT cell starts at the same column as its header.
+        let col = long[0].find("FINGERPRINT").expect("header");
+        assert_eq!(long[1].find("sha256:"), Some(col), "{long:#?}");
+        assert_eq!(long[2].find("public.ecr.aws"), Some(col), "{long:#?}");
+        assert!(
+            long[1].contains("a-rather-long-target-name build"),
+            "{long:#?}"
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! The live terminal view (`--progress tty`, the default on a terminal): one
+//! line per building unit with a spinner, its current step and its elapsed
+//! time; build logs are folded away (a failed target's last lines are in the
+//! error); everything else scrolls above the live lines.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::events::Event;
+use crate::report::reporter::Render;
+use crate::report::text::{self, Loudness};
+
+const TICK: Duration = Duration::from_millis(120);
+
+/// The live view.
+pub(crate) struct LiveView {
+    multi: MultiProgress,
+    bars: BTreeMap<String, ProgressBar>,
+}
+
+impl LiveView {
+    /// A view drawn on stderr.
+    pub(crate) fn stderr() -> LiveView {
+        LiveView::new(ProgressDrawTarget::stderr_with_hz(15))
+    }
+
+    /// A view drawn on `target`.
+    pub(crate) fn new(target: ProgressDrawTarget) -> LiveView {
+        LiveView {
+            multi: MultiProgress::with_draw_target(target),
+            bars: BTreeMap::new(),
+        }
+    }
+
+    fn running() -> ProgressStyle {
+        ProgressStyle::with_template("{spinner:.cyan} {prefix:.bold} {wide_msg} {elapsed:>4}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+            .tick_chars("⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏✔")
+    }
+
+    fn ended(mark: &str) -> ProgressStyle {
+        ProgressStyle::with_template(&format!("{mark} {{prefix:.bold}} {{wide_msg}}"))
+            .unwrap_or_else(|_| ProgressStyle::default_spinner())
+    }
+
+    fn bar(&mut self, unit: &str) -> &ProgressBar {
+        let multi = &self.multi;
+        self.bars.entry(unit.to_string()).or_insert_with(|| {
+            let bar = multi.add(ProgressBar::new_spinner());
+            bar.set_style(Self::running());
+            bar.set_prefix(format!("[{unit}]"));
+            bar.enable_steady_tick(TICK);
+            bar
+        })
+    }
+
+    fn say(&self, lines: Vec<String>) {
+        for l in lines {
+            // Printed above the live lines; a closed terminal must not stop a build.
+            let _ = self.multi.println(l);
+        }
+    }
+}
+
+impl Render for LiveView {
+    fn event(&mut self, event: &Event) {
+        match event {
+            Event::UnitStarted { unit } => self.bar(unit).set_message("starting"),
+            Event::Step { unit, name } => self.bar(unit).set_message(name.clone()),
+            Event::Pushing { unit, image } => {
+                self.bar(unit).set_message(format!("pushing {image}"))
+            }
+            Event::Retry {
+                unit,
+                what,
+                error,
+                wait,
+            } => {
+                let msg = format!(
+                    "{what} failed ({error}); retrying in {:.1}s",
+                    wait.as_secs_f64()
+                );
+                self.bar(unit).set_message(msg);
+            }
+            Event::UnitFinished { unit, seconds, ok } => {
+                let bar = self.bar(unit).clone();
+                if *ok {
+                    bar.set_style(Self::ended("✔"));
+                    bar.finish_with_message(format!("done in {seconds:.1}s"));
+                } else {
+                    bar.set_style(Self::ended("✘"));
+                    bar.finish_with_message(format!("failed after {seconds:.1}s"));
+                }
+            }
+            Event::Log { .. } => {}
+            other => {
+                if let Some((loudness, lines)) = text::lines(other)
+                    && loudness >= Loudness::Status
+                {
+                    self.say(lines);
+                }
+            }
+        }
+    }
+
+    fn finish(&mut self) {
+        for bar in self.bars.values() {
+            if !bar.is_finished() {
+                bar.set_style(Self::ended("-"));
+                bar.abandon_with_message("stopped");
+            }
+        }
+    }
+}
