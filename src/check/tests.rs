@@ -374,6 +374,35 @@ fn taskdef_structure_and_describe_output() {
     fired(&f, "taskdef/structure", "taskdef.json", 27, Severity::Error);
 }
 
+/// `check` reads the task definition with the reader `build` uses, so a
+/// repeated `image` key (which `build` refuses) is a finding too.
+#[test]
+fn taskdef_duplicate_key() {
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "\"essential\": false,",
+            "\"essential\": false, \"image\": \"210987654321.dkr.ecr.eu-west-1.amazonaws.com/shop-worker:v2\",",
+        ),
+    );
+    fired(&f, "taskdef/structure", "taskdef.json", 29, Severity::Error);
+    assert!(
+        f.iter()
+            .any(|f| f.message == "key `image` appears twice in the same object"),
+        "{}",
+        render_human(&f)
+    );
+}
+
+#[test]
+fn taskdef_empty_container_definitions() {
+    let f = run(&[(
+        "taskdef.json",
+        "{\n  \"family\": \"x\",\n  \"containerDefinitions\": []\n}",
+    )]);
+    fired(&f, "taskdef/structure", "taskdef.json", 3, Severity::Error);
+}
+
 #[test]
 fn taskdef_duplicate_container_name() {
     let f = stack_with(
@@ -1098,7 +1127,7 @@ fn mutated_fixtures_never_panic() {
                 secrets_rules::rules(td, &mut out);
                 placeholder_rules::taskdef(td, &mut out);
                 if let Some(df) = &df {
-                    dockerfile_rules::rules(df, &text, td, &[], None, &mut out);
+                    dockerfile_rules::rules(df, td, &[], None, &mut out);
                 }
             }
             let good_td = taskdef_rules::parse("taskdef.json", TASKDEF, &mut Vec::new());
