@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use super::finding::{Finding, Severity};
 use crate::taskdef::spans::JsonSpans;
-use crate::taskdef::{Image, Problem, TaskDef, TaskdefError, ecr_host_parts};
+use crate::taskdef::{Image, ecr_host_parts};
+use crate::taskdef::{Problem, TaskDef, TaskdefError};
 
 /// A task definition that parsed as JSON, with where its values are.
 pub(crate) struct Td {
