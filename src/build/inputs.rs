@@ -108,23 +108,9 @@ pub fn load(
         "CodeDeploy needs appspec.yaml next to taskdef.json; pass --appspec PATH or create one with `stackbake init`",
     )?;
     let appspec = AppSpec::parse(&appspec_text).map_err(|e| input(appspec_path, e.to_string()))?;
-    if let Some(lb) = &appspec.lb_container
-        && !taskdef.containers().iter().any(|c| &c.name == lb)
-    {
-        return Err(input(
-            appspec_path,
-            format!(
-                "LoadBalancerInfo.ContainerName {lb:?} is not a container of {}; the containers are: {}",
-                taskdef_path.display(),
-                taskdef
-                    .containers()
-                    .iter()
-                    .map(|c| c.name.clone())
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ),
-        ));
-    }
+    appspec
+        .check_against(&taskdef)
+        .map_err(|e| input(appspec_path, e.to_string()))?;
     let stage_names: Vec<String> = dockerfile
         .stages
         .iter()

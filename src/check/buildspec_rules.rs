@@ -7,6 +7,7 @@ use serde_yaml::Value;
 
 use super::finding::{Finding, Severity};
 use super::locate::YamlLocator;
+use crate::taskdef::appspec::yaml_syntax;
 
 /// What the artifact must contain.
 pub(crate) struct Expected<'a> {
@@ -82,11 +83,13 @@ pub(crate) fn rules(file: &str, text: &str, expected: &Expected<'_>, out: &mut V
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
+            let (location, message) = yaml_syntax(&e);
             out.push(Finding::invalid_yaml(
                 file,
                 "buildspec/invalid-yaml",
                 "buildspec",
-                &e,
+                location,
+                &message,
             ));
             return;
         }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use super::finding::{Finding, Severity};
 use super::taskdef_rules::{Td, ecr_parts};
 use crate::dockerfile::{self, Dockerfile};
-use crate::taskdef::{Mapping, TaskDef, TaskdefError, map_containers};
+use crate::taskdef::{Mapping, TaskdefError, map_containers};
 
 /// Parses the Dockerfile, reporting syntax errors and duplicate stage names.
 pub(crate) fn parse(file: &str, text: &str, out: &mut Vec<Finding>) -> Option<Dockerfile> {
@@ -46,13 +46,12 @@ pub(crate) fn stage_names(df: &Dockerfile) -> Vec<String> {
 /// that break the `<project>-<target>` pattern.
 pub(crate) fn rules(
     df: &Dockerfile,
-    raw_taskdef: &str,
     td: &Td,
     targets: &[(String, String)],
     registry: Option<&str>,
     out: &mut Vec<Finding>,
 ) {
-    let Ok(parsed) = TaskDef::parse(raw_taskdef) else {
+    let Some(parsed) = &td.taskdef else {
         // The structure rules have reported why.
         return;
     };
@@ -69,7 +68,7 @@ pub(crate) fn rules(
     let mut skip: Vec<(String, String)> = targets.to_vec();
     let mut unmapped: Vec<String> = Vec::new();
     let mappings = loop {
-        match map_containers(&parsed, &stages, &skip, registry) {
+        match map_containers(parsed, &stages, &skip, registry) {
             Ok(m) => break m,
             Err(TaskdefError::Unmapped {
                 container,

@@ -43,24 +43,22 @@ pub struct Finding {
 }
 
 impl Finding {
-    /// An error finding for a YAML file that does not parse, at serde_yaml's position.
+    /// An error finding for a YAML file that does not parse, at the
+    /// parser's position (1:1 when it has none).
     pub(crate) fn invalid_yaml(
         file: &str,
         rule: &'static str,
         what: &str,
-        e: &serde_yaml::Error,
+        location: Option<(usize, usize)>,
+        message: &str,
     ) -> Finding {
-        let pos = e
-            .location()
-            .map_or((1, 1), |l| (l.line().max(1), l.column().max(1)));
-        let msg = e.to_string();
-        let msg = msg.find(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
+        let pos = location.map_or((1, 1), |(line, col)| (line.max(1), col.max(1)));
         Finding::new(
             file,
             pos,
             Severity::Error,
             rule,
-            format!("{what} is not valid YAML: {msg}"),
+            format!("{what} is not valid YAML: {message}"),
             "fix the YAML syntax (indent with spaces, not tabs)",
         )
     }

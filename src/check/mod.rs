@@ -207,7 +207,7 @@ pub fn check_with(
                 secrets_rules::rules(td, &mut out);
                 placeholder_rules::taskdef(td, &mut out);
                 if let Some(df) = &dockerfile {
-                    dockerfile_rules::rules(df, &text, td, targets, registry, &mut out);
+                    dockerfile_rules::rules(df, td, targets, registry, &mut out);
                 }
             }
             td

@@ -7,17 +7,20 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::finding::{Finding, Severity};
-use super::locate::JsonLocator;
+use crate::taskdef::spans::JsonSpans;
 use crate::taskdef::{Image, ecr_host_parts};
+use crate::taskdef::{Problem, TaskDef, TaskdefError};
 
-/// A task definition that parsed as JSON, with its locator.
+/// A task definition that parsed as JSON, with where its values are.
 pub(crate) struct Td {
     /// The file, as shown in findings.
     pub file: String,
     /// The parsed document.
     pub value: Value,
-    /// Key positions.
-    pub loc: JsonLocator,
+    /// Key and value positions.
+    pub loc: JsonSpans,
+    /// The task definition as `build` reads it, when it has no problem.
+    pub taskdef: Option<TaskDef>,
 }
 
 /// One container definition that is a JSON object, with its index and name.
@@ -114,139 +117,107 @@ impl Td {
     }
 }
 
-use crate::taskdef::json_kind as kind;
-
-/// Parses the task definition; reports invalid JSON and broken structure.
-/// Returns `None` only when the text is not JSON at all.
+/// Reads the task definition with [`TaskDef::read`], the reader `build`
+/// uses, and reports each of its problems (`taskdef/invalid-json`,
+/// `taskdef/structure`, `taskdef/describe-output`,
+/// `taskdef/duplicate-container-name`). Returns `None` only when the text
+/// is not JSON at all.
 pub(crate) fn parse(file: &str, text: &str, out: &mut Vec<Finding>) -> Option<Td> {
-    let body = text.strip_prefix('\u{feff}').unwrap_or(text);
-    let value: Value = match serde_json::from_str(body) {
-        Ok(v) => v,
-        Err(e) => {
-            let msg = e.to_string();
-            let msg = msg.rfind(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
-            out.push(Finding::new(
-                file,
-                (e.line().max(1), e.column().max(1)),
-                Severity::Error,
-                "taskdef/invalid-json",
-                format!("taskdef.json is not valid JSON: {msg}"),
-                "fix the syntax at this position (a trailing comma or a missing quote is the usual cause)",
-            ));
-            return None;
-        }
-    };
-    let td = Td {
+    let reading = TaskDef::read(text);
+    out.extend(reading.problems().iter().map(|p| finding(file, p)));
+    let taskdef = reading.taskdef();
+    let (value, loc) = reading.into_document()?;
+    Some(Td {
         file: file.to_owned(),
         value,
-        loc: JsonLocator::new(text),
-    };
-    structure(&td, out);
-    Some(td)
+        loc,
+        taskdef,
+    })
 }
 
 const STRUCTURE: &str = "taskdef/structure";
 
-fn structure(td: &Td, out: &mut Vec<Finding>) {
-    let Some(top) = td.value.as_object() else {
-        out.push(td.at(
-            "",
-            Severity::Error,
+/// The finding for one problem of the task definition.
+fn finding(file: &str, p: &Problem) -> Finding {
+    let (rule, message, help) = match &p.error {
+        TaskdefError::Json { message, .. } => (
+            "taskdef/invalid-json",
+            format!("taskdef.json is not valid JSON: {message}"),
+            "fix the syntax at this position (a trailing comma or a missing quote is the usual cause)",
+        ),
+        TaskdefError::NotAnObject { found } => (
             STRUCTURE,
-            format!(
-                "the task definition is {}, expected an object",
-                kind(&td.value)
-            ),
+            format!("the task definition is {found}, expected an object"),
             "write an object with `family` and `containerDefinitions`",
-        ));
-        return;
-    };
-    if top.contains_key("taskDefinition") && !top.contains_key("containerDefinitions") {
-        out.push(td.at(
-            "taskDefinition",
-            Severity::Error,
+        ),
+        TaskdefError::MissingContainerDefinitions {
+            describe_output: true,
+        } => (
             "taskdef/describe-output",
-            "this is `aws ecs describe-task-definition` output, not a task definition",
+            "this is `aws ecs describe-task-definition` output, not a task definition".to_owned(),
             "keep only the object under `taskDefinition` (and drop its output-only fields)",
-        ));
-        return;
-    }
-    match top.get("containerDefinitions") {
-        None => out.push(td.at(
-            "",
-            Severity::Error,
+        ),
+        TaskdefError::MissingContainerDefinitions {
+            describe_output: false,
+        } => (
             STRUCTURE,
-            "`containerDefinitions` is missing",
+            "`containerDefinitions` is missing".to_owned(),
             "list the task's containers under `containerDefinitions`",
-        )),
-        Some(Value::Array(defs)) => {
-            if defs.is_empty() {
-                out.push(td.at(
-                    "containerDefinitions",
-                    Severity::Error,
-                    STRUCTURE,
-                    "`containerDefinitions` is empty",
-                    "a task definition needs at least one container",
-                ));
-            }
-            let mut seen: BTreeMap<&str, usize> = BTreeMap::new();
-            for (i, d) in defs.iter().enumerate() {
-                let path = format!("containerDefinitions[{i}]");
-                let Some(obj) = d.as_object() else {
-                    out.push(td.at(
-                        &path,
-                        Severity::Error,
-                        STRUCTURE,
-                        format!("{path} is {}, expected an object", kind(d)),
-                        "each container definition is an object with `name` and `image`",
-                    ));
-                    continue;
-                };
-                for field in ["name", "image"] {
-                    match obj.get(field) {
-                        Some(Value::String(s)) if !s.is_empty() => {}
-                        other => out.push(td.at(
-                            &format!("{path}.{field}"),
-                            Severity::Error,
-                            STRUCTURE,
-                            format!(
-                                "{path}: `{field}` {}",
-                                match other {
-                                    None => "is missing".to_owned(),
-                                    Some(Value::String(_)) => "is empty".to_owned(),
-                                    Some(v) => format!("is {}", kind(v)),
-                                }
-                            ),
-                            format!("every container needs a non-empty string `{field}`"),
-                        )),
-                    }
-                }
-                if let Some(name) = obj.get("name").and_then(Value::as_str) {
-                    if let Some(first) = seen.get(name) {
-                        out.push(td.at(
-                            &format!("{path}.name"),
-                            Severity::Error,
-                            "taskdef/duplicate-container-name",
-                            format!("container name `{name}` is already used by containerDefinitions[{first}]"),
-                            "container names must be unique within a task definition",
-                        ));
-                    } else {
-                        seen.insert(name, i);
-                    }
-                }
-            }
-        }
-        Some(other) => out.push(td.at(
-            "containerDefinitions",
-            Severity::Error,
+        ),
+        TaskdefError::ContainerDefinitionsNotArray { found } => (
             STRUCTURE,
-            format!(
-                "`containerDefinitions` is {}, expected an array",
-                kind(other)
-            ),
+            format!("`containerDefinitions` is {found}, expected an array"),
             "list the containers as a JSON array",
-        )),
-    }
+        ),
+        TaskdefError::NoContainers => (
+            STRUCTURE,
+            "`containerDefinitions` is empty".to_owned(),
+            "a task definition needs at least one container",
+        ),
+        TaskdefError::ContainerNotObject { index, found } => (
+            STRUCTURE,
+            format!("containerDefinitions[{index}] is {found}, expected an object"),
+            "each container definition is an object with `name` and `image`",
+        ),
+        TaskdefError::ContainerField {
+            index,
+            field,
+            problem,
+            ..
+        } => {
+            return Finding::new(
+                file,
+                (p.line, p.column),
+                Severity::Error,
+                STRUCTURE,
+                format!("containerDefinitions[{index}]: `{field}` {problem}"),
+                format!("every container needs a non-empty string `{field}`"),
+            );
+        }
+        TaskdefError::DuplicateContainer { name, first, .. } => (
+            "taskdef/duplicate-container-name",
+            format!("container name `{name}` is already used by containerDefinitions[{first}]"),
+            "container names must be unique within a task definition",
+        ),
+        TaskdefError::DuplicateKey { key, .. } => (
+            STRUCTURE,
+            format!("key `{key}` appears twice in the same object"),
+            "keep one: JSON readers disagree on which one wins",
+        ),
+        other => (
+            STRUCTURE,
+            other.to_string(),
+            "please report this with the file",
+        ),
+    };
+    Finding::new(
+        file,
+        (p.line, p.column),
+        Severity::Error,
+        rule,
+        message,
+        help,
+    )
 }
 
 /// Fields DescribeTaskDefinition returns that RegisterTaskDefinition rejects.

@@ -262,6 +262,22 @@ fn appspec_version() {
     fired(&f, "appspec/version", "appspec.yaml", 1, Severity::Error);
 }
 
+/// The string "0.0" is the version too (the AWS CDK writes it so).
+#[test]
+fn appspec_version_as_a_string() {
+    let f = stack_with("appspec.yaml", replace("version: 0.0", "version: \"0.0\""));
+    assert!(f.is_empty(), "{}", render_human(&f));
+}
+
+#[test]
+fn appspec_resource_shape() {
+    let f = stack_with(
+        "appspec.yaml",
+        replace("  - TargetService:\n", "  - Other: 1\n    TargetService:\n"),
+    );
+    fired(&f, "appspec/structure", "appspec.yaml", 3, Severity::Error);
+}
+
 #[test]
 fn appspec_invalid_yaml() {
     let f = stack_with(
@@ -277,6 +293,7 @@ fn appspec_invalid_yaml() {
 
 #[test]
 fn appspec_needs_exactly_one_service() {
+    // at the surplus entry
     let f = stack_with("appspec.yaml", |t| {
         format!("{t}  - Second:\n      Type: AWS::ECS::Service\n")
     });
@@ -284,9 +301,10 @@ fn appspec_needs_exactly_one_service() {
         &f,
         "appspec/one-ecs-service",
         "appspec.yaml",
-        11,
+        10,
         Severity::Error,
     );
+    // at the `Type` that is not AWS::ECS::Service
     let f = stack_with(
         "appspec.yaml",
         replace("AWS::ECS::Service", "AWS::Lambda::Function"),
@@ -295,7 +313,18 @@ fn appspec_needs_exactly_one_service() {
         &f,
         "appspec/one-ecs-service",
         "appspec.yaml",
-        2,
+        4,
+        Severity::Error,
+    );
+    // a second resource of another type is one resource too many
+    let f = stack_with("appspec.yaml", |t| {
+        format!("{t}  - Hook:\n      Type: AWS::Lambda::Function\n")
+    });
+    fired(
+        &f,
+        "appspec/one-ecs-service",
+        "appspec.yaml",
+        10,
         Severity::Error,
     );
 }
@@ -331,6 +360,17 @@ fn appspec_lb_container_and_port() {
     let f = stack_with(
         "appspec.yaml",
         replace("ContainerPort: 8080", "ContainerPort: 80"),
+    );
+    fired(&f, "appspec/lb-port", "appspec.yaml", 9, Severity::Error);
+    // a quoted port is a port (as `check` always took it; `build` now does too)
+    let f = stack_with(
+        "appspec.yaml",
+        replace("ContainerPort: 8080", "ContainerPort: \"8080\""),
+    );
+    assert!(f.is_empty(), "{}", render_human(&f));
+    let f = stack_with(
+        "appspec.yaml",
+        replace("ContainerPort: 8080", "ContainerPort: 70000"),
     );
     fired(&f, "appspec/lb-port", "appspec.yaml", 9, Severity::Error);
 }
@@ -372,6 +412,35 @@ fn taskdef_structure_and_describe_output() {
         replace("\"name\": \"worker\",", "\"name\": 7,"),
     );
     fired(&f, "taskdef/structure", "taskdef.json", 27, Severity::Error);
+}
+
+/// `check` reads the task definition with the reader `build` uses, so a
+/// repeated `image` key (which `build` refuses) is a finding too.
+#[test]
+fn taskdef_duplicate_key() {
+    let f = stack_with(
+        "taskdef.json",
+        replace(
+            "\"essential\": false,",
+            "\"essential\": false, \"image\": \"210987654321.dkr.ecr.eu-west-1.amazonaws.com/shop-worker:v2\",",
+        ),
+    );
+    fired(&f, "taskdef/structure", "taskdef.json", 29, Severity::Error);
+    assert!(
+        f.iter()
+            .any(|f| f.message == "key `image` appears twice in the same object"),
+        "{}",
+        render_human(&f)
+    );
+}
+
+#[test]
+fn taskdef_empty_container_definitions() {
+    let f = run(&[(
+        "taskdef.json",
+        "{\n  \"family\": \"x\",\n  \"containerDefinitions\": []\n}",
+    )]);
+    fired(&f, "taskdef/structure", "taskdef.json", 3, Severity::Error);
 }
 
 #[test]
@@ -1098,7 +1167,7 @@ fn mutated_fixtures_never_panic() {
                 secrets_rules::rules(td, &mut out);
                 placeholder_rules::taskdef(td, &mut out);
                 if let Some(df) = &df {
-                    dockerfile_rules::rules(df, &text, td, &[], None, &mut out);
+                    dockerfile_rules::rules(df, td, &[], None, &mut out);
                 }
             }
             let good_td = taskdef_rules::parse("taskdef.json", TASKDEF, &mut Vec::new());

@@ -22,7 +22,7 @@ pub struct AppSpec {
 }
 
 /// How a YAML value is named in messages ("a list", "a mapping", ...).
-pub fn yaml_kind(v: &Value) -> &'static str {
+fn yaml_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "empty",
         Value::Bool(_) => "a boolean",
@@ -34,24 +34,166 @@ pub fn yaml_kind(v: &Value) -> &'static str {
     }
 }
 
-fn wrong(path: &str, problem: String) -> TaskdefError {
-    TaskdefError::AppSpec {
-        path: path.to_owned(),
-        problem,
+/// One thing wrong with an appspec: the key path it concerns and what is
+/// wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path (`Resources[0].TargetService.Properties.TaskDefinition`);
+    /// empty for the whole document.
+    pub path: String,
+    /// What is wrong.
+    pub kind: ProblemKind,
+}
+
+/// What is wrong with an appspec.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProblemKind {
+    /// Not YAML: the parser's message, and its 1-based line and column
+    /// when it knows them.
+    Syntax {
+        /// Line and column.
+        location: Option<(usize, usize)>,
+        /// The parser's description, without its position.
+        message: String,
+    },
+    /// The document is not a mapping.
+    NotAMapping {
+        /// What it is instead.
+        found: &'static str,
+    },
+    /// `version` is missing (`None`), or not 0.0 (its value, as YAML).
+    Version {
+        /// The value found.
+        found: Option<String>,
+    },
+    /// `Resources` is missing (`None`), or not a list (what it is).
+    NoResourceList {
+        /// What it is instead.
+        found: Option<&'static str>,
+    },
+    /// `Resources` does not have exactly one entry.
+    ResourceCount {
+        /// How many entries it has.
+        entries: usize,
+        /// How many of them are `AWS::ECS::Service` resources.
+        services: usize,
+    },
+    /// The resource entry, its body or its `Properties` has the wrong
+    /// shape; `problem` says how, and what to write (after the key path).
+    Shape {
+        /// What is wrong and what it should be.
+        problem: String,
+    },
+    /// The resource's `Type` is missing (`None`), or not
+    /// `AWS::ECS::Service` (its value, as YAML).
+    NotEcsService {
+        /// The value found.
+        found: Option<String>,
+    },
+    /// `TaskDefinition` is missing (`None`), or not a string (what it is).
+    TaskDefinition {
+        /// What it is instead.
+        found: Option<&'static str>,
+    },
+    /// `LoadBalancerInfo` is not a mapping.
+    LoadBalancerInfo {
+        /// What it is instead.
+        found: &'static str,
+    },
+    /// `ContainerName` is missing (`None`), or not a string (what it is).
+    ContainerName {
+        /// What it is instead.
+        found: Option<&'static str>,
+    },
+    /// `ContainerPort` is missing (`None`), or not a port (its value, as YAML).
+    ContainerPort {
+        /// The value found.
+        found: Option<String>,
+    },
+}
+
+impl Problem {
+    /// The error `build` reports for this problem.
+    pub fn error(&self) -> TaskdefError {
+        use ProblemKind as K;
+        let problem = match &self.kind {
+            K::Syntax { location, message } => {
+                return TaskdefError::Yaml {
+                    location: location
+                        .map(|(line, column)| format!(":{line}:{column}"))
+                        .unwrap_or_default(),
+                    message: message.clone(),
+                };
+            }
+            K::NotAMapping { found } => {
+                return TaskdefError::AppSpec {
+                    path: "the document".to_owned(),
+                    problem: format!(
+                        "is {found}: an ECS appspec is a mapping with `version: 0.0` and `Resources`"
+                    ),
+                };
+            }
+            K::Version { found: None } => "is missing: add `version: 0.0`".to_owned(),
+            K::Version { found: Some(v) } => {
+                format!("is `{v}`: set it to `0.0` (the only appspec version CodeDeploy accepts)")
+            }
+            K::NoResourceList { found: None } => {
+                "is missing: add a `Resources` list with one AWS::ECS::Service resource".to_owned()
+            }
+            K::NoResourceList { found: Some(kind) } => format!(
+                "is {kind}: it must be a list with one AWS::ECS::Service resource (`- TargetService: ...`)"
+            ),
+            K::ResourceCount { entries, .. } => {
+                return TaskdefError::AppSpec {
+                    path: "Resources".to_owned(),
+                    problem: format!(
+                        "has {entries} entries: an ECS appspec has exactly one, the AWS::ECS::Service resource"
+                    ),
+                };
+            }
+            K::Shape { problem } => problem.clone(),
+            K::NotEcsService { found: None } => {
+                "is missing: set it to AWS::ECS::Service".to_owned()
+            }
+            K::NotEcsService { found: Some(v) } => format!(
+                "is `{v}`: set it to AWS::ECS::Service (stackbake handles ECS deployments only)"
+            ),
+            K::TaskDefinition { found: None } => {
+                "is missing: set it to <TASK_DEFINITION>".to_owned()
+            }
+            K::TaskDefinition { found: Some(kind) } => {
+                format!("is {kind}: set it to the string <TASK_DEFINITION>")
+            }
+            K::LoadBalancerInfo { found } => {
+                format!("is {found}: it must hold `ContainerName` and `ContainerPort`")
+            }
+            K::ContainerName { found: None } => {
+                "is missing: set it to the container that receives load balancer traffic".to_owned()
+            }
+            K::ContainerName { found: Some(kind) } => format!(
+                "is {kind}: set it to the name (a string) of the container that receives load balancer traffic"
+            ),
+            K::ContainerPort { found: None } => {
+                "is missing: set it to the port the load balancer sends traffic to".to_owned()
+            }
+            K::ContainerPort { found: Some(v) } => {
+                format!("is `{v}`: set it to an integer port between 1 and 65535")
+            }
+        };
+        TaskdefError::AppSpec {
+            path: self.path.clone(),
+            problem,
+        }
     }
 }
 
-/// Looks up `key` in `map`, with an error naming `path.key` and `fix`.
-fn required<'v>(
-    map: &'v Value,
-    path: &str,
-    key: &str,
-    fix: &str,
-) -> Result<&'v Value, TaskdefError> {
-    match map.get(key) {
-        Some(Value::Null) | None => Err(wrong(&join(path, key), format!("is missing: {fix}"))),
-        Some(v) => Ok(v),
-    }
+/// A YAML parse error as a position and a message without the position
+/// (which serde_yaml writes into its message).
+pub(crate) fn yaml_syntax(e: &serde_yaml::Error) -> (Option<(usize, usize)>, String) {
+    (
+        e.location().map(|l| (l.line(), l.column())),
+        strip_position(&e.to_string()),
+    )
 }
 
 /// Removes serde_yaml's ` at line L column C` (the location is printed
@@ -78,198 +220,297 @@ fn join(path: &str, key: &str) -> String {
     }
 }
 
+/// A YAML value as the user wrote it, for messages (`1`, `AWS::Lambda::Function`).
+fn shown(v: &Value) -> String {
+    serde_yaml::to_string(v)
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+}
+
+/// `version: 0.0`. CodeDeploy's only appspec version, written as the number
+/// 0.0 (every AWS example) or as the string "0.0" (what the AWS CDK's
+/// `EcsAppSpec` writes, and what the user guide asks for); the integer 0 is
+/// not it.
+fn is_version_0_0(v: &Value) -> bool {
+    match v {
+        Value::Number(n) => n.is_f64() && n.as_f64() == Some(0.0),
+        Value::String(s) => s == "0.0",
+        _ => false,
+    }
+}
+
+/// `ContainerPort`: an integer from 1 to 65535, or a string holding one
+/// (`"8080"`, as appspec templates often write it).
+fn port(v: &Value) -> Option<u16> {
+    let n = match v {
+        Value::Number(n) => n.as_u64()?,
+        Value::String(s) => s.trim().parse().ok()?,
+        _ => return None,
+    };
+    u16::try_from(n).ok().filter(|p| *p != 0)
+}
+
+/// A key's value, `None` when missing or null.
+fn get<'v>(map: &'v Value, key: &str) -> Option<&'v Value> {
+    map.get(key).filter(|v| !v.is_null())
+}
+
+/// Everything reading an appspec found: every problem (in the order
+/// `build` reports them; [`AppSpec::parse`] fails with the first) and the
+/// values that could be read despite them.
+#[derive(Debug, Clone, Default)]
+pub struct Reading {
+    problems: Vec<Problem>,
+    resource_name: Option<String>,
+    task_definition: Option<String>,
+    load_balanced: bool,
+    lb_container: Option<String>,
+    lb_port: Option<u16>,
+}
+
+impl Reading {
+    /// Every problem found.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// Whether the service has a `LoadBalancerInfo`, even a broken one.
+    pub fn load_balanced(&self) -> bool {
+        self.load_balanced
+    }
+
+    /// The appspec as far as it could be read: `Some` when the service's
+    /// name and `TaskDefinition` were read, whatever else is wrong (a
+    /// broken `LoadBalancerInfo` is left out). Rules that compare the
+    /// appspec with other files use it.
+    pub fn appspec(&self) -> Option<AppSpec> {
+        Some(AppSpec {
+            resource_name: self.resource_name.clone()?,
+            task_definition: self.task_definition.clone()?,
+            lb_container: self.lb_container.clone(),
+            lb_port: self.lb_port,
+        })
+    }
+
+    /// The appspec, or the first problem's error.
+    pub fn into_appspec(self) -> Result<AppSpec, TaskdefError> {
+        if let Some(first) = self.problems.first() {
+            return Err(first.error());
+        }
+        self.appspec().ok_or_else(|| TaskdefError::AppSpec {
+            path: "Resources".to_owned(),
+            problem: "has no readable AWS::ECS::Service resource".to_owned(),
+        })
+    }
+
+    fn problem(&mut self, path: &str, kind: ProblemKind) {
+        self.problems.push(Problem {
+            path: path.to_owned(),
+            kind,
+        });
+    }
+}
+
 impl AppSpec {
-    /// Parses and checks an ECS appspec. Errors name the key path that is
-    /// wrong (`Resources[0].TargetService.Properties.TaskDefinition`) and
-    /// what it should be. A `LoadBalancerInfo` that is present must have a
-    /// string `ContainerName` and an integer `ContainerPort` (1-65535).
+    /// Parses an ECS appspec: the first problem [`AppSpec::read`] finds is
+    /// the error.
     pub fn parse(text: &str) -> Result<Self, TaskdefError> {
-        let doc: Value = serde_yaml::from_str(text).map_err(|e| TaskdefError::Yaml {
-            location: e
-                .location()
-                .map(|l| format!(":{}:{}", l.line(), l.column()))
-                .unwrap_or_default(),
-            message: strip_position(&e.to_string()),
-        })?;
-        if !doc.is_mapping() {
-            return Err(wrong(
-                "the document",
-                format!(
-                    "is {}: an ECS appspec is a mapping with `version: 0.0` and `Resources`",
-                    yaml_kind(&doc)
-                ),
-            ));
-        }
-        let version = required(&doc, "", "version", "add `version: 0.0`")?;
-        let version_ok = match version {
-            Value::Number(n) => n.as_f64() == Some(0.0) && !n.is_i64() && !n.is_u64(),
-            Value::String(s) => s == "0.0",
-            _ => false,
-        };
-        if !version_ok {
-            let shown = serde_yaml::to_string(version).unwrap_or_default();
-            return Err(wrong(
-                "version",
-                format!(
-                    "is `{}`: set it to `0.0` (the only appspec version CodeDeploy accepts)",
-                    shown.trim()
-                ),
-            ));
-        }
-        let resources = required(
-            &doc,
-            "",
-            "Resources",
-            "add a `Resources` list with one AWS::ECS::Service resource",
-        )?;
-        let Value::Sequence(list) = resources else {
-            return Err(wrong(
-                "Resources",
-                format!(
-                    "is {}: it must be a list with one AWS::ECS::Service resource (`- TargetService: ...`)",
-                    yaml_kind(resources)
-                ),
-            ));
-        };
-        let [resource] = list.as_slice() else {
-            return Err(wrong(
-                "Resources",
-                format!(
-                    "has {} entries: an ECS appspec has exactly one, the AWS::ECS::Service resource",
-                    list.len()
-                ),
-            ));
-        };
-        let entries = match resource {
-            Value::Mapping(m) if m.len() == 1 => m,
-            other => {
-                return Err(wrong(
-                    "Resources[0]",
-                    format!(
-                        "is {}: it must be a mapping with a single key, the resource name (`- TargetService:`)",
-                        match other {
-                            Value::Mapping(m) => format!("a mapping with {} keys", m.len()),
-                            v => yaml_kind(v).to_owned(),
-                        }
-                    ),
-                ));
+        Self::read(text).into_appspec()
+    }
+
+    /// Reads an ECS appspec and reports every problem with the key path it
+    /// concerns: invalid YAML, a document that is not a mapping, a
+    /// `version` that is not 0.0, `Resources` that is not a list of exactly
+    /// one resource, a resource that is not a single-key mapping of `Type:
+    /// AWS::ECS::Service` and `Properties`, a missing or non-string
+    /// `TaskDefinition`, and a `LoadBalancerInfo` without a string
+    /// `ContainerName` and a `ContainerPort` from 1 to 65535. Reading goes
+    /// on past a problem wherever what follows can still be read.
+    pub fn read(text: &str) -> Reading {
+        use ProblemKind as K;
+        let mut r = Reading::default();
+        let doc: Value = match serde_yaml::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let (location, message) = yaml_syntax(&e);
+                r.problem("", K::Syntax { location, message });
+                return r;
             }
         };
-        let Some((name, body)) = entries.iter().next() else {
-            return Err(wrong("Resources[0]", "is empty".to_owned()));
+        if !doc.is_mapping() {
+            r.problem(
+                "",
+                K::NotAMapping {
+                    found: yaml_kind(&doc),
+                },
+            );
+            return r;
+        }
+        match get(&doc, "version") {
+            None => r.problem("version", K::Version { found: None }),
+            Some(v) if !is_version_0_0(v) => r.problem(
+                "version",
+                K::Version {
+                    found: Some(shown(v)),
+                },
+            ),
+            Some(_) => {}
+        }
+        let list = match get(&doc, "Resources") {
+            Some(Value::Sequence(list)) => list,
+            found => {
+                r.problem(
+                    "Resources",
+                    K::NoResourceList {
+                        found: found.map(yaml_kind),
+                    },
+                );
+                return r;
+            }
+        };
+        if list.len() != 1 {
+            let services = list
+                .iter()
+                .filter_map(Value::as_mapping)
+                .flat_map(|m| m.values())
+                .filter(|body| get(body, "Type").and_then(Value::as_str) == Some(ECS_SERVICE))
+                .count();
+            r.problem(
+                if list.is_empty() {
+                    "Resources"
+                } else {
+                    "Resources[1]"
+                },
+                K::ResourceCount {
+                    entries: list.len(),
+                    services,
+                },
+            );
+        }
+        let Some(resource) = list.first() else {
+            return r;
+        };
+        let (name, body) = match resource {
+            Value::Mapping(m) if m.len() == 1 => match m.iter().next() {
+                Some(entry) => entry,
+                None => return r,
+            },
+            other => {
+                let shape = match other {
+                    Value::Mapping(m) => format!("a mapping with {} keys", m.len()),
+                    v => yaml_kind(v).to_owned(),
+                };
+                r.problem(
+                    "Resources[0]",
+                    K::Shape {
+                        problem: format!(
+                            "is {shape}: it must be a mapping with a single key, the resource name (`- TargetService:`)"
+                        ),
+                    },
+                );
+                return r;
+            }
         };
         let Value::String(resource_name) = name else {
-            return Err(wrong(
+            r.problem(
                 "Resources[0]",
-                "has a non-string resource name: name it, e.g. `TargetService`".to_owned(),
-            ));
+                K::Shape {
+                    problem: "has a non-string resource name: name it, e.g. `TargetService`"
+                        .to_owned(),
+                },
+            );
+            return r;
         };
         let base = format!("Resources[0].{resource_name}");
         if !body.is_mapping() {
-            return Err(wrong(
+            r.problem(
                 &base,
-                format!(
-                    "is {}: it must hold `Type` and `Properties`",
-                    yaml_kind(body)
-                ),
-            ));
+                K::Shape {
+                    problem: format!(
+                        "is {}: it must hold `Type` and `Properties`",
+                        yaml_kind(body)
+                    ),
+                },
+            );
+            return r;
         }
-        let ty = required(body, &base, "Type", "set it to AWS::ECS::Service")?;
-        if ty.as_str() != Some("AWS::ECS::Service") {
-            let shown = serde_yaml::to_string(ty).unwrap_or_default();
-            return Err(wrong(
-                &join(&base, "Type"),
-                format!(
-                    "is `{}`: set it to AWS::ECS::Service (stackbake handles ECS deployments only)",
-                    shown.trim()
-                ),
-            ));
+        match get(body, "Type") {
+            Some(t) if t.as_str() == Some(ECS_SERVICE) => {}
+            found => {
+                r.problem(
+                    &join(&base, "Type"),
+                    K::NotEcsService {
+                        found: found.map(shown),
+                    },
+                );
+                return r;
+            }
         }
+        r.resource_name = Some(resource_name.clone());
         let props_path = join(&base, "Properties");
-        let props = required(
-            body,
-            &base,
-            "Properties",
-            "add `Properties` with `TaskDefinition` and `LoadBalancerInfo`",
-        )?;
-        if !props.is_mapping() {
-            return Err(wrong(
-                &props_path,
-                format!("is {}: it must be a mapping", yaml_kind(props)),
-            ));
-        }
-        let td = required(
-            props,
-            &props_path,
-            "TaskDefinition",
-            "set it to <TASK_DEFINITION>",
-        )?;
-        let Value::String(task_definition) = td else {
-            return Err(wrong(
-                &join(&props_path, "TaskDefinition"),
-                format!(
-                    "is {}: set it to the string <TASK_DEFINITION>",
-                    yaml_kind(td)
-                ),
-            ));
-        };
-        let (lb_container, lb_port) = match props.get("LoadBalancerInfo") {
-            None | Some(Value::Null) => (None, None),
-            Some(lb) => {
-                let lb_path = join(&props_path, "LoadBalancerInfo");
-                if !lb.is_mapping() {
-                    return Err(wrong(
-                        &lb_path,
-                        format!(
-                            "is {}: it must hold `ContainerName` and `ContainerPort`",
-                            yaml_kind(lb)
-                        ),
-                    ));
-                }
-                let name = required(
-                    lb,
-                    &lb_path,
-                    "ContainerName",
-                    "set it to the container that receives load balancer traffic",
-                )?;
-                let Value::String(name) = name else {
-                    return Err(wrong(
-                        &join(&lb_path, "ContainerName"),
-                        format!(
-                            "is {}: set it to the name (a string) of the container that receives load balancer traffic",
-                            yaml_kind(name)
-                        ),
-                    ));
+        let props = match get(body, "Properties") {
+            Some(p) if p.is_mapping() => p,
+            found => {
+                let problem = match found {
+                    None => {
+                        "is missing: add `Properties` with `TaskDefinition` and `LoadBalancerInfo`"
+                            .to_owned()
+                    }
+                    Some(p) => format!("is {}: it must be a mapping", yaml_kind(p)),
                 };
-                let port = required(
-                    lb,
-                    &lb_path,
-                    "ContainerPort",
-                    "set it to the port the load balancer sends traffic to",
-                )?;
-                let port_num = port
-                    .as_u64()
-                    .and_then(|p| u16::try_from(p).ok())
-                    .filter(|p| *p != 0);
-                let Some(port_num) = port_num else {
-                    let shown = serde_yaml::to_string(port).unwrap_or_default();
-                    return Err(wrong(
-                        &join(&lb_path, "ContainerPort"),
-                        format!(
-                            "is `{}`: set it to an integer port between 1 and 65535",
-                            shown.trim()
-                        ),
-                    ));
-                };
-                (Some(name.clone()), Some(port_num))
+                r.problem(&props_path, K::Shape { problem });
+                return r;
             }
         };
-        Ok(Self {
-            resource_name: resource_name.clone(),
-            task_definition: task_definition.clone(),
-            lb_container,
-            lb_port,
-        })
+        match get(props, "TaskDefinition") {
+            Some(Value::String(s)) => r.task_definition = Some(s.clone()),
+            found => r.problem(
+                &join(&props_path, "TaskDefinition"),
+                K::TaskDefinition {
+                    found: found.map(yaml_kind),
+                },
+            ),
+        }
+        let Some(lb) = get(props, "LoadBalancerInfo") else {
+            return r;
+        };
+        r.load_balanced = true;
+        let lb_path = join(&props_path, "LoadBalancerInfo");
+        if !lb.is_mapping() {
+            r.problem(
+                &lb_path,
+                K::LoadBalancerInfo {
+                    found: yaml_kind(lb),
+                },
+            );
+            return r;
+        }
+        match get(lb, "ContainerName") {
+            Some(Value::String(s)) => r.lb_container = Some(s.clone()),
+            found => r.problem(
+                &join(&lb_path, "ContainerName"),
+                K::ContainerName {
+                    found: found.map(yaml_kind),
+                },
+            ),
+        }
+        match get(lb, "ContainerPort") {
+            Some(p) => match port(p) {
+                Some(n) => r.lb_port = Some(n),
+                None => r.problem(
+                    &join(&lb_path, "ContainerPort"),
+                    K::ContainerPort {
+                        found: Some(shown(p)),
+                    },
+                ),
+            },
+            None => r.problem(
+                &join(&lb_path, "ContainerPort"),
+                K::ContainerPort { found: None },
+            ),
+        }
+        r
     }
 
     /// Checks that the load-balanced container exists in the task definition.
@@ -292,6 +533,9 @@ impl AppSpec {
         }
     }
 }
+
+/// The resource type of an ECS deployment.
+const ECS_SERVICE: &str = "AWS::ECS::Service";
 
 #[cfg(test)]
 mod tests {
@@ -376,7 +620,7 @@ Resources:
 
     #[test]
     fn bad_ports() {
-        for port in ["\"80\"", "0", "70000", "-1", "80.5"] {
+        for port in ["\"http\"", "0", "\"0\"", "70000", "-1", "80.5", "[80]"] {
             let m = msg(&GOOD.replace("ContainerPort: 80", &format!("ContainerPort: {port}")));
             assert!(
                 m.starts_with("appspec.yaml: Resources[0].TargetService.Properties.LoadBalancerInfo.ContainerPort is `")
@@ -389,6 +633,74 @@ Resources:
                 .contains("ContainerPort is missing")
         );
         assert!(msg(&GOOD.replace("\"nginx\"", "[a]")).contains("ContainerName is a list"));
+    }
+
+    /// The copies of this parser in `check` and `build` disagreed on a
+    /// quoted port: `check` took `"8080"`, `build` refused it. It is a port.
+    #[test]
+    fn quoted_port_is_a_port() -> Result<(), TaskdefError> {
+        let a = AppSpec::parse(&GOOD.replace("ContainerPort: 80", "ContainerPort: \"8080\""))?;
+        assert_eq!(a.lb_port, Some(8080));
+        Ok(())
+    }
+
+    /// `version` is the number 0.0 or the string "0.0"; the integer 0 and
+    /// other spellings are not.
+    #[test]
+    fn version_spellings() {
+        for ok in ["0.0", "\"0.0\"", "'0.0'", "0.00"] {
+            let text = GOOD.replace("version: 0.0", &format!("version: {ok}"));
+            assert!(AppSpec::parse(&text).is_ok(), "{ok}");
+        }
+        for bad in ["0", "\"0\"", "\"0.0 \"", "1.0", "~", "[0.0]", "\"v0.0\""] {
+            let text = GOOD.replace("version: 0.0", &format!("version: {bad}"));
+            let problems = AppSpec::read(&text).problems().to_vec();
+            assert!(
+                matches!(
+                    problems.as_slice(),
+                    [Problem { path, kind: ProblemKind::Version { .. } }] if path == "version"
+                ),
+                "{bad}: {problems:?}"
+            );
+        }
+    }
+
+    /// `read` reports every problem it can reach, each at its key path,
+    /// and keeps what it could read; `parse` fails with the first.
+    #[test]
+    fn read_reports_every_problem_with_its_path() {
+        let text = "version: 1\nResources:\n  - Svc:\n      Type: AWS::ECS::Service\n      Properties:\n        TaskDefinition: [x]\n        LoadBalancerInfo:\n          ContainerName: 7\n          ContainerPort: 0\n  - Extra:\n      Type: AWS::ECS::Service\n";
+        let r = AppSpec::read(text);
+        let paths: Vec<&str> = r.problems().iter().map(|p| p.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "version",
+                "Resources[1]",
+                "Resources[0].Svc.Properties.TaskDefinition",
+                "Resources[0].Svc.Properties.LoadBalancerInfo.ContainerName",
+                "Resources[0].Svc.Properties.LoadBalancerInfo.ContainerPort",
+            ]
+        );
+        assert_eq!(
+            r.problems()[1].kind,
+            ProblemKind::ResourceCount {
+                entries: 2,
+                services: 2
+            }
+        );
+        assert!(r.load_balanced());
+        assert_eq!(r.appspec(), None, "TaskDefinition could not be read");
+        assert_eq!(
+            msg(text),
+            "appspec.yaml: version is `1`: set it to `0.0` (the only appspec version CodeDeploy accepts)"
+        );
+        let r = AppSpec::read(&GOOD.replace("version: 0.0", "version: 2"));
+        assert_eq!(r.problems().len(), 1);
+        assert_eq!(
+            r.appspec().map(|a| a.lb_container),
+            Some(Some("nginx".to_owned()))
+        );
     }
 
     #[test]

@@ -8,10 +8,14 @@ pub mod appspec;
 pub mod image_ref;
 pub mod mapping;
 pub mod rewrite;
+pub(crate) mod spans;
 
+use std::collections::BTreeMap;
 use std::ops::Range;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use spans::JsonSpans;
 
 pub use appspec::AppSpec;
 pub use image_ref::{Image, ImageRef, ImageRefError, ecr_host_parts, is_loopback_host};
@@ -45,11 +49,13 @@ pub enum TaskdefError {
     },
     /// `containerDefinitions` is missing.
     #[error(
-        "taskdef.json: `containerDefinitions` is missing: an ECS task definition lists its containers there{hint}"
+        "taskdef.json: `containerDefinitions` is missing: an ECS task definition lists its containers there{}",
+        describe_hint(*describe_output)
     )]
     MissingContainerDefinitions {
-        /// Extra advice (starts with `; `), or empty.
-        hint: String,
+        /// The object has a `taskDefinition` key instead: this is
+        /// `aws ecs describe-task-definition` output.
+        describe_output: bool,
     },
     /// `containerDefinitions` is not an array.
     #[error(
@@ -59,6 +65,11 @@ pub enum TaskdefError {
         /// JSON type found instead.
         found: &'static str,
     },
+    /// `containerDefinitions` is an empty array.
+    #[error(
+        "taskdef.json: `containerDefinitions` is empty: a task definition needs at least one container (RegisterTaskDefinition rejects an empty list)"
+    )]
+    NoContainers,
     /// An element of `containerDefinitions` is not an object.
     #[error(
         "taskdef.json: containerDefinitions[{index}] is {found}, expected an object with `name` and `image`"
@@ -254,6 +265,15 @@ pub enum TaskdefError {
     },
 }
 
+/// The advice added to [`TaskdefError::MissingContainerDefinitions`].
+fn describe_hint(describe_output: bool) -> &'static str {
+    if describe_output {
+        "; this looks like `aws ecs describe-task-definition` output: use the object under `taskDefinition`"
+    } else {
+        ""
+    }
+}
+
 /// Formats a list for an error message: `a, b, c`, or `(none)`.
 fn list(items: &[String]) -> String {
     if items.is_empty() {
@@ -264,7 +284,7 @@ fn list(items: &[String]) -> String {
 }
 
 /// The JSON type name of a value, for error messages.
-pub(crate) fn json_kind(v: &Value) -> &'static str {
+fn json_kind(v: &Value) -> &'static str {
     match v {
         Value::Null => "null",
         Value::Bool(_) => "a boolean",
@@ -284,119 +304,150 @@ pub struct Container {
     pub image: String,
 }
 
-/// A parsed task definition that remembers its exact text, so that
-/// [`pin_images`] can change the `image` values and nothing else.
+/// A task definition without problems, that remembers its exact text, so
+/// that [`pin_images`] can change the `image` values and nothing else.
 #[derive(Debug, Clone)]
 pub struct TaskDef {
-    raw: String,
     value: Value,
+    /// The text, and where each of its values is.
+    spans: JsonSpans,
     containers: Vec<Container>,
-    /// Byte range (quotes included) of each container's `image` string in `raw`.
+    /// Byte range (quotes included) of each container's `image` string.
     image_spans: Vec<Range<usize>>,
 }
 
-impl TaskDef {
-    /// Parses a task definition. Fails with a line:column for invalid JSON,
-    /// and with a named container for a missing/non-string `name` or `image`,
-    /// repeated names, or a repeated `image`/`name` key. A leading UTF-8 BOM is
-    /// accepted and kept.
-    pub fn parse(text: &str) -> Result<Self, TaskdefError> {
-        let body = text.strip_prefix('\u{feff}').unwrap_or(text);
-        let value: Value = serde_json::from_str(body).map_err(|e| TaskdefError::Json {
-            line: e.line(),
-            column: e.column(),
-            message: strip_position(&e.to_string()),
-        })?;
-        let Value::Object(top) = &value else {
-            return Err(TaskdefError::NotAnObject {
-                found: json_kind(&value),
-            });
-        };
-        let defs = match top.get("containerDefinitions") {
-            Some(Value::Array(defs)) => defs,
-            Some(other) => {
-                return Err(TaskdefError::ContainerDefinitionsNotArray {
-                    found: json_kind(other),
-                });
-            }
-            None => {
-                let hint = if top.contains_key("taskDefinition") {
-                    "; this looks like `aws ecs describe-task-definition` output: use the object under `taskDefinition`".to_owned()
-                } else {
-                    String::new()
-                };
-                return Err(TaskdefError::MissingContainerDefinitions { hint });
-            }
-        };
-        let mut containers: Vec<Container> = Vec::with_capacity(defs.len());
-        for (index, def) in defs.iter().enumerate() {
-            let Value::Object(obj) = def else {
-                return Err(TaskdefError::ContainerNotObject {
-                    index,
-                    found: json_kind(def),
-                });
-            };
-            let field = |field: &'static str, label: String| match obj.get(field) {
-                Some(Value::String(s)) if !s.is_empty() => Ok(s.clone()),
-                found => Err(TaskdefError::ContainerField {
-                    index,
-                    label,
-                    field,
-                    problem: match found {
-                        None => "is missing".to_owned(),
-                        Some(Value::String(_)) => "is empty".to_owned(),
-                        Some(v) => format!("is {}", json_kind(v)),
-                    },
-                }),
-            };
-            let name = field("name", String::new())?;
-            let image = field("image", format!(" ({name})"))?;
-            if let Some(first) = containers.iter().position(|c| c.name == name) {
-                return Err(TaskdefError::DuplicateContainer {
-                    name,
-                    first,
-                    second: index,
-                });
-            }
-            containers.push(Container { name, image });
-        }
-        let scanned = rewrite::scan_images(text)?;
-        if scanned.len() != containers.len() {
-            return Err(TaskdefError::Scan {
+/// One thing wrong with a task definition: what (the error `build` stops
+/// on) and where (its key path, and its line and column in the file).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    /// Key path of what is wrong (`containerDefinitions[2].image`); empty
+    /// for the whole document.
+    pub path: String,
+    /// 1-based line: of the key at `path`, or of its nearest ancestor.
+    pub line: usize,
+    /// 1-based column, in characters.
+    pub column: usize,
+    /// What is wrong, as `build` reports it.
+    pub error: TaskdefError,
+}
+
+/// Everything reading a task definition found: the document (when the
+/// text is JSON), where each of its values is, and every problem, in the
+/// order `build` reports them ([`TaskDef::parse`] fails with the first).
+#[derive(Debug, Clone)]
+pub struct Reading {
+    value: Option<Value>,
+    spans: JsonSpans,
+    containers: Vec<Container>,
+    image_spans: Vec<Range<usize>>,
+    problems: Vec<Problem>,
+}
+
+impl Reading {
+    /// Every problem found, in the order `build` reports them.
+    pub fn problems(&self) -> &[Problem] {
+        &self.problems
+    }
+
+    /// The task definition, when the reading found no problem.
+    pub fn taskdef(&self) -> Option<TaskDef> {
+        self.clone().into_taskdef().ok()
+    }
+
+    /// The task definition, or the first problem's error.
+    pub fn into_taskdef(self) -> Result<TaskDef, TaskdefError> {
+        match (self.problems.into_iter().next(), self.value) {
+            (Some(first), _) => Err(first.error),
+            (None, Some(value)) => Ok(TaskDef {
+                value,
+                spans: self.spans,
+                containers: self.containers,
+                image_spans: self.image_spans,
+            }),
+            (None, None) => Err(TaskdefError::Scan {
                 line: 1,
                 column: 1,
-                message: format!(
-                    "found {} container definitions, serde_json found {}",
-                    scanned.len(),
-                    containers.len()
-                ),
-            });
+                message: "no document was read".to_owned(),
+            }),
         }
-        let mut image_spans = Vec::with_capacity(scanned.len());
-        for (c, s) in containers.iter().zip(scanned) {
-            match s {
-                Some((span, image)) if image == c.image => image_spans.push(span),
-                _ => {
-                    let (line, column) = line_col(text, 0);
-                    return Err(TaskdefError::Scan {
-                        line,
-                        column,
-                        message: format!("the image of container `{}` was not found", c.name),
-                    });
-                }
+    }
+
+    /// The parsed JSON and where each of its values is, whatever its
+    /// problems; `None` when the text is not JSON.
+    pub(crate) fn into_document(self) -> Option<(Value, JsonSpans)> {
+        Some((self.value?, self.spans))
+    }
+}
+
+impl TaskDef {
+    /// Parses a task definition: the first problem [`TaskDef::read`] finds
+    /// is the error.
+    pub fn parse(text: &str) -> Result<Self, TaskdefError> {
+        Self::read(text).into_taskdef()
+    }
+
+    /// Reads a task definition and reports every problem, each with its
+    /// key path and line:column: invalid JSON (then nothing else), a
+    /// top-level value that is not an object, a missing, non-array or empty
+    /// `containerDefinitions`, a container that is not an object or lacks a
+    /// non-empty string `name` or `image`, repeated container names, and a
+    /// repeated `containerDefinitions`, `name` or `image` key. A leading
+    /// UTF-8 BOM is accepted and kept.
+    pub fn read(text: &str) -> Reading {
+        let body = text.strip_prefix('\u{feff}').unwrap_or(text);
+        let value: Value = match serde_json::from_str(body) {
+            Ok(v) => v,
+            Err(e) => {
+                return Reading {
+                    value: None,
+                    spans: JsonSpans::unscanned(text),
+                    containers: Vec::new(),
+                    image_spans: Vec::new(),
+                    problems: vec![Problem {
+                        path: String::new(),
+                        line: e.line().max(1),
+                        column: e.column().max(1),
+                        error: TaskdefError::Json {
+                            line: e.line(),
+                            column: e.column(),
+                            message: strip_position(&e.to_string()),
+                        },
+                    }],
+                };
             }
-        }
-        Ok(Self {
-            raw: text.to_owned(),
-            value,
-            containers,
+        };
+        let (spans, scan_error) = match JsonSpans::scan(text) {
+            Ok(spans) => (spans, None),
+            Err(e) => (JsonSpans::unscanned(text), Some(e)),
+        };
+        let mut v = Validator {
+            spans: &spans,
+            problems: Vec::new(),
+        };
+        let containers = v.structure(&value);
+        let image_spans = match scan_error {
+            Some(e) => {
+                v.scan_problem(e.offset, e.message);
+                Vec::new()
+            }
+            None => {
+                v.duplicate_keys();
+                v.image_spans(&containers)
+            }
+        };
+        let problems = v.problems;
+        Reading {
+            value: Some(value),
+            spans,
+            containers: containers.into_iter().map(|(_, c)| c).collect(),
             image_spans,
-        })
+            problems,
+        }
     }
 
     /// The exact text this task definition was parsed from.
     pub fn raw(&self) -> &str {
-        &self.raw
+        self.spans.text()
     }
 
     /// The parsed JSON (key order preserved).
@@ -444,21 +495,226 @@ impl TaskDef {
     }
 }
 
+/// Collects the problems of one task definition, placed by `spans`.
+struct Validator<'s> {
+    spans: &'s JsonSpans,
+    problems: Vec<Problem>,
+}
+
+impl Validator<'_> {
+    /// A problem at the key of `path` (or of its nearest ancestor).
+    fn at(&mut self, path: String, error: TaskdefError) {
+        let (line, column) = self.spans.key(&path);
+        self.problems.push(Problem {
+            path,
+            line,
+            column,
+            error,
+        });
+    }
+
+    fn scan_problem(&mut self, offset: usize, message: String) {
+        let (line, column) = self.spans.line_col(offset);
+        self.problems.push(Problem {
+            path: String::new(),
+            line,
+            column,
+            error: TaskdefError::Scan {
+                line,
+                column,
+                message,
+            },
+        });
+    }
+
+    /// The shape of the document and of each container; returns the
+    /// containers that are fine, with their index.
+    fn structure(&mut self, value: &Value) -> Vec<(usize, Container)> {
+        let Value::Object(top) = value else {
+            self.at(
+                String::new(),
+                TaskdefError::NotAnObject {
+                    found: json_kind(value),
+                },
+            );
+            return Vec::new();
+        };
+        let defs = match top.get("containerDefinitions") {
+            Some(Value::Array(defs)) => defs,
+            Some(other) => {
+                self.at(
+                    "containerDefinitions".to_owned(),
+                    TaskdefError::ContainerDefinitionsNotArray {
+                        found: json_kind(other),
+                    },
+                );
+                return Vec::new();
+            }
+            None => {
+                let describe_output = top.contains_key("taskDefinition");
+                self.at(
+                    if describe_output {
+                        "taskDefinition"
+                    } else {
+                        ""
+                    }
+                    .to_owned(),
+                    TaskdefError::MissingContainerDefinitions { describe_output },
+                );
+                return Vec::new();
+            }
+        };
+        if defs.is_empty() {
+            self.at(
+                "containerDefinitions".to_owned(),
+                TaskdefError::NoContainers,
+            );
+        }
+        let mut first_named: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut containers = Vec::with_capacity(defs.len());
+        for (index, def) in defs.iter().enumerate() {
+            let path = format!("containerDefinitions[{index}]");
+            let Value::Object(obj) = def else {
+                self.at(
+                    path,
+                    TaskdefError::ContainerNotObject {
+                        index,
+                        found: json_kind(def),
+                    },
+                );
+                continue;
+            };
+            let name = self.field(obj, index, &path, "name", String::new());
+            let label = name
+                .as_ref()
+                .map_or_else(String::new, |n| format!(" ({n})"));
+            let image = self.field(obj, index, &path, "image", label);
+            let mut unique = true;
+            if let Some(Value::String(n)) = obj.get("name") {
+                if let Some(&first) = first_named.get(n.as_str()) {
+                    unique = false;
+                    self.at(
+                        format!("{path}.name"),
+                        TaskdefError::DuplicateContainer {
+                            name: n.clone(),
+                            first,
+                            second: index,
+                        },
+                    );
+                } else {
+                    first_named.insert(n, index);
+                }
+            }
+            if let (Some(name), Some(image), true) = (name, image, unique) {
+                containers.push((index, Container { name, image }));
+            }
+        }
+        containers
+    }
+
+    /// A container's non-empty string `field`, or a problem.
+    fn field(
+        &mut self,
+        obj: &Map<String, Value>,
+        index: usize,
+        path: &str,
+        field: &'static str,
+        label: String,
+    ) -> Option<String> {
+        let problem = match obj.get(field) {
+            Some(Value::String(s)) if !s.is_empty() => return Some(s.clone()),
+            None => "is missing".to_owned(),
+            Some(Value::String(_)) => "is empty".to_owned(),
+            Some(v) => format!("is {}", json_kind(v)),
+        };
+        self.at(
+            format!("{path}.{field}"),
+            TaskdefError::ContainerField {
+                index,
+                label,
+                field,
+                problem,
+            },
+        );
+        None
+    }
+
+    /// A second `containerDefinitions` key, or a second `name` or `image`
+    /// key in a container: JSON readers disagree on which one wins.
+    fn duplicate_keys(&mut self) {
+        let spans = self.spans;
+        let Some(root) = spans.root() else { return };
+        let mut found: Vec<(usize, String, String)> = Vec::new();
+        let mut repeated = |node, key: &str, path: String| {
+            for second in spans.members_named(node, key).skip(1) {
+                if let Some(span) = spans.key_span(second) {
+                    found.push((span.start, key.to_owned(), path.clone()));
+                }
+            }
+        };
+        repeated(
+            root,
+            "containerDefinitions",
+            "containerDefinitions".to_owned(),
+        );
+        if let Some(defs) = spans.member(root, "containerDefinitions") {
+            let mut index = 0;
+            while let Some(def) = spans.element(defs, index) {
+                for key in ["name", "image"] {
+                    repeated(def, key, format!("containerDefinitions[{index}].{key}"));
+                }
+                index += 1;
+            }
+        }
+        found.sort();
+        for (offset, key, path) in found {
+            let (line, column) = spans.line_col(offset);
+            self.problems.push(Problem {
+                path,
+                line,
+                column,
+                error: TaskdefError::DuplicateKey { key, line, column },
+            });
+        }
+    }
+
+    /// The byte range of each container's `image` string. The scanner and
+    /// serde_json must agree on it: a disagreement is a problem.
+    fn image_spans(&mut self, containers: &[(usize, Container)]) -> Vec<Range<usize>> {
+        let spans = self.spans;
+        let mut out = Vec::with_capacity(containers.len());
+        for (index, c) in containers {
+            let span = spans
+                .root()
+                .and_then(|root| spans.member(root, "containerDefinitions"))
+                .and_then(|defs| spans.element(defs, *index))
+                .and_then(|def| spans.member(def, "image"))
+                .and_then(|image| spans.value_span(image))
+                .filter(|span| {
+                    spans
+                        .text()
+                        .get(span.clone())
+                        .and_then(|token| serde_json::from_str::<String>(token).ok())
+                        .is_some_and(|image| image == c.image)
+                });
+            match span {
+                Some(span) => out.push(span),
+                None => self.scan_problem(
+                    0,
+                    format!("the image of container `{}` was not found", c.name),
+                ),
+            }
+        }
+        out
+    }
+}
+
 /// serde_json appends " at line L column C"; we print the position ourselves.
 fn strip_position(message: &str) -> String {
     match message.rfind(" at line ") {
         Some(i) => message[..i].to_owned(),
         None => message.to_owned(),
     }
-}
-
-/// 1-based line and column (in characters) of a byte offset.
-pub(crate) fn line_col(text: &str, offset: usize) -> (usize, usize) {
-    let before = text.get(..offset).unwrap_or(text);
-    let line = before.matches('\n').count() + 1;
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    let column = before[line_start..].chars().count() + 1;
-    (line, column)
 }
 
 #[cfg(test)]
@@ -583,6 +839,69 @@ mod tests {
         );
     }
 
+    /// `read` reports every problem, each at its key path and line;
+    /// `parse` fails with the first, as it did when it stopped there.
+    #[test]
+    fn read_reports_every_problem_with_path_and_line() {
+        let text = "{\"containerDefinitions\": [\n  {\"name\": \"a\", \"image\": 5},\n  7,\n  {\"name\": \"a\", \"image\": \"x\",\n   \"image\": \"y\"},\n  {\"image\": \"z\"}\n]}";
+        let reading = TaskDef::read(text);
+        let found: Vec<(&str, usize, usize)> = reading
+            .problems()
+            .iter()
+            .map(|p| (p.path.as_str(), p.line, p.column))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                ("containerDefinitions[0].image", 2, 17),
+                ("containerDefinitions[1]", 3, 3),
+                ("containerDefinitions[2].name", 4, 4),
+                ("containerDefinitions[3].name", 6, 3),
+                ("containerDefinitions[2].image", 5, 4),
+            ]
+        );
+        assert!(matches!(
+            reading.problems()[2].error,
+            TaskdefError::DuplicateContainer {
+                first: 0,
+                second: 2,
+                ..
+            }
+        ));
+        assert_eq!(
+            err(text).to_string(),
+            "taskdef.json: containerDefinitions[0] (a): `image` is a number; every container needs a non-empty string `image`"
+        );
+        assert!(reading.taskdef().is_none());
+        assert!(reading.into_document().is_some());
+        let clean = TaskDef::read(EXAMPLE_TASKDEF);
+        assert!(clean.problems().is_empty());
+        assert!(clean.taskdef().is_some());
+    }
+
+    /// Columns count characters: a key after multi-byte text is placed right.
+    #[test]
+    fn problem_columns_count_characters() {
+        let reading = TaskDef::read("{\"description\": \"été 😀\", \"containerDefinitions\": {}}");
+        let p = &reading.problems()[0];
+        assert_eq!(
+            (p.path.as_str(), p.line, p.column),
+            ("containerDefinitions", 1, 26)
+        );
+    }
+
+    /// `check` reported an empty `containerDefinitions` and `build` took
+    /// it; RegisterTaskDefinition rejects it, so both refuse it now.
+    #[test]
+    fn empty_container_definitions_is_an_error() {
+        let e = err(r#"{"family": "x", "containerDefinitions": []}"#);
+        assert_eq!(e, TaskdefError::NoContainers);
+        assert!(
+            e.to_string().contains("`containerDefinitions` is empty"),
+            "{e}"
+        );
+    }
+
     #[test]
     fn bom_is_accepted() -> Result<(), TaskdefError> {
         let td = TaskDef::parse(
@@ -605,12 +924,6 @@ mod tests {
             TaskDef::parse(r#"{"containerDefinitions": [{"name": "a", "image": "nginx"}]}"#)?;
         assert_eq!(none.region_hint(), None);
         Ok(())
-    }
-
-    #[test]
-    fn line_col_counts_characters() {
-        assert_eq!(line_col("ab\ncé d", 7), (2, 4));
-        assert_eq!(line_col("x", 99), (1, 2));
     }
 
     #[test]

@@ -1,12 +1,11 @@
 //! Writing the artifact (SPEC step 8): the task definition with pinned images,
 //! `imageDetail.json` and `imagedefinitions.json`, as text.
 //!
-//! serde_json cannot report byte spans, and re-serialising a `Value` would
-//! reformat the user's file (whitespace, number spelling, escapes). So this
-//! module holds a small span-aware JSON scanner: it walks the text, finds the
-//! string token of each `containerDefinitions[i].image` of the top-level
-//! object, and [`pin_images`] splices new JSON-escaped strings into exactly
-//! those byte ranges. Every other byte of the file is kept.
+//! Re-serialising a `Value` would reformat the user's file (whitespace,
+//! number spelling, escapes). So [`pin_images`] splices new JSON-escaped
+//! strings into exactly the byte ranges of the `containerDefinitions[i].image`
+//! string tokens, which [`TaskDef::read`] found with the span scanner
+//! ([`super::spans`]). Every other byte of the file is kept.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -14,10 +13,8 @@ use std::ops::Range;
 use serde_json::Value;
 
 use super::image_ref::ImageRef;
-use super::{TaskDef, TaskdefError, line_col};
-
-/// Nesting depth at which the scanner gives up (serde_json stops at 128).
-const MAX_DEPTH: usize = 256;
+use super::spans::line_col;
+use super::{TaskDef, TaskdefError};
 
 /// Returns the task definition text with the `image` of each container named
 /// in `pins` replaced by the given image (e.g. `HOST/repo@sha256:<hex>`).
@@ -108,294 +105,6 @@ fn scan_error(text: &str, offset: usize, message: &str) -> TaskdefError {
         line,
         column,
         message: message.to_owned(),
-    }
-}
-
-/// One entry per element of the top-level `containerDefinitions` array: the
-/// byte range (quotes included) and decoded value of its string `image`, if
-/// the element is an object with one.
-pub(crate) type ScannedImages = Vec<Option<(Range<usize>, String)>>;
-
-/// Finds the `image` string tokens of `containerDefinitions[i]` in the
-/// top-level object of `text` (a leading BOM is skipped). Keys are compared
-/// after unescaping, so `"im\u0061ge"` counts. A second `containerDefinitions`,
-/// `name` or `image` key in the same object is an error, because JSON readers
-/// disagree on which one wins.
-pub(crate) fn scan_images(text: &str) -> Result<ScannedImages, TaskdefError> {
-    let mut s = Scanner {
-        text,
-        bytes: text.as_bytes(),
-        pos: if text.starts_with('\u{feff}') { 3 } else { 0 },
-    };
-    let mut found: Option<ScannedImages> = None;
-    s.ws();
-    s.expect(b'{')?;
-    s.members(|s, key, key_at| {
-        if key == "containerDefinitions" {
-            if found.is_some() {
-                return Err(s.duplicate(key, key_at));
-            }
-            if s.peek() == Some(b'[') {
-                found = Some(s.container_array()?);
-                return Ok(());
-            }
-            found = Some(Vec::new());
-        }
-        s.skip_value(1)
-    })?;
-    s.ws();
-    if s.pos != s.bytes.len() {
-        return Err(s.error("trailing characters after the top-level object"));
-    }
-    Ok(found.unwrap_or_default())
-}
-
-struct Scanner<'a> {
-    text: &'a str,
-    bytes: &'a [u8],
-    pos: usize,
-}
-
-impl Scanner<'_> {
-    fn peek(&self) -> Option<u8> {
-        self.bytes.get(self.pos).copied()
-    }
-
-    fn ws(&mut self) {
-        while matches!(self.peek(), Some(b' ' | b'\t' | b'\n' | b'\r')) {
-            self.pos += 1;
-        }
-    }
-
-    fn error(&self, message: &str) -> TaskdefError {
-        scan_error(self.text, self.pos, message)
-    }
-
-    fn duplicate(&self, key: &str, at: usize) -> TaskdefError {
-        let (line, column) = line_col(self.text, at);
-        TaskdefError::DuplicateKey {
-            key: key.to_owned(),
-            line,
-            column,
-        }
-    }
-
-    fn expect(&mut self, byte: u8) -> Result<(), TaskdefError> {
-        if self.peek() == Some(byte) {
-            self.pos += 1;
-            Ok(())
-        } else {
-            Err(self.error(&format!("expected `{}`", char::from(byte))))
-        }
-    }
-
-    /// Walks the members of an object whose `{` was consumed, calling `on`
-    /// with the scanner positioned at each value (after whitespace); `on`
-    /// must consume the value. Consumes the closing `}`.
-    fn members<F>(&mut self, mut on: F) -> Result<(), TaskdefError>
-    where
-        F: FnMut(&mut Self, &str, usize) -> Result<(), TaskdefError>,
-    {
-        self.ws();
-        if self.peek() == Some(b'}') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            let key_at = self.pos;
-            let (_, key) = self.string()?;
-            self.ws();
-            self.expect(b':')?;
-            self.ws();
-            on(self, &key, key_at)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b'}') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected `,` or `}`")),
-            }
-        }
-    }
-
-    /// Walks the elements of an array whose `[` is next, calling `on` at each
-    /// element; consumes the closing `]`.
-    fn elements<F>(&mut self, mut on: F) -> Result<(), TaskdefError>
-    where
-        F: FnMut(&mut Self) -> Result<(), TaskdefError>,
-    {
-        self.expect(b'[')?;
-        self.ws();
-        if self.peek() == Some(b']') {
-            self.pos += 1;
-            return Ok(());
-        }
-        loop {
-            self.ws();
-            on(self)?;
-            self.ws();
-            match self.peek() {
-                Some(b',') => self.pos += 1,
-                Some(b']') => {
-                    self.pos += 1;
-                    return Ok(());
-                }
-                _ => return Err(self.error("expected `,` or `]`")),
-            }
-        }
-    }
-
-    fn container_array(&mut self) -> Result<ScannedImages, TaskdefError> {
-        let mut out = Vec::new();
-        self.elements(|s| {
-            if s.peek() != Some(b'{') {
-                out.push(None);
-                return s.skip_value(2);
-            }
-            s.pos += 1;
-            let mut image = None;
-            let mut seen_name = false;
-            s.members(|s, key, key_at| match key {
-                "image" => {
-                    if image.is_some() {
-                        return Err(s.duplicate(key, key_at));
-                    }
-                    if s.peek() == Some(b'"') {
-                        image = Some(Some(s.string()?));
-                        Ok(())
-                    } else {
-                        image = Some(None);
-                        s.skip_value(3)
-                    }
-                }
-                "name" => {
-                    if seen_name {
-                        return Err(s.duplicate(key, key_at));
-                    }
-                    seen_name = true;
-                    s.skip_value(3)
-                }
-                _ => s.skip_value(3),
-            })?;
-            out.push(image.flatten());
-            Ok(())
-        })?;
-        Ok(out)
-    }
-
-    /// Reads a string token; returns its byte range (quotes included) and
-    /// its decoded value.
-    fn string(&mut self) -> Result<(Range<usize>, String), TaskdefError> {
-        let start = self.pos;
-        self.expect(b'"')?;
-        let mut value = String::new();
-        loop {
-            let run_start = self.pos;
-            while matches!(self.peek(), Some(b) if b != b'"' && b != b'\\' && b >= 0x20) {
-                self.pos += 1;
-            }
-            // The run stops at an ASCII byte or the end: a char boundary.
-            value.push_str(self.text.get(run_start..self.pos).unwrap_or(""));
-            match self.peek() {
-                Some(b'"') => {
-                    self.pos += 1;
-                    return Ok((start..self.pos, value));
-                }
-                Some(b'\\') => {
-                    self.pos += 1;
-                    let escaped = self
-                        .peek()
-                        .ok_or_else(|| self.error("unterminated escape"))?;
-                    self.pos += 1;
-                    let c = match escaped {
-                        b'"' => '"',
-                        b'\\' => '\\',
-                        b'/' => '/',
-                        b'b' => '\u{8}',
-                        b'f' => '\u{c}',
-                        b'n' => '\n',
-                        b'r' => '\r',
-                        b't' => '\t',
-                        b'u' => self.unicode_escape()?,
-                        _ => return Err(self.error("invalid escape")),
-                    };
-                    value.push(c);
-                }
-                _ => return Err(self.error("unterminated string")),
-            }
-        }
-    }
-
-    /// Decodes the hex of a `\u` escape (the `\u` is consumed), joining
-    /// surrogate pairs.
-    fn unicode_escape(&mut self) -> Result<char, TaskdefError> {
-        let first = self.hex4()?;
-        let code = if (0xD800..0xDC00).contains(&first) {
-            if self.bytes.get(self.pos..self.pos + 2) != Some(b"\\u".as_slice()) {
-                return Err(self.error("lone surrogate in \\u escape"));
-            }
-            self.pos += 2;
-            let second = self.hex4()?;
-            if !(0xDC00..0xE000).contains(&second) {
-                return Err(self.error("invalid surrogate pair in \\u escape"));
-            }
-            0x10000 + ((first - 0xD800) << 10) + (second - 0xDC00)
-        } else {
-            first
-        };
-        char::from_u32(code).ok_or_else(|| self.error("invalid \\u escape"))
-    }
-
-    fn hex4(&mut self) -> Result<u32, TaskdefError> {
-        let digits = self
-            .text
-            .get(self.pos..self.pos + 4)
-            .ok_or_else(|| self.error("short \\u escape"))?;
-        let code = u32::from_str_radix(digits, 16).map_err(|_| self.error("bad \\u escape"))?;
-        if !digits.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return Err(self.error("bad \\u escape"));
-        }
-        self.pos += 4;
-        Ok(code)
-    }
-
-    fn skip_value(&mut self, depth: usize) -> Result<(), TaskdefError> {
-        if depth > MAX_DEPTH {
-            return Err(self.error("nesting too deep"));
-        }
-        match self.peek() {
-            Some(b'{') => {
-                self.pos += 1;
-                self.members(|s, _, _| s.skip_value(depth + 1))
-            }
-            Some(b'[') => self.elements(|s| s.skip_value(depth + 1)),
-            Some(b'"') => self.string().map(|_| ()),
-            Some(b'-' | b'0'..=b'9') => {
-                while matches!(
-                    self.peek(),
-                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                ) {
-                    self.pos += 1;
-                }
-                Ok(())
-            }
-            _ => {
-                for literal in ["true", "false", "null"] {
-                    if self
-                        .text
-                        .get(self.pos..)
-                        .is_some_and(|t| t.starts_with(literal))
-                    {
-                        self.pos += literal.len();
-                        return Ok(());
-                    }
-                }
-                Err(self.error("expected a JSON value"))
-            }
-        }
     }
 }
 
@@ -552,6 +261,17 @@ mod tests {
         assert!(!out.contains("real.io/a:1"));
     }
 
+    /// Image spans are found by structure: keys that look like key paths
+    /// (`containerDefinitions[0].image`) are ordinary keys.
+    #[test]
+    fn keys_that_look_like_paths_are_not_changed() {
+        let input = r#"{"containerDefinitions[0].image": "path.io/keep:1",
+ "containerDefinitions": [{"name": "a", "image": "real.io/a:1", "x.image": "dot.io/keep:1"}]}"#;
+        let out = check_rewrite(input, &pins(&[("a", "real.io/a:2")]));
+        assert!(out.contains("path.io/keep:1") && out.contains("dot.io/keep:1"));
+        assert!(out.contains("real.io/a:2"), "{out}");
+    }
+
     #[test]
     fn new_image_is_json_escaped() {
         // A valid reference never needs escaping, but the splice must still
@@ -589,37 +309,6 @@ mod tests {
         let e = pin_images(&td, &pins(&[("nginx", "x\"y")]));
         assert!(matches!(e, Err(TaskdefError::InvalidPin { .. })), "{e:?}");
         Ok(())
-    }
-
-    #[test]
-    fn scanner_handles_empty_and_odd_values() {
-        assert_eq!(scan_images("{}").ok(), Some(vec![]));
-        assert_eq!(
-            scan_images(r#"{"containerDefinitions": []}"#).ok(),
-            Some(vec![])
-        );
-        let v = scan_images(r#"{"containerDefinitions": [1, {"image": null}, {"image": "a"}]}"#);
-        assert_eq!(
-            v.ok()
-                .map(|v| v.iter().map(Option::is_some).collect::<Vec<_>>()),
-            Some(vec![false, false, true])
-        );
-        for bad in [
-            "",
-            "{",
-            "{\"a\"",
-            "{\"a\":}",
-            "{\"a\":1,}",
-            "{} x",
-            "{\"a\":\"\\x\"}",
-            "{\"a\":\"\\ud800\"}",
-            "{\"a\":\"\\u12\"}",
-            "{\"a\":tru}",
-        ] {
-            assert!(scan_images(bad).is_err(), "{bad}");
-        }
-        let deep = format!("{{\"a\":{}{}}}", "[".repeat(300), "]".repeat(300));
-        assert!(scan_images(&deep).is_err());
     }
 
     /// Mutates the example byte by byte (deterministic pseudo-random edits).
