@@ -25,6 +25,7 @@ pub mod init;
 pub mod inputs;
 pub mod pipeline;
 pub mod plan;
+pub mod reference;
 pub mod registry;
 pub mod report;
 pub mod taskdef;
