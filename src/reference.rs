@@ -49,7 +49,7 @@ const TAG_RULE: &str =
 const COMPONENT_RULE: &str = "a component is lowercase letters and digits, joined by one `.`, one `_`, two `__` or any number of `-`";
 
 /// What a host may be, for error messages.
-const HOST_RULE: &str = "expected HOST[:PORT]: dot-separated names of ASCII letters, digits and inner `-` (no `_`), or an IPv6 address in brackets, and a port from 1 to 65535";
+const HOST_RULE: &str = "a registry host is HOST[:PORT]: dot-separated names of ASCII letters, digits and inner `-` (no `_`), or an IPv6 address in brackets, and a port from 1 to 65535";
 
 /// `as_str`, `Display`, `AsRef<str>`, `Deref<Target = str>`, `FromStr` and
 /// serde as a validated string, for a type with `parse` and a text field.
@@ -111,42 +111,28 @@ macro_rules! text_type {
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
 pub struct Host(String);
 
-/// Why a string is not a registry host.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+/// Why a string is not a registry host. The messages leave the text out:
+/// whoever shows one names the flag or reference it came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum HostError {
     /// Nothing was given.
-    #[error("the registry host is empty; {HOST_RULE}")]
+    #[error("it is empty; {HOST_RULE}")]
     Empty,
     /// A URL was given instead of a host.
-    #[error("registry host `{host}` has a scheme; {HOST_RULE}, without `https://`")]
-    Scheme {
-        /// The text given.
-        host: String,
-    },
+    #[error("it has a scheme; {HOST_RULE}, without scheme or path")]
+    Scheme,
     /// A host with a path was given.
-    #[error("registry host `{host}` has a path; {HOST_RULE}, without `/`")]
-    Path {
-        /// The text given.
-        host: String,
-    },
+    #[error("it has a path; {HOST_RULE}, without scheme or path")]
+    Path,
     /// The name part is not a domain name.
-    #[error("`{host}` is not a valid registry host; {HOST_RULE}")]
-    Name {
-        /// The text given.
-        host: String,
-    },
+    #[error("it is not a valid host name; {HOST_RULE}")]
+    Name,
     /// The part in brackets is not an IPv6 address.
-    #[error("registry host `{host}`: the part in brackets is not an IPv6 address; {HOST_RULE}")]
-    Ipv6 {
-        /// The text given.
-        host: String,
-    },
+    #[error("the part in brackets is not an IPv6 address; {HOST_RULE}")]
+    Ipv6,
     /// The port is not a number from 1 to 65535.
-    #[error("registry host `{host}`: the port is not a number from 1 to 65535")]
-    Port {
-        /// The text given.
-        host: String,
-    },
+    #[error("the port is not a number from 1 to 65535")]
+    Port,
 }
 
 /// The account and region of a private ECR registry host.
@@ -166,30 +152,29 @@ impl Host {
 
     /// Parses a host; `bare_ipv6` allows an IPv6 address without brackets.
     fn parse_as(text: &str, bare_ipv6: bool) -> Result<Self, HostError> {
-        let err = |make: fn(String) -> HostError| make(text.to_owned());
         if text.is_empty() {
             return Err(HostError::Empty);
         }
         if text.contains("://") {
-            return Err(err(|host| HostError::Scheme { host }));
+            return Err(HostError::Scheme);
         }
         if text.contains('/') {
-            return Err(err(|host| HostError::Path { host }));
+            return Err(HostError::Path);
         }
         if bare_ipv6 && is_ipv6_text(text) {
             return Ok(Self(text.to_owned()));
         }
-        let (name, port) = split_port(text).ok_or_else(|| err(|host| HostError::Ipv6 { host }))?;
+        let (name, port) = split_port(text).ok_or(HostError::Ipv6)?;
         if let Some(inner) = name.strip_prefix('[') {
             let inner = inner.strip_suffix(']').unwrap_or(inner);
             if !is_ipv6_text(inner) {
-                return Err(err(|host| HostError::Ipv6 { host }));
+                return Err(HostError::Ipv6);
             }
         } else if !name.split('.').all(is_domain_component) {
-            return Err(err(|host| HostError::Name { host }));
+            return Err(HostError::Name);
         }
         match port {
-            Some(port) if parse_port(port).is_none() => Err(err(|host| HostError::Port { host })),
+            Some(port) if parse_port(port).is_none() => Err(HostError::Port),
             _ => Ok(Self(text.to_owned())),
         }
     }
@@ -341,7 +326,9 @@ pub enum RepositoryError {
         len: usize,
     },
     /// A `/`-separated component is malformed.
-    #[error("repository `{repository}`: path component `{component}` is invalid; {COMPONENT_RULE}")]
+    #[error(
+        "repository path component `{component}` is invalid (in `{repository}`); {COMPONENT_RULE}"
+    )]
     Component {
         /// The whole name.
         repository: String,
@@ -663,8 +650,13 @@ pub enum ImageRefError {
     )]
     Empty,
     /// The registry host is malformed.
-    #[error(transparent)]
-    Host(#[from] HostError),
+    #[error("registry host `{host}`: {source}")]
+    Host {
+        /// The host part of the reference.
+        host: String,
+        /// What is wrong with it.
+        source: HostError,
+    },
     /// The repository is malformed.
     #[error(transparent)]
     Repository(#[from] RepositoryError),
@@ -699,7 +691,11 @@ impl ImageRef {
         };
         let (host, path) = match name.split_once('/') {
             Some((first, path)) if first.contains(['.', ':']) || first == "localhost" => {
-                (Some(Host::parse_as(first, false)?), path)
+                let host = Host::parse_as(first, false).map_err(|source| ImageRefError::Host {
+                    host: first.to_owned(),
+                    source,
+                })?;
+                (Some(host), path)
             }
             _ => (None, name),
         };

@@ -110,7 +110,7 @@ fn invalid_references_are_rejected_with_reason() {
         match e {
             ImageRefError::Empty => "empty",
             ImageRefError::Repository(RepositoryError::TooLong { .. }) => "long",
-            ImageRefError::Host(_) => "host",
+            ImageRefError::Host { .. } => "host",
             ImageRefError::Repository(_) => "path",
             ImageRefError::Tag(_) => "tag",
             ImageRefError::Digest(_) => "digest",
@@ -159,10 +159,10 @@ fn invalid_references_are_rejected_with_reason() {
 fn error_messages_say_what_is_wrong() {
     let e = ImageRef::parse("app:").err().map(|e| e.to_string());
     assert!(e.is_some_and(|m| m.contains("tag ``") && m.contains("128")));
-    let e = Host::parse("x:0").map_err(|e| e.to_string());
+    let e = ImageRef::parse("x:0/app").map_err(|e| e.to_string());
     assert!(e.is_err_and(|m| m.contains("`x:0`") && m.contains("1 to 65535")));
-    let e = Host::parse("bad_host.io").map_err(|e| e.to_string());
-    assert!(e.is_err_and(|m| m.contains("no `_`")));
+    let e = ImageRef::parse("bad_host.io/app").map_err(|e| e.to_string());
+    assert!(e.is_err_and(|m| m.contains("`bad_host.io`") && m.contains("no `_`")));
     let e = Repository::parse("a___b").map_err(|e| e.to_string());
     assert!(e.is_err_and(|m| m.contains("`a___b`") && m.contains("two `__`")));
     let e = Digest::parse("md5:00").map_err(|e| e.to_string());
