@@ -8,7 +8,8 @@ use serde_json::{Map, Value};
 
 use super::finding::{Finding, Severity};
 use super::locate::JsonLocator;
-use crate::taskdef::{Image, ecr_host_parts};
+use crate::reference::EcrHost;
+use crate::taskdef::Image;
 
 /// A task definition that parsed as JSON, with its locator.
 pub(crate) struct Td {
@@ -302,9 +303,9 @@ fn scaled(v: &Value, units: &[&str]) -> Option<u64> {
 }
 
 /// Whether `image` names a private ECR repository.
-pub(crate) fn ecr_parts(image: &str) -> Option<(String, String)> {
+pub(crate) fn ecr_parts(image: &str) -> Option<EcrHost> {
     match Image::parse(image) {
-        Ok(Image::Ref(r)) => r.host.as_deref().and_then(ecr_host_parts),
+        Ok(Image::Ref(r)) => r.ecr(),
         _ => None,
     }
 }

@@ -13,8 +13,8 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-use super::image_ref::ImageRef;
 use super::{TaskDef, TaskdefError, line_col};
+use crate::reference::ImageRef;
 
 /// Nesting depth at which the scanner gives up (serde_json stops at 128).
 const MAX_DEPTH: usize = 256;
