@@ -16,6 +16,8 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
+use crate::reference::{Digest, DigestAlgorithm};
+
 /// What can go wrong talking to the engine.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -401,9 +403,8 @@ fn is_refusal(m: &str) -> bool {
 /// Parses `"<tag>: digest: sha256:<hex> size: <n>"`.
 pub fn parse_push_digest(status: &str) -> Option<String> {
     let rest = status.split(": digest: ").nth(1)?;
-    let digest = rest.split_whitespace().next()?;
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| digest.to_string())
+    let digest = Digest::parse(rest.split_whitespace().next()?).ok()?;
+    (digest.algorithm() == DigestAlgorithm::Sha256).then(|| digest.to_string())
 }
 
 /// Splits the engine's text chunks into complete lines.
