@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::cli::BuildArgs;
 use crate::error::Error;
+use crate::reference::{Host, Tag};
 use crate::registry::{Credentials, Secret};
 
 /// Environment variable holding the password for `--registry-user`.
@@ -24,7 +25,7 @@ pub struct Settings {
     pub appspec: PathBuf,
     /// `--local`.
     pub local: bool,
-    /// `--registry`.
+    /// `--registry`, a valid [`Host`] (kept as text for the pipeline).
     pub registry: Option<String>,
     /// `--registry-user` with the password from the environment.
     pub registry_credentials: Option<Credentials>,
@@ -33,7 +34,7 @@ pub struct Settings {
     /// `--build-arg KEY=VALUE`.
     pub build_args: BTreeMap<String, String>,
     /// `--tag`, if given.
-    pub tag: Option<String>,
+    pub tag: Option<Tag>,
     /// `--no-latest`.
     pub no_latest: bool,
     /// `--force`.
@@ -94,9 +95,7 @@ impl Settings {
                 }
             }
         }
-        if let Some(tag) = &a.tag {
-            validate_tag(tag)?;
-        }
+        let tag = a.tag.as_deref().map(validate_tag).transpose()?;
         if let Some(r) = &a.registry {
             validate_registry(r)?;
         }
@@ -141,7 +140,7 @@ impl Settings {
             registry_credentials,
             targets,
             build_args,
-            tag: a.tag.clone(),
+            tag,
             no_latest: a.no_latest,
             force: a.force,
             jobs,
@@ -154,52 +153,32 @@ impl Settings {
     }
 }
 
-/// Docker's tag grammar: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
-pub fn validate_tag(tag: &str) -> Result<(), Error> {
-    let ok = !tag.is_empty()
-        && tag.len() <= 128
-        && tag
-            .bytes()
-            .next()
-            .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-        && tag
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "--tag {tag:?}: not a valid image tag (letters, digits, `_`, `.`, `-`; at most 128; not starting with `.` or `-`)"
-        )))
-    }
+/// `--tag` as an image tag; the error names the flag.
+pub fn validate_tag(tag: &str) -> Result<Tag, Error> {
+    tag_from("--tag", tag)
 }
 
-fn validate_registry(r: &str) -> Result<(), Error> {
-    let ok = !r.is_empty()
-        && !r.contains("://")
-        && !r.contains('/')
-        && r.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]_".contains(&b));
-    if ok {
-        Ok(())
-    } else {
-        Err(Error::Usage(format!(
-            "--registry {r:?}: expected HOST[:PORT] with no scheme or path, e.g. 127.0.0.1:5000"
-        )))
-    }
+/// `tag` as an image tag; the error names `source`, where it came from.
+fn tag_from(source: &str, tag: &str) -> Result<Tag, Error> {
+    Tag::parse(tag).map_err(|e| Error::Usage(format!("{source}: {e}")))
+}
+
+/// `--registry` as a registry host; the error names the flag.
+fn validate_registry(r: &str) -> Result<Host, Error> {
+    Host::parse(r).map_err(|e| Error::Usage(format!("--registry {r:?}: {e} (e.g. 127.0.0.1:5000)")))
 }
 
 /// The commit tag: `--tag`, else the first 7 characters of
 /// `CODEBUILD_RESOLVED_SOURCE_VERSION`, else of `git rev-parse HEAD` in `dir`.
 pub fn commit_tag(s: &Settings) -> Result<String, Error> {
     if let Some(t) = &s.tag {
-        return Ok(t.clone());
+        return Ok(t.to_string());
     }
     if let Ok(v) = std::env::var("CODEBUILD_RESOLVED_SOURCE_VERSION") {
         let v = v.trim();
         if !v.is_empty() {
             let t: String = v.chars().take(7).collect();
-            validate_tag(&t)?;
+            tag_from("CODEBUILD_RESOLVED_SOURCE_VERSION", &t)?;
             return Ok(t);
         }
     }
@@ -215,7 +194,7 @@ pub fn commit_tag(s: &Settings) -> Result<String, Error> {
                 .chars()
                 .take(7)
                 .collect();
-            validate_tag(&t)?;
+            tag_from("the commit from `git rev-parse HEAD`", &t)?;
             Ok(t)
         }
         _ => Err(Error::Usage(format!(
@@ -300,5 +279,28 @@ mod tests {
         assert!(validate_registry("http://x").is_err());
         assert!(validate_registry("x/y").is_err());
         assert!(validate_registry("").is_err());
+        // The grammar's host names have no `_` (Docker refuses them too).
+        assert!(validate_registry("my_registry:5000").is_err());
+        assert!(validate_registry("::1").is_ok());
+    }
+
+    #[test]
+    fn flag_errors_name_the_flag_and_what_is_allowed() {
+        let m = validate_tag(".x")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            m.starts_with("--tag: ") && m.contains("not starting with `.`"),
+            "{m}"
+        );
+        let m = validate_registry("x:0")
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            m.starts_with("--registry \"x:0\": ") && m.contains("1 to 65535"),
+            "{m}"
+        );
     }
 }

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::finding::{Finding, Severity};
 use super::taskdef_rules::{Td, ecr_parts};
+use crate::reference::EcrHost;
 
 /// The AWS documentation's example account.
 pub(crate) const EXAMPLE_ACCOUNT: &str = "123456789012";
@@ -109,7 +110,7 @@ fn identities(td: &Td) -> (Vec<Seen>, Vec<Seen>) {
             continue;
         }
         if path.ends_with(".image") {
-            if let Some((account, region)) = ecr_parts(s) {
+            if let Some(EcrHost { account, region }) = ecr_parts(s) {
                 accounts.push(Seen {
                     path: path.clone(),
                     what: "image",

@@ -7,8 +7,9 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value};
 
 use super::finding::{Finding, Severity};
+use crate::reference::EcrHost;
+use crate::taskdef::Image;
 use crate::taskdef::spans::JsonSpans;
-use crate::taskdef::{Image, ecr_host_parts};
 use crate::taskdef::{Problem, TaskDef, TaskdefError};
 
 /// A task definition that parsed as JSON, with where its values are.
@@ -273,9 +274,9 @@ fn scaled(v: &Value, units: &[&str]) -> Option<u64> {
 }
 
 /// Whether `image` names a private ECR repository.
-pub(crate) fn ecr_parts(image: &str) -> Option<(String, String)> {
+pub(crate) fn ecr_parts(image: &str) -> Option<EcrHost> {
     match Image::parse(image) {
-        Ok(Image::Ref(r)) => r.host.as_deref().and_then(ecr_host_parts),
+        Ok(Image::Ref(r)) => r.ecr(),
         _ => None,
     }
 }

@@ -26,6 +26,7 @@ use futures_util::{Stream, StreamExt};
 
 use super::{BuildJob, Builder, BuiltImage, Engine, Pushed, RegistryAuth};
 use crate::events::{Event, Events, UnitEvents};
+use crate::reference::{Digest, DigestAlgorithm};
 
 /// Name of the Dockerfile inside each context tar. The tarball module lists
 /// it in the tar's .dockerignore, so the daemon removes it from the context
@@ -493,9 +494,8 @@ fn is_refusal(m: &str) -> bool {
 /// Parses `"<tag>: digest: sha256:<hex> size: <n>"`.
 pub(crate) fn parse_push_digest(status: &str) -> Option<String> {
     let rest = status.split(": digest: ").nth(1)?;
-    let digest = rest.split_whitespace().next()?;
-    let hex = digest.strip_prefix("sha256:")?;
-    (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit())).then(|| digest.to_string())
+    let digest = Digest::parse(rest.split_whitespace().next()?).ok()?;
+    (digest.algorithm() == DigestAlgorithm::Sha256).then(|| digest.to_string())
 }
 
 /// Splits the engine's text chunks into complete lines.

@@ -8,20 +8,20 @@
 //! anonymously), cached per scope and the request is retried once with it.
 //! Loopback registries (127.0.0.0/8, `localhost`, `::1`) are spoken to over
 //! plain HTTP, all others over HTTPS. Credentials and tokens never appear in
-//! errors: this module prints nothing and formats no header values.
+//! errors: this module prints nothing and formats no header values. Hosts,
+//! repositories, tags and digests are checked with [`crate::reference`].
 
 use std::collections::HashMap;
-use std::net::{IpAddr, Ipv6Addr};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use reqwest::Method;
 use reqwest::header::{HeaderMap, HeaderValue};
-use sha2::{Digest as _, Sha256, Sha512};
 
 use super::retry::{self, Attempt, RetryPolicy};
 use super::secret::{Credentials, Secret};
+use crate::reference::{Digest, Host, HostError, Reference, Repository, RepositoryError};
 
 /// Docker image manifest, schema 2.
 pub const DOCKER_MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -47,32 +47,29 @@ const MAX_TAG_PAGES: usize = 10_000;
 pub enum RegistryError {
     /// The `--registry` value is not `HOST[:PORT]`.
     #[error(
-        "invalid registry host {host:?}: {reason}; give it as HOST or HOST:PORT without scheme or path \
-         (e.g. 123456789012.dkr.ecr.us-east-2.amazonaws.com or 127.0.0.1:5000)"
+        "invalid registry host {host:?}: {source} (e.g. 123456789012.dkr.ecr.us-east-2.amazonaws.com or 127.0.0.1:5000)"
     )]
     InvalidHost {
         /// The value given.
         host: String,
         /// What is wrong with it.
-        reason: &'static str,
+        source: HostError,
     },
     /// A repository name that the distribution spec does not allow.
-    #[error(
-        "invalid repository name {repo:?} for registry {host}: {reason}; use lowercase letters, digits, \
-         '.', '_', '-' and '/' (e.g. bash-dog-api)"
-    )]
+    #[error("invalid repository name {repo:?} for registry {host}: {source} (e.g. bash-dog-api)")]
     InvalidRepository {
         /// Registry host.
         host: String,
         /// The name given.
         repo: String,
         /// What is wrong with it.
-        reason: &'static str,
+        source: RepositoryError,
     },
     /// A tag or digest that the distribution spec does not allow.
     #[error(
         "invalid reference {reference:?} for {host}/{repo}: expected a tag \
-         ([A-Za-z0-9_][A-Za-z0-9._-], at most 128 characters) or a digest (sha256:<64 hex>)"
+         ([A-Za-z0-9_][A-Za-z0-9._-], at most 128 characters) or a digest \
+         (sha256:<64 hex>, sha384:<96 hex> or sha512:<128 hex>)"
     )]
     InvalidReference {
         /// Registry host.
@@ -265,7 +262,7 @@ impl Manifest {
         let bytes = bytes.into();
         Manifest {
             media_type: media_type.into(),
-            digest: sha256_digest(&bytes),
+            digest: Digest::sha256_of(&bytes).to_string(),
             bytes,
         }
     }
@@ -336,12 +333,10 @@ impl Registry {
         creds: Option<Credentials>,
         opts: RetryPolicy,
     ) -> Result<Self, RegistryError> {
-        let (authority, loopback) =
-            parse_host(host).map_err(|reason| RegistryError::InvalidHost {
-                host: host.to_owned(),
-                reason,
-            })?;
-        let scheme = if loopback { "http" } else { "https" };
+        let parsed = Host::parse(host).map_err(|source| RegistryError::InvalidHost {
+            host: host.to_owned(),
+            source,
+        })?;
         let http = reqwest::Client::builder()
             .user_agent(USER_AGENT)
             .connect_timeout(opts.request_timeout.min(Duration::from_secs(15)))
@@ -353,7 +348,7 @@ impl Registry {
         Ok(Registry {
             inner: Arc::new(Inner {
                 host: host.to_owned(),
-                base: format!("{scheme}://{authority}"),
+                base: format!("{}://{}", parsed.scheme(), parsed.authority()),
                 http,
                 creds,
                 policy: opts,
@@ -406,7 +401,7 @@ impl Registry {
         match reply.status {
             404 => Ok(None),
             200..=299 => match header_str(&reply.headers, "docker-content-digest") {
-                Some(d) if is_valid_digest(d) => Ok(Some(d.to_owned())),
+                Some(d) if Digest::parse(d).is_ok() => Ok(Some(d.to_owned())),
                 // No usable digest header: fetch and hash the manifest.
                 _ => Ok(self.get_manifest(repo, reference).await?.map(|m| m.digest)),
             },
@@ -440,26 +435,27 @@ impl Registry {
         }
         let announced = header_str(&reply.headers, "docker-content-digest").map(str::to_owned);
         let mut expected = vec![];
-        if is_valid_digest(reference) {
-            expected.push(reference.to_owned());
+        if let Ok(Reference::Digest(d)) = Reference::parse(reference) {
+            expected.push(d.to_string());
         }
         if let Some(d) = &announced {
             expected.push(d.clone());
         }
         for want in &expected {
-            match digest_of(want, &reply.body) {
-                Some(actual) if &actual == want => {}
-                Some(actual) => {
+            let checked = Digest::parse(want).map(|d| d.verify(&reply.body));
+            match checked {
+                Ok(Ok(())) => {}
+                Ok(Err(mismatch)) => {
                     return Err(RegistryError::DigestMismatch {
                         host: self.inner.host.clone(),
                         repo: repo.to_owned(),
                         reference: reference.to_owned(),
                         what: ContentKind::Manifest,
                         expected: want.clone(),
-                        actual,
+                        actual: mismatch.actual.to_string(),
                     });
                 }
-                None => {
+                Err(_) => {
                     return Err(RegistryError::InvalidResponse {
                         host: self.inner.host.clone(),
                         what: format!("manifest {repo}:{reference}"),
@@ -479,7 +475,7 @@ impl Registry {
             })?;
         let digest = match announced {
             Some(d) if d.starts_with("sha256:") => d,
-            _ => sha256_digest(&reply.body),
+            _ => Digest::sha256_of(&reply.body).to_string(),
         };
         Ok(Some(Manifest {
             media_type,
@@ -497,7 +493,7 @@ impl Registry {
         m: &Manifest,
     ) -> Result<String, RegistryError> {
         self.check_names(repo, tag)?;
-        let computed = sha256_digest(&m.bytes);
+        let computed = Digest::sha256_of(&m.bytes).to_string();
         let req = Req {
             method: Method::PUT,
             path: format!("/v2/{repo}/manifests/{tag}"),
@@ -671,9 +667,9 @@ impl Registry {
 
     async fn get_blob(&self, repo: &str, digest: &str) -> Result<Bytes, RegistryError> {
         self.check_names(repo, digest)?;
-        if !is_valid_digest(digest) {
+        let Ok(want) = Digest::parse(digest) else {
             return Err(self.invalid_reference(repo, digest));
-        }
+        };
         let req = Req {
             method: Method::GET,
             path: format!("/v2/{repo}/blobs/{digest}"),
@@ -687,15 +683,15 @@ impl Registry {
         if !(200..=299).contains(&reply.status) {
             return Err(self.unexpected(&req, &reply));
         }
-        match digest_of(digest, &reply.body) {
-            Some(actual) if actual == digest => Ok(reply.body),
-            actual => Err(RegistryError::DigestMismatch {
+        match want.verify(&reply.body) {
+            Ok(()) => Ok(reply.body),
+            Err(mismatch) => Err(RegistryError::DigestMismatch {
                 host: self.inner.host.clone(),
                 repo: repo.to_owned(),
                 reference: digest.to_owned(),
                 what: ContentKind::Blob,
                 expected: digest.to_owned(),
-                actual: actual.unwrap_or_else(|| "an unsupported algorithm".to_owned()),
+                actual: mismatch.actual.to_string(),
             }),
         }
     }
@@ -713,16 +709,19 @@ impl Registry {
     }
 
     fn check_repo(&self, repo: &str) -> Result<(), RegistryError> {
-        validate_repo(repo).map_err(|reason| RegistryError::InvalidRepository {
-            host: self.inner.host.clone(),
-            repo: repo.to_owned(),
-            reason,
-        })
+        match Repository::parse(repo) {
+            Ok(_) => Ok(()),
+            Err(source) => Err(RegistryError::InvalidRepository {
+                host: self.inner.host.clone(),
+                repo: repo.to_owned(),
+                source,
+            }),
+        }
     }
 
     fn check_names(&self, repo: &str, reference: &str) -> Result<(), RegistryError> {
         self.check_repo(repo)?;
-        if is_valid_tag(reference) || is_valid_digest(reference) {
+        if Reference::parse(reference).is_ok() {
             Ok(())
         } else {
             Err(self.invalid_reference(repo, reference))
@@ -1034,74 +1033,15 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
-/// Splits `HOST[:PORT]` into the URL authority and whether it is loopback.
-pub fn parse_host(host: &str) -> Result<(String, bool), &'static str> {
-    if host.is_empty() {
-        return Err("it is empty");
-    }
-    if host.contains("://") {
-        return Err("it has a scheme");
-    }
-    if host.contains(['/', '?', '#', '@', ' ', '\t', '\n', '\r'])
-        || host.chars().any(char::is_control)
-    {
-        return Err("it has a path, user or whitespace");
-    }
-    // A bare IPv6 address (no port): add brackets for the URL.
-    if let Ok(ip) = host.parse::<Ipv6Addr>() {
-        return Ok((format!("[{ip}]"), ip.is_loopback()));
-    }
-    let (name, port) = if let Some(rest) = host.strip_prefix('[') {
-        let Some((addr, after)) = rest.split_once(']') else {
-            return Err("an IPv6 address lacks its closing ']'");
-        };
-        if addr.parse::<Ipv6Addr>().is_err() {
-            return Err("the bracketed part is not an IPv6 address");
-        }
-        let port = match after {
-            "" => None,
-            p => Some(p.strip_prefix(':').ok_or("junk after the IPv6 address")?),
-        };
-        (addr, port)
-    } else {
-        match host.split_once(':') {
-            None => (host, None),
-            Some((n, p)) => (n, Some(p)),
-        }
-    };
-    if name.is_empty() {
-        return Err("the host name is empty");
-    }
-    if let Some(p) = port {
-        match p.parse::<u16>() {
-            Ok(n) if n > 0 => {}
-            _ => return Err("the port is not a number from 1 to 65535"),
-        }
-    }
-    if !host.starts_with('[')
-        && !name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_')
-    {
-        return Err("the host name has characters a DNS name cannot have");
-    }
-    Ok((host.to_owned(), is_loopback_name(name)))
-}
-
 /// Credentials go to a token realm only over HTTPS, or plain HTTP on loopback.
 fn realm_may_get_credentials(url: &reqwest::Url) -> bool {
     match url.scheme() {
         "https" => true,
-        "http" => url.host_str().is_some_and(is_loopback_name),
+        "http" => url
+            .host_str()
+            .is_some_and(|h| Host::parse(h).is_ok_and(|h| h.is_loopback())),
         _ => false,
     }
-}
-
-/// `localhost`, 127.0.0.0/8 and `::1` (brackets allowed).
-fn is_loopback_name(name: &str) -> bool {
-    let name = name.trim_start_matches('[').trim_end_matches(']');
-    name.eq_ignore_ascii_case("localhost")
-        || name.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A `WWW-Authenticate: Bearer ...` challenge.
@@ -1239,79 +1179,6 @@ fn link_to_path(link: &str) -> Option<String> {
     (path.starts_with("/v2/") && !path.contains(char::is_whitespace)).then(|| path.to_owned())
 }
 
-/// Distribution-spec repository name: `/`-separated components of
-/// lowercase letters and digits joined by `.`, `_` or `-`.
-pub fn validate_repo(repo: &str) -> Result<(), &'static str> {
-    if repo.is_empty() {
-        return Err("it is empty");
-    }
-    if repo.len() > 255 {
-        return Err("it is longer than 255 characters");
-    }
-    for comp in repo.split('/') {
-        let b = comp.as_bytes();
-        if b.is_empty() {
-            return Err("it has an empty path component");
-        }
-        if !b
-            .iter()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || b"._-".contains(c))
-        {
-            return Err("it has characters other than a-z, 0-9, '.', '_', '-', '/'");
-        }
-        let alnum = |c: &u8| c.is_ascii_lowercase() || c.is_ascii_digit();
-        if !alnum(&b[0]) || !alnum(&b[b.len() - 1]) {
-            return Err("a component starts or ends with a separator");
-        }
-        if comp.contains("..") || comp.contains("._") || comp.contains("_.") || comp.contains("___")
-        {
-            return Err("it has repeated separators");
-        }
-    }
-    Ok(())
-}
-
-/// Tag grammar: `[A-Za-z0-9_][A-Za-z0-9._-]{0,127}`.
-pub fn is_valid_tag(tag: &str) -> bool {
-    let b = tag.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(c))
-}
-
-/// `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>`.
-pub fn is_valid_digest(d: &str) -> bool {
-    let hex_ok = |h: &str, n: usize| {
-        h.len() == n
-            && h.bytes()
-                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-    };
-    match d.split_once(':') {
-        Some(("sha256", h)) => hex_ok(h, 64),
-        Some(("sha512", h)) => hex_ok(h, 128),
-        _ => false,
-    }
-}
-
-/// `sha256:<hex>` of `bytes`.
-pub fn sha256_digest(bytes: &[u8]) -> String {
-    format!("sha256:{}", hex::encode(Sha256::digest(bytes)))
-}
-
-/// The digest of `bytes` in the algorithm of `like` (sha256 or sha512).
-fn digest_of(like: &str, bytes: &[u8]) -> Option<String> {
-    if !is_valid_digest(like) {
-        return None;
-    }
-    match like.split_once(':').map(|(a, _)| a) {
-        Some("sha256") => Some(sha256_digest(bytes)),
-        Some("sha512") => Some(format!("sha512:{}", hex::encode(Sha512::digest(bytes)))),
-        _ => None,
-    }
-}
-
 fn media_type_from_json(bytes: &[u8]) -> Option<String> {
     let v: serde_json::Value = serde_json::from_slice(bytes).ok()?;
     v.get("mediaType")?.as_str().map(str::to_owned)
@@ -1329,7 +1196,7 @@ pub fn pick_platform_manifest(index: &serde_json::Value) -> Option<String> {
     let digest = |m: &serde_json::Value| {
         m.get("digest")
             .and_then(|d| d.as_str())
-            .filter(|d| is_valid_digest(d))
+            .filter(|d| Digest::parse(d).is_ok())
             .map(str::to_owned)
     };
     let amd64 = list.iter().find(|m| {
@@ -1502,10 +1369,6 @@ mod tests {
             let _ = parse_bearer_challenge(&format!("Bearer {s}"));
             let _ = parse_next_link(&s);
             let _ = link_to_path(&s);
-            let _ = parse_host(&s);
-            let _ = validate_repo(&s);
-            let _ = is_valid_tag(&s);
-            let _ = is_valid_digest(&s);
             let _ = error_body_detail(s.as_bytes());
             let _ = parse_token_response(s.as_bytes());
             let _ = media_type_from_json(s.as_bytes());
@@ -1547,50 +1410,9 @@ mod tests {
     }
 
     #[test]
-    fn repository_names_follow_the_distribution_grammar() {
-        for ok in [
-            "bash-dog-api",
-            "a",
-            "team/app",
-            "a.b_c-d",
-            "a__b",
-            "a--b/c9",
-        ] {
-            assert_eq!(validate_repo(ok), Ok(()), "{ok}");
-        }
-        for bad in [
-            "", "Api", "a//b", "/a", "a/", "-a", "a-", "a..b", "a b", "a:b", "../x", "a?b",
-        ] {
-            assert!(validate_repo(bad).is_err(), "{bad:?} accepted");
-        }
-        assert!(validate_repo(&"a".repeat(256)).is_err());
-    }
-
-    #[test]
-    fn tags_and_digests_follow_the_distribution_grammar() {
-        for ok in ["latest", "abcdef1", "_x", "v1.2-3", &"a".repeat(128)] {
-            assert!(is_valid_tag(ok), "{ok}");
-        }
-        for bad in ["", ".x", "-x", "a/b", "a:b", "a b", &"a".repeat(129)] {
-            assert!(!is_valid_tag(bad), "{bad:?}");
-        }
-        let d = sha256_digest(b"x");
-        assert!(is_valid_digest(&d));
-        assert!(!is_valid_digest("sha256:ABC"));
-        assert!(!is_valid_digest(&d.to_uppercase()));
-        assert!(!is_valid_digest("md5:0123"));
-        assert!(!is_valid_digest("sha256"));
-    }
-
-    #[test]
-    fn sha256_digest_matches_known_value() {
-        assert_eq!(
-            sha256_digest(b""),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
-        assert_eq!(digest_of("md5:x", b""), None);
+    fn manifest_digest_is_the_sha256_of_its_bytes() {
         let m = Manifest::new(OCI_MANIFEST, Bytes::from_static(b""));
-        assert_eq!(m.digest, sha256_digest(b""));
+        assert_eq!(m.digest, Digest::sha256_of(b"").to_string());
     }
 
     #[test]
@@ -1612,8 +1434,8 @@ mod tests {
 
     #[test]
     fn platform_manifest_prefers_linux_amd64() {
-        let d1 = sha256_digest(b"1");
-        let d2 = sha256_digest(b"2");
+        let d1 = Digest::sha256_of(b"1").to_string();
+        let d2 = Digest::sha256_of(b"2").to_string();
         let idx = serde_json::json!({"manifests": [
             {"digest": d1, "platform": {"os": "linux", "architecture": "arm64"}},
             {"digest": d2, "platform": {"os": "linux", "architecture": "amd64"}}]});

@@ -14,6 +14,7 @@ use aws_smithy_types::error::display::DisplayErrorContext;
 use base64::Engine as _;
 
 use super::secret::{Credentials, Secret};
+use crate::reference::Host;
 
 /// Errors of the AWS side; messages say what to set or grant.
 #[derive(Debug, thiserror::Error)]
@@ -125,30 +126,6 @@ pub fn resolve_region(
         .ok_or(AwsError::NoRegion)
 }
 
-/// The region of an ECR image URI
-/// (`ACCOUNT.dkr.ecr.REGION.amazonaws.com[.cn]/REPO:TAG`), if it is one.
-pub fn region_from_image_uri(uri: &str) -> Option<String> {
-    let host = uri.split('/').next()?;
-    let mut parts = host.split('.');
-    let account = parts.next()?;
-    if account.is_empty() || !account.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    if parts.next()? != "dkr" {
-        return None;
-    }
-    if !parts.next()?.starts_with("ecr") {
-        return None;
-    }
-    let region = parts.next()?;
-    let rest: Vec<&str> = parts.collect();
-    let valid_region = !region.is_empty()
-        && region
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
-    (valid_region && rest.first() == Some(&"amazonaws")).then(|| region.to_owned())
-}
-
 /// Connects to AWS: resolves the region, checks the credentials, reads the
 /// account from STS and gets the registry credentials from ECR.
 ///
@@ -238,6 +215,7 @@ pub async fn connect(
     let registry_host = data
         .proxy_endpoint()
         .and_then(host_of_endpoint)
+        .map(|host| host.to_string())
         .ok_or_else(|| bad("no usable proxyEndpoint"))?;
 
     Ok(EcrSession {
@@ -269,15 +247,14 @@ pub fn decode_authorization_token(token: &str) -> Result<Credentials, &'static s
     Ok(Credentials::new(user, password))
 }
 
-/// `https://HOST[:PORT][/]` → `HOST[:PORT]`.
-pub fn host_of_endpoint(endpoint: &str) -> Option<String> {
+/// `https://HOST[:PORT][/]` → `HOST[:PORT]`, if that is a valid host.
+pub fn host_of_endpoint(endpoint: &str) -> Option<Host> {
     let rest = endpoint
         .trim()
         .strip_prefix("https://")
         .or_else(|| endpoint.trim().strip_prefix("http://"))
         .unwrap_or(endpoint.trim());
-    let host = rest.split('/').next()?;
-    (!host.is_empty() && !host.contains(char::is_whitespace)).then(|| host.to_owned())
+    Host::parse(rest.split('/').next()?).ok()
 }
 
 impl EcrSession {
@@ -441,32 +418,6 @@ mod tests {
         assert!(matches!(err, AwsError::NoRegion));
         assert!(err.to_string().contains("AWS_REGION"), "{err}");
         assert!(resolve_region(env(&[]), Some(String::new())).is_err());
-    }
-
-    #[test]
-    fn region_is_read_from_ecr_image_uris() {
-        assert_eq!(
-            region_from_image_uri(
-                "123456789012.dkr.ecr.us-east-2.amazonaws.com/bash-dog-api:latest"
-            )
-            .as_deref(),
-            Some("us-east-2")
-        );
-        assert_eq!(
-            region_from_image_uri("123456789012.dkr.ecr.cn-north-1.amazonaws.com.cn/x").as_deref(),
-            Some("cn-north-1")
-        );
-        for other in [
-            "public.ecr.aws/nginx/nginx:1",
-            "nginx:latest",
-            "",
-            "123.dkr.ecr",
-            "abc.dkr.ecr.us-east-1.amazonaws.com/x",
-            "1.dkr.ecr.US_EAST.amazonaws.com/x",
-            "1.dkr.ecr.us-east-1.example.com/x",
-        ] {
-            assert_eq!(region_from_image_uri(other), None, "{other}");
-        }
     }
 
     #[test]

@@ -24,8 +24,9 @@
 
 use std::collections::BTreeMap;
 
-use super::image_ref::{Image, ImageRef, ecr_host_parts, validate_host};
+use super::image_ref::Image;
 use super::{TaskDef, TaskdefError};
+use crate::reference::{Host, ImageRef, Repository};
 
 /// How one container of the task definition is produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +95,7 @@ pub fn map_containers(
     registry: Option<&str>,
 ) -> Result<Vec<Mapping>, TaskdefError> {
     if let Some(registry) = registry {
-        validate_host(registry).map_err(|source| TaskdefError::InvalidRegistry {
+        Host::parse(registry).map_err(|source| TaskdefError::InvalidRegistry {
             registry: registry.to_owned(),
             source,
         })?;
@@ -150,7 +151,7 @@ pub fn map_containers(
         };
         if let Some(stage) = chosen.get(c.name.as_str()) {
             let repository = match &image {
-                Image::Ref(r) => r.repository.clone(),
+                Image::Ref(r) => r.repository().to_string(),
                 Image::Placeholder(_) => default_repository(td, &c.name, stage),
             };
             out.push(target(stage.clone(), repository));
@@ -184,12 +185,12 @@ pub fn map_containers(
             continue;
         }
         match infer_stage(&c.name, &r, stages) {
-            Some(stage) => out.push(target(stage, r.repository.clone())),
+            Some(stage) => out.push(target(stage, r.repository().to_string())),
             None => {
                 return Err(TaskdefError::Unmapped {
                     container: c.name.clone(),
                     image: c.image.clone(),
-                    repository: r.repository.clone(),
+                    repository: r.repository().to_string(),
                     stages: stages.to_vec(),
                 });
             }
@@ -200,10 +201,10 @@ pub fn map_containers(
 
 /// Whether an image lives in a registry we push to.
 fn is_ours(image: &ImageRef, registry: Option<&str>) -> bool {
-    let Some(host) = &image.host else {
+    let Some(host) = image.host() else {
         return false;
     };
-    ecr_host_parts(host).is_some() || registry.is_some_and(|r| r.eq_ignore_ascii_case(host))
+    host.ecr().is_some() || registry.is_some_and(|r| r.eq_ignore_ascii_case(host))
 }
 
 /// Repository for a placeholder image: `<family>-<stage>`
@@ -212,7 +213,7 @@ fn default_repository(td: &TaskDef, container: &str, stage: &str) -> String {
     match td.family() {
         Some(family) => {
             let candidate = format!("{family}-{stage}").to_ascii_lowercase();
-            if ImageRef::parse(&candidate).is_ok() {
+            if Repository::parse(&candidate).is_ok() {
                 candidate
             } else {
                 container.to_ascii_lowercase()
@@ -234,7 +235,7 @@ fn infer_stage(container: &str, image: &ImageRef, stages: &[String]) -> Option<S
     if let Some(stage) = find(container) {
         return Some(stage);
     }
-    let name = image.repository_name();
+    let name = image.repository().last_component();
     if let Some(stage) = find(name) {
         return Some(stage);
     }

@@ -17,8 +17,10 @@ use serde_json::{Map, Value};
 
 use spans::JsonSpans;
 
+use crate::reference::{HostError, ImageRefError};
+
 pub use appspec::AppSpec;
-pub use image_ref::{Image, ImageRef, ImageRefError, ecr_host_parts, is_loopback_host};
+pub use image_ref::{Image, ImageError};
 pub use mapping::{Mapping, map_containers, parse_target_flag};
 pub use rewrite::{image_definitions_json, image_detail_json, pin_images};
 
@@ -138,7 +140,7 @@ pub enum TaskdefError {
         /// The image text.
         image: String,
         /// Why it is invalid.
-        source: ImageRefError,
+        source: ImageError,
     },
     /// A `--target` flag is not `CONTAINER=STAGE`.
     #[error(
@@ -204,14 +206,12 @@ pub enum TaskdefError {
         stages: Vec<String>,
     },
     /// The `--registry` value is not a host.
-    #[error(
-        "--registry `{registry}`: {source}; pass only HOST[:PORT], without scheme or path (e.g. --registry 127.0.0.1:5000)"
-    )]
+    #[error("--registry `{registry}`: {source} (e.g. --registry 127.0.0.1:5000)")]
     InvalidRegistry {
         /// The flag value.
         registry: String,
         /// Why it is invalid.
-        source: ImageRefError,
+        source: HostError,
     },
     /// A pin names a container the task definition lacks.
     #[error(
@@ -479,9 +479,7 @@ impl TaskDef {
         self.containers
             .iter()
             .find_map(|c| match Image::parse(&c.image) {
-                Ok(Image::Ref(ImageRef {
-                    host: Some(host), ..
-                })) => ecr_host_parts(&host).map(|(_, region)| region),
+                Ok(Image::Ref(r)) => r.ecr().map(|ecr| ecr.region),
                 _ => None,
             })
     }

@@ -12,9 +12,9 @@ use std::ops::Range;
 
 use serde_json::Value;
 
-use super::image_ref::ImageRef;
 use super::spans::line_col;
 use super::{TaskDef, TaskdefError};
+use crate::reference::ImageRef;
 
 /// Returns the task definition text with the `image` of each container named
 /// in `pins` replaced by the given image (e.g. `HOST/repo@sha256:<hex>`).
