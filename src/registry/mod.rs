@@ -14,7 +14,7 @@ use async_trait::async_trait;
 
 pub use client::{
     DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Manifest, OCI_INDEX, OCI_MANIFEST,
-    Registry as Client, RegistryError,
+    Client, RegistryError,
 };
 pub use ecr::{AwsError, EcrSession, connect};
 pub use retry::RetryPolicy;
