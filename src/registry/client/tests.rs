@@ -204,5 +204,5 @@ fn registry_debug_redacts_the_password() {
 #[test]
 fn registry_is_send_sync_clone() {
     fn check<T: Send + Sync + Clone + 'static>() {}
-    check::<Registry>();
+    check::<Client>();
 }
