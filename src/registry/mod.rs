@@ -13,8 +13,8 @@ pub mod secret;
 use async_trait::async_trait;
 
 pub use client::{
-    DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Manifest, OCI_INDEX, OCI_MANIFEST,
-    Client, RegistryError,
+    Client, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Manifest, OCI_INDEX, OCI_MANIFEST,
+    RegistryError,
 };
 pub use ecr::{AwsError, EcrSession, connect};
 pub use retry::RetryPolicy;

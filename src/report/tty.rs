@@ -18,6 +18,8 @@ const TICK: Duration = Duration::from_millis(120);
 pub(crate) struct LiveView {
     multi: MultiProgress,
     bars: BTreeMap<String, ProgressBar>,
+    /// The final line of each finished unit, in the order they finished.
+    ended: Vec<String>,
 }
 
 impl LiveView {
@@ -31,6 +33,7 @@ impl LiveView {
         LiveView {
             multi: MultiProgress::with_draw_target(target),
             bars: BTreeMap::new(),
+            ended: Vec::new(),
         }
     }
 
@@ -86,15 +89,20 @@ impl Render for LiveView {
             }
             Event::UnitFinished { unit, seconds, ok } => {
                 let bar = self.bar(unit).clone();
-                if *ok {
-                    bar.set_style(Self::ended("✔"));
-                    bar.finish_with_message(format!("done in {seconds:.1}s"));
+                let (mark, message) = if *ok {
+                    ("✔", format!("done in {seconds:.1}s"))
                 } else {
-                    bar.set_style(Self::ended("✘"));
-                    bar.finish_with_message(format!("failed after {seconds:.1}s"));
-                }
+                    ("✘", format!("failed after {seconds:.1}s"))
+                };
+                self.ended.push(format!("{mark} [{unit}] {message}"));
+                bar.set_style(Self::ended(mark));
+                bar.finish_with_message(message);
             }
             Event::Log { .. } => {}
+            Event::Built(_) | Event::Planned(_) => {
+                self.settle();
+                self.say(text::lines(event).map(|(_, l)| l).unwrap_or_default());
+            }
             other => {
                 if let Some((loudness, lines)) = text::lines(other)
                     && loudness >= Loudness::Status
@@ -112,5 +120,23 @@ impl Render for LiveView {
                 bar.abandon_with_message("stopped");
             }
         }
+    }
+}
+
+impl LiveView {
+    /// Turns the finished live lines into plain lines above what follows
+    /// (the summary), so they are not redrawn under every new line.
+    fn settle(&mut self) {
+        self.bars.retain(|_, bar| {
+            if bar.is_finished() {
+                bar.finish_and_clear();
+                false
+            } else {
+                true
+            }
+        });
+        let _ = self.multi.clear();
+        let ended = std::mem::take(&mut self.ended);
+        self.say(ended);
     }
 }

@@ -783,6 +783,66 @@ impl Sb {
         (cmd, command)
     }
 
+    /// Runs the binary under a pseudo-terminal (util-linux `script`), as a
+    /// person at a terminal would: stdout and stderr are the terminal, so
+    /// [`Outcome::stdout`] holds everything drawn (escape codes included)
+    /// and `stderr` is empty.
+    pub fn run_in_terminal(self) -> Outcome {
+        let (cmd, command) = self.command();
+        let quoted: Vec<String> = std::iter::once(cmd.get_program())
+            .chain(cmd.get_args())
+            .map(|a| format!("'{}'", a.to_string_lossy().replace('\'', "'\\''")))
+            .collect();
+        let mut term = Command::new("script");
+        term.args([
+            "-qfec",
+            &format!("stty cols 120 rows 40; exec {}", quoted.join(" ")),
+            "/dev/null",
+        ]);
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => term.env(k, v),
+                None => term.env_remove(k),
+            };
+        }
+        if let Some(dir) = cmd.get_current_dir() {
+            term.current_dir(dir);
+        }
+        term.env("TERM", "xterm-256color")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let started = Instant::now();
+        let mut child = term
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start `script` (util-linux): {e}"));
+        let stdout = drain(child.stdout.take());
+        let stderr = drain(child.stderr.take());
+        let status = loop {
+            match child.try_wait().expect("wait for script") {
+                Some(status) => break Some(status),
+                None if started.elapsed() > self.timeout => {
+                    stop(&mut child);
+                    break None;
+                }
+                None => thread::sleep(Duration::from_millis(25)),
+            }
+        };
+        let outcome = Outcome {
+            command: format!("(in a terminal) {command}"),
+            code: status.and_then(|s| s.code()),
+            stdout: stdout.join().unwrap_or_default(),
+            stderr: stderr.join().unwrap_or_default(),
+            elapsed: started.elapsed(),
+        };
+        assert!(
+            status.is_some(),
+            "timed out after {:?}:\n{outcome}",
+            self.timeout
+        );
+        outcome
+    }
+
     /// Runs the binary to completion (or the timeout, which panics).
     pub fn run(self) -> Outcome {
         let (mut cmd, command) = self.command();

@@ -12,4 +12,5 @@ mod faults;
 mod fingerprint;
 mod harness;
 mod harness_selftest;
+mod progress;
 mod proxy;

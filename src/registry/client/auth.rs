@@ -99,7 +99,6 @@ impl Client {
             expires: Instant::now() + ttl,
         })
     }
-
 }
 
 /// Credentials go to a token realm only over HTTPS, or plain HTTP on loopback.
@@ -203,7 +202,6 @@ pub(super) fn parse_auth_params(s: &str) -> Vec<(String, String)> {
         out.push((key.trim().to_owned(), value));
     }
 }
-
 
 /// The token of a token-service answer (`token` or `access_token`) and its
 /// lifetime in seconds (60 when not given).

@@ -324,7 +324,6 @@ impl Client {
         Ok(digest)
     }
 
-
     fn check_repo(&self, repo: &str) -> Result<(), RegistryError> {
         match Repository::parse(repo) {
             Ok(_) => Ok(()),

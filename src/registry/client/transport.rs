@@ -12,7 +12,6 @@ use super::{Client, RegistryError};
 use crate::registry::retry::{self, Attempt};
 use crate::registry::secret::Secret;
 
-
 #[derive(Clone)]
 pub(super) enum Auth {
     None,
@@ -106,7 +105,12 @@ impl Client {
         self.execute(req, &url, &Auth::Bearer(token.token)).await
     }
     /// Sends one request with retries; buffers the whole body.
-    pub(super) async fn execute(&self, req: &Req<'_>, url: &str, auth: &Auth) -> Result<Reply, RegistryError> {
+    pub(super) async fn execute(
+        &self,
+        req: &Req<'_>,
+        url: &str,
+        auth: &Auth,
+    ) -> Result<Reply, RegistryError> {
         let inner = &self.inner;
         let (result, attempts) = retry::run(&inner.policy, |_| async {
             let mut rb = inner
