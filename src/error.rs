@@ -52,6 +52,18 @@ pub(crate) enum Cause {
     /// The registry failed a request after the push.
     #[error(transparent)]
     Registry(Box<RegistryError>),
+    /// An immutable tag already names another image.
+    #[error(
+        "{repository}:{tag} already names {existing}, and the repository's tags are immutable, so it cannot name the image this build made"
+    )]
+    TagConflict {
+        /// `host/repo`.
+        repository: String,
+        /// The tag.
+        tag: String,
+        /// What it names.
+        existing: String,
+    },
     /// A stage it needs failed.
     #[error("not built: the stage {0:?} it needs failed")]
     DependencyFailed(String),
@@ -99,7 +111,9 @@ impl TargetFailure {
     pub(crate) fn is_environment(&self) -> bool {
         matches!(
             self.cause,
-            Cause::Engine(EngineError::Unreachable { .. }) | Cause::Registry(_)
+            Cause::Engine(EngineError::Unreachable { .. })
+                | Cause::Registry(_)
+                | Cause::TagConflict { .. }
         )
     }
 
@@ -113,6 +127,12 @@ impl TargetFailure {
             (Cause::Engine(e), Step::Push) => Some(format!(
                 "check that {} accepts pushes with these credentials and that the repository exists",
                 e.registry_host().unwrap_or("the registry")
+            )),
+            (Cause::TagConflict { tag, .. }, _) => Some(format!(
+                "a retried build of the same commit reuses what it pushed; this happens when the \
+                 commit {tag} was pushed before and this build made a different image (--force, or \
+                 changed files under the same commit). Build under a new tag (--tag {tag}-2), or \
+                 delete the tag in the repository, or exclude it from tag immutability"
             )),
             (Cause::Panicked(_), _) => Some("please report this as a stackbake bug".to_string()),
             _ => None,
@@ -162,6 +182,9 @@ pub enum Error {
         /// How many builds the run had (targets to build and shared stages).
         total: usize,
     },
+    /// Publishing a target failed after every build succeeded.
+    #[error("[{}] {} failed: {}", .0.target, .0.step, .0.cause)]
+    Publish(Box<TargetFailure>),
     /// A findings-based refusal (`check` found errors).
     #[error("{0}")]
     Findings(String),
@@ -199,6 +222,8 @@ impl Error {
                 exit_code::ENVIRONMENT
             }
             Self::Targets { .. } => exit_code::TARGET_FAILED,
+            Self::Publish(f) if f.is_environment() => exit_code::ENVIRONMENT,
+            Self::Publish(_) => exit_code::TARGET_FAILED,
             Self::Interrupted => exit_code::INTERRUPTED,
         }
     }
@@ -229,6 +254,18 @@ impl Error {
                     if let Some(hint) = f.hint() {
                         out.push_str(&format!("[{}] hint: {hint}\n", f.target));
                     }
+                }
+                out
+            }
+            Self::Publish(f) => {
+                let mut out = format!(
+                    "error: [{}] {} failed: {}; no artifact was written and no `latest` tag moved.\n",
+                    f.target,
+                    f.step,
+                    chain(&f.cause)
+                );
+                if let Some(hint) = f.hint() {
+                    out.push_str(&format!("[{}] hint: {hint}\n", f.target));
                 }
                 out
             }

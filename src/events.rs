@@ -57,6 +57,18 @@ pub(crate) enum CachePull {
     Failed(String),
 }
 
+/// Why a tag was left where it was.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TagReason {
+    /// The repository's tags are immutable and it names another image.
+    Immutable {
+        /// What it names.
+        existing: String,
+    },
+    /// The image already has as many tags as the registry allows.
+    Limit,
+}
+
 /// A fact about the run's setup.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Notice {
@@ -71,8 +83,14 @@ pub(crate) enum Notice {
         /// Registry host.
         registry: String,
     },
-    /// `--create-repos` created this repository.
-    RepositoryCreated(String),
+    /// `--create-repos` created this repository (with mutable tags when
+    /// the API refused immutable ones).
+    RepositoryCreated {
+        /// The repository.
+        repository: String,
+        /// Whether its tags are mutable.
+        mutable: bool,
+    },
 }
 
 /// One thing that happened, for the reporters.
@@ -159,6 +177,15 @@ pub(crate) enum Event {
         image: String,
         /// The tag it got.
         tag: String,
+    },
+    /// A tag was not moved onto an image (immutable, or the tag limit).
+    TagNotMoved {
+        /// `host/repo`.
+        repository: String,
+        /// The tag.
+        tag: String,
+        /// Why.
+        reason: TagReason,
     },
     /// A build task panicked (a bug).
     Internal(String),

@@ -265,11 +265,15 @@ async fn child_repositories() {
     }
     assert!(err.to_string().contains("--create-repos"), "{err}");
 
-    let created = s
+    let found = s
         .ensure_repositories(&repos, true)
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-    assert_eq!(created, ["bash-dog-api", "bash-dog-nginx"]);
+    assert_eq!(found.created, ["bash-dog-api", "bash-dog-nginx"]);
+    assert!(
+        found.created_mutable.is_empty(),
+        "moto takes IMMUTABLE_WITH_EXCLUSION"
+    );
 
     // Checked independently: DescribeRepositories now lists them.
     let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
@@ -284,29 +288,34 @@ async fn child_repositories() {
         .send()
         .await
         .unwrap();
-    let repo = &out.repositories()[0];
     assert_eq!(out.repositories().len(), 2);
-    assert_eq!(
-        repo.image_tag_mutability(),
-        Some(&aws_sdk_ecr::types::ImageTagMutability::Mutable)
-    );
-    assert_eq!(
-        repo.image_scanning_configuration()
-            .map(|c| c.scan_on_push()),
-        Some(false)
-    );
+    for repo in out.repositories() {
+        assert_eq!(
+            repo.image_tag_mutability(),
+            Some(&aws_sdk_ecr::types::ImageTagMutability::ImmutableWithExclusion)
+        );
+        let filters: Vec<&str> = repo
+            .image_tag_mutability_exclusion_filters()
+            .iter()
+            .map(|f| f.filter())
+            .collect();
+        assert_eq!(filters, ["latest", "buildcache"]);
+        assert_eq!(
+            repo.image_scanning_configuration()
+                .map(|c| c.scan_on_push()),
+            Some(true)
+        );
+    }
 
-    // Now everything exists: nothing to create, no error.
-    assert!(
-        s.ensure_repositories(&repos, false)
-            .await
-            .unwrap()
-            .is_empty()
-    );
-    assert!(
-        s.ensure_repositories(&repos, true)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    // Now everything exists: nothing to create, no error, and the
+    // mutability is read back.
+    for create in [false, true] {
+        let found = s.ensure_repositories(&repos, create).await.unwrap();
+        assert!(found.created.is_empty());
+        assert_eq!(found.mutability.len(), 2);
+        let api = &found.mutability["bash-dog-api"];
+        assert!(api.is_fixed("abc1234"));
+        assert!(!api.is_fixed("latest"));
+        assert!(!api.is_fixed("buildcache"));
+    }
 }

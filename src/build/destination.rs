@@ -5,6 +5,7 @@
 //! repositories checked (or created with `--create-repos`), and the host
 //! from the token unless `--registry` overrides it.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::build::inputs::Inputs;
@@ -12,6 +13,7 @@ use crate::config::Settings;
 use crate::engine::RegistryAuth;
 use crate::error::Error;
 use crate::events::{Event, Events, Notice};
+use crate::registry::tags::TagPolicies;
 use crate::registry::{Credentials, Registry, RetryPolicy};
 use crate::services::Services;
 
@@ -24,6 +26,8 @@ pub(crate) struct Destination {
     pub(crate) registry: Arc<dyn Registry>,
     /// Credentials, if any, for the engine's pulls and pushes.
     pub(crate) creds: Option<Credentials>,
+    /// Each repository's tag mutability (read from ECR, learnt from refusals).
+    pub(crate) policies: Arc<TagPolicies>,
 }
 
 impl Destination {
@@ -83,6 +87,7 @@ pub(crate) async fn resolve(
     intent: Intent,
 ) -> Result<Option<Destination>, Error> {
     let policy = retry_policy(s);
+    let mut mutability = BTreeMap::new();
     let (host, creds) = if s.local {
         let Some(host) = &s.registry else {
             events.send(Event::Notice(Notice::LocalOnly));
@@ -104,9 +109,15 @@ pub(crate) async fn resolve(
                 .iter()
                 .flat_map(|t| t.repositories.iter().cloned())
                 .collect();
-            for r in aws.ensure_repositories(&repos, s.create_repos).await? {
-                events.send(Event::Notice(Notice::RepositoryCreated(r)));
+            let found = aws.ensure_repositories(&repos, s.create_repos).await?;
+            for r in found.created {
+                let mutable = found.created_mutable.contains(&r);
+                events.send(Event::Notice(Notice::RepositoryCreated {
+                    repository: r,
+                    mutable,
+                }));
             }
+            mutability = found.mutability;
         }
         let host = s
             .registry
@@ -120,5 +131,6 @@ pub(crate) async fn resolve(
         host,
         registry,
         creds,
+        policies: Arc::new(TagPolicies::new(mutability)),
     }))
 }

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,8 @@ use sha2::{Digest as _, Sha256};
 
 use crate::engine::{BuildJob, Builder, BuiltImage, Engine, EngineError, Pushed, RegistryAuth};
 use crate::events::{Events, UnitEvents};
-use crate::registry::ecr::Aws;
+use crate::registry::ecr::{Aws, Repositories};
+use crate::registry::tags::Mutability;
 use crate::registry::{AwsError, Credentials, Registry, RegistryError, RetryPolicy};
 use crate::services::{Connected, Services};
 
@@ -43,6 +44,17 @@ pub(crate) struct World {
     push_faults: Mutex<BTreeMap<String, VecDeque<String>>>,
     running: AtomicUsize,
     most_running: AtomicUsize,
+    /// Each repository's tag mutability (as FakeAws reports it and the fake
+    /// registry enforces it).
+    mutability: Mutex<BTreeMap<String, Mutability>>,
+    /// Whether FakeAws reports the mutability (else the registry only enforces it).
+    hide_mutability: AtomicBool,
+    /// At most this many tags per image (`usize::MAX`: no limit).
+    tag_limit: AtomicUsize,
+    /// PUTs of a tag the repository refused (it would have moved an immutable tag).
+    refused_overwrites: AtomicUsize,
+    /// Image id each pushed manifest was made from (its config digest).
+    configs: Mutex<BTreeMap<String, String>>,
     /// Where the artifact goes, to look at it when `latest` moves.
     out: Mutex<Option<PathBuf>>,
     /// What the out dir held at each move of `latest`.
@@ -52,7 +64,73 @@ pub(crate) struct World {
 impl World {
     /// A world with nothing in it.
     pub(crate) fn new() -> Arc<World> {
-        Arc::new(World::default())
+        let w = World::default();
+        w.tag_limit.store(usize::MAX, Ordering::SeqCst);
+        Arc::new(w)
+    }
+
+    /// `repo`'s tags follow `m`; FakeAws reports it unless `hidden`.
+    pub(crate) fn set_mutability(&self, repo: &str, m: Mutability, hidden: bool) {
+        self.mutability
+            .lock()
+            .expect("mutability")
+            .insert(repo.to_string(), m);
+        self.hide_mutability.store(hidden, Ordering::SeqCst);
+    }
+
+    /// At most `n` tags per image from now on.
+    pub(crate) fn limit_tags(&self, n: usize) {
+        self.tag_limit.store(n, Ordering::SeqCst);
+    }
+
+    /// How many PUTs would have moved an immutable tag (and were refused).
+    pub(crate) fn refused_overwrites(&self) -> usize {
+        self.refused_overwrites.load(Ordering::SeqCst)
+    }
+
+    /// The tags naming `digest` in `repo`.
+    pub(crate) fn tags_of(&self, repo: &str, digest: &str) -> Vec<String> {
+        self.tags
+            .lock()
+            .expect("tags")
+            .get(repo)
+            .map(|t| {
+                t.iter()
+                    .filter(|(_, d)| *d == digest)
+                    .map(|(t, _)| t.clone())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// A tag write as the registry would judge it: `Err` with the refusal.
+    fn judge(&self, repo: &str, tag: &str, digest: &str) -> Result<(), RegistryError> {
+        let current = self.digest(repo, tag);
+        let fixed = self
+            .mutability
+            .lock()
+            .expect("mutability")
+            .get(repo)
+            .is_some_and(|m| m.is_fixed(tag));
+        if fixed && current.is_some() {
+            self.refused_overwrites.fetch_add(1, Ordering::SeqCst);
+            return Err(RegistryError::TagImmutable {
+                host: "fake".into(),
+                repo: repo.into(),
+                tag: tag.into(),
+            });
+        }
+        if current.as_deref() != Some(digest)
+            && self.tags_of(repo, digest).len() >= self.tag_limit.load(Ordering::SeqCst)
+        {
+            return Err(RegistryError::TagLimit {
+                host: "fake".into(),
+                repo: repo.into(),
+                tag: tag.into(),
+                detail: String::new(),
+            });
+        }
+        Ok(())
     }
 
     fn note(&self, entry: String) {
@@ -249,7 +327,24 @@ impl Engine for FakeEngine {
             .get(&format!("{repo}:{tag}"))
             .cloned()
             .unwrap_or_default();
-        let digest = w.put(&name, tag, &format!("{name}\n{id}"));
+        let content = format!("{name}\n{id}");
+        let would_be = format!("sha256:{}", hex::encode(Sha256::digest(content.as_bytes())));
+        if let Err(e) = w.judge(&name, tag, &would_be) {
+            return Err(EngineError::Push {
+                image: format!("{repo}:{tag}"),
+                message: match e {
+                    RegistryError::TagImmutable { .. } => format!(
+                        "tag invalid: The image tag '{tag}' already exists in the '{name}' repository and cannot be overwritten because the repository is immutable."
+                    ),
+                    other => other.to_string(),
+                },
+            });
+        }
+        let digest = w.put(&name, tag, &content);
+        w.configs
+            .lock()
+            .expect("configs")
+            .insert(digest.clone(), id);
         events.log(&format!("{tag}: digest: {digest} size: 527"));
         Ok(Pushed {
             digest,
@@ -290,6 +385,7 @@ impl Registry for FakeRegistry {
                 reference: from.into(),
             });
         };
+        w.judge(repo, to, &digest)?;
         if to == "latest"
             && let Some(out) = w.out.lock().expect("out").clone()
         {
@@ -311,11 +407,22 @@ impl Registry for FakeRegistry {
             .insert(to.to_string(), digest.clone());
         Ok(digest)
     }
+
+    async fn config_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let w = &self.0;
+        Ok(w.resolve(repo, reference)
+            .and_then(|d| w.configs.lock().expect("configs").get(&d).cloned()))
+    }
 }
 
 /// Fake AWS: a fixed account, region and registry.
 pub(crate) struct FakeAws {
     credentials: Credentials,
+    world: Arc<World>,
 }
 
 #[async_trait]
@@ -336,8 +443,17 @@ impl Aws for FakeAws {
         &self,
         _repos: &[String],
         _create: bool,
-    ) -> Result<Vec<String>, AwsError> {
-        Ok(Vec::new())
+    ) -> Result<Repositories, AwsError> {
+        let w = &self.world;
+        let mutability = if w.hide_mutability.load(Ordering::SeqCst) {
+            BTreeMap::new()
+        } else {
+            w.mutability.lock().expect("mutability").clone()
+        };
+        Ok(Repositories {
+            mutability,
+            ..Repositories::default()
+        })
     }
 }
 
@@ -361,6 +477,7 @@ impl Services for FakeServices {
     ) -> Result<Arc<dyn Aws>, AwsError> {
         Ok(Arc::new(FakeAws {
             credentials: Credentials::new("AWS", "fake-token"),
+            world: self.0.clone(),
         }))
     }
 

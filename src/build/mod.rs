@@ -9,12 +9,14 @@
 //! | 5–6 units and their order | `schedule.rs` |
 //! | 6 running the units | `execute.rs` |
 //! | 6–7 one unit: build, tag, push | `unit.rs` |
+//! | 7 one image to one repository: commit and fingerprint tags | `deliver.rs` |
 //! | 7–8 retag, verify, `latest`, artifact | `publish.rs` |
 //!
 //! The engine, the registry and AWS are reached only through
 //! [`Services`], and everything a person sees leaves as an [`Event`].
 
 pub(crate) mod decide;
+mod deliver;
 pub(crate) mod destination;
 mod execute;
 pub(crate) mod inputs;

@@ -14,8 +14,9 @@ use crate::build::unit::UnitOutcome;
 use crate::cancel::RunState;
 use crate::config::Settings;
 use crate::engine::Engine;
-use crate::error::Error;
-use crate::events::{Event, Events};
+use crate::error::{Cause, Error, Step, TargetFailure};
+use crate::events::{Event, Events, TagReason};
+use crate::registry::tags::{self, TagWrite};
 use crate::report::{Report, TargetReport};
 
 /// Publishes the run; `outcome_of(stage)` is the outcome of the unit that
@@ -44,25 +45,38 @@ pub(crate) async fn publish<'a>(
                     .flatten()
                     .unwrap_or_else(|| d.fingerprint.tag());
                 async move {
-                    retag(dest, engine, repo, &from, commit).await?;
-                    events.send(Event::Reused {
-                        target: d.target.name.clone(),
-                        image: format!(
-                            "{}{repo}@{from}",
-                            dest.map(|x| format!("{}/", x.host)).unwrap_or_default()
-                        ),
-                        tag: commit.to_string(),
-                    });
-                    Ok::<(), Error>(())
+                    let tagged = match dest {
+                        Some(dst) => {
+                            commit_tag_reused(dst, &d.target.name, repo, &from, commit, events)
+                                .await?
+                        }
+                        None => {
+                            engine.tag(&format!("{repo}:{from}"), repo, commit).await?;
+                            true
+                        }
+                    };
+                    if tagged {
+                        events.send(Event::Reused {
+                            target: d.target.name.clone(),
+                            image: format!(
+                                "{}{repo}@{from}",
+                                dest.map(|x| format!("{}/", x.host)).unwrap_or_default()
+                            ),
+                            tag: commit.to_string(),
+                        });
+                    }
+                    Ok::<_, Error>((repo.clone(), tagged))
                 }
             })
         })
     });
-    futures_util::future::try_join_all(reuse_copies).await?;
+    let commit_tagged: BTreeMap<String, bool> = futures_util::future::try_join_all(reuse_copies)
+        .await?
+        .into_iter()
+        .collect();
 
     // Pins, report and files first: after `latest` moved, only the renames
     // of the staged files remain.
-    let tags = p.tags(s);
     let mut pins: BTreeMap<String, String> = BTreeMap::new();
     let mut latest_from: BTreeMap<String, String> = BTreeMap::new();
     let mut targets = Vec::new();
@@ -78,10 +92,22 @@ pub(crate) async fn publish<'a>(
             (Some(dst), Some(dg)) => verified_pin(dst, repository, dg).await?,
             _ => format!("{repository}:{commit}"),
         };
-        latest_from.insert(
-            repository.clone(),
-            digest.clone().unwrap_or_else(|| commit.to_string()),
-        );
+        let from = digest.clone().unwrap_or_else(|| commit.to_string());
+        let latest = match (s.no_latest, dest) {
+            (true, _) => Latest::Untouched,
+            (false, Some(dst)) => plan_latest(dst, repository, &from, events).await?,
+            (false, None) => Latest::Move,
+        };
+        let mut tags = Vec::new();
+        if commit_tagged.get(repository).copied().unwrap_or(true) {
+            tags.push(commit.to_string());
+        }
+        if latest != Latest::Untouched {
+            tags.push("latest".to_string());
+        }
+        if latest == Latest::Move {
+            latest_from.insert(repository.clone(), from);
+        }
         pins.insert(container.clone(), image.clone());
         targets.push(TargetReport {
             container: container.clone(),
@@ -92,7 +118,7 @@ pub(crate) async fn publish<'a>(
             fingerprint: Some(d.fingerprint.as_digest()),
             image: Some(image),
             digest,
-            tags: tags.clone(),
+            tags,
             seconds: o.map_or(0.0, |o| (o.seconds * 10.0).round() / 10.0),
             bytes_pushed: bytes,
         });
@@ -117,12 +143,10 @@ pub(crate) async fn publish<'a>(
     }
     // Move `latest` only now that every target is fully pushed and the
     // artifact is ready, copying the exact digest that gets pinned.
-    if !s.no_latest {
-        let moves = latest_from
-            .iter()
-            .map(|(repo, from)| retag(dest, engine, repo, from, "latest"));
-        futures_util::future::try_join_all(moves).await?;
-    }
+    let moves = latest_from
+        .iter()
+        .map(|(repo, from)| move_latest(dest, engine, repo, from, events));
+    futures_util::future::try_join_all(moves).await?;
     if state.is_cancelled() {
         return Err(Error::Interrupted);
     }
@@ -143,20 +167,98 @@ async fn verified_pin(dest: &Destination, repo: &str, digest: &str) -> Result<St
     }
 }
 
-/// Gives `repo:from` the extra tag `to`: a manifest copy in the registry
-/// (the digest stays the same), or a local tag when there is no registry.
-async fn retag(
+/// What happens to a repository's `latest`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Latest {
+    /// `--no-latest`, or an immutable `latest` that names another image.
+    Untouched,
+    /// It already names the pinned image.
+    AlreadyThere,
+    /// It moves to the pinned image, last.
+    Move,
+}
+
+/// Decides, before anything is written, whether `latest` can move to
+/// `digest`: an immutable `latest` is looked at, never overwritten.
+async fn plan_latest(
+    dest: &Destination,
+    repo: &str,
+    digest: &str,
+    events: &Events,
+) -> Result<Latest, Error> {
+    if !dest.policies.of(repo).is_fixed("latest") {
+        return Ok(Latest::Move);
+    }
+    match dest.registry.manifest_digest(repo, "latest").await? {
+        None => Ok(Latest::Move),
+        Some(existing) if existing == digest => Ok(Latest::AlreadyThere),
+        Some(existing) => {
+            events.send(Event::TagNotMoved {
+                repository: dest.repository(repo),
+                tag: "latest".to_string(),
+                reason: TagReason::Immutable { existing },
+            });
+            Ok(Latest::Untouched)
+        }
+    }
+}
+
+/// Moves `latest` to `from`: a tag write in the registry (one the
+/// repository refuses is reported, not fatal), or a local tag.
+async fn move_latest(
     dest: Option<&Destination>,
     engine: &dyn Engine,
     repo: &str,
     from: &str,
-    to: &str,
+    events: &Events,
 ) -> Result<(), Error> {
-    match dest {
-        Some(d) => {
-            d.registry.copy_tag(repo, from, to).await?;
-        }
-        None => engine.tag(&format!("{repo}:{from}"), repo, to).await?,
+    let Some(d) = dest else {
+        engine
+            .tag(&format!("{repo}:{from}"), repo, "latest")
+            .await?;
+        return Ok(());
+    };
+    let write = tags::put_tag(d.registry.as_ref(), &d.policies, repo, from, "latest").await?;
+    if let Some(reason) = TagReason::of(&write) {
+        events.send(Event::TagNotMoved {
+            repository: d.repository(repo),
+            tag: "latest".to_string(),
+            reason,
+        });
     }
     Ok(())
+}
+
+/// Gives a reused image in `repo` (manifest `digest`) the commit tag.
+/// Whether it carries the tag afterwards: not when the image already has as
+/// many tags as the registry allows (its digest is pinned all the same). An
+/// immutable commit tag that names another image is an error.
+async fn commit_tag_reused(
+    dest: &Destination,
+    target: &str,
+    repo: &str,
+    digest: &str,
+    commit: &str,
+    events: &Events,
+) -> Result<bool, Error> {
+    match tags::put_tag(dest.registry.as_ref(), &dest.policies, repo, digest, commit).await? {
+        TagWrite::Written | TagWrite::AlreadyThere => Ok(true),
+        TagWrite::LimitReached => {
+            events.send(Event::TagNotMoved {
+                repository: dest.repository(repo),
+                tag: commit.to_string(),
+                reason: TagReason::Limit,
+            });
+            Ok(false)
+        }
+        TagWrite::Kept { existing } => Err(Error::Publish(Box::new(TargetFailure::new(
+            target,
+            Step::Tag,
+            Cause::TagConflict {
+                repository: dest.repository(repo),
+                tag: commit.to_string(),
+                existing,
+            },
+        )))),
+    }
 }

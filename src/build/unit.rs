@@ -12,16 +12,16 @@ use std::time::Instant;
 use tracing::Instrument;
 
 use crate::build::decide::Decision;
+use crate::build::deliver;
 use crate::build::destination::Destination;
 use crate::build::inputs::Inputs;
 use crate::build::schedule::Unit;
 use crate::context::walk::Entry;
-use crate::engine::{self, BuildJob, Builder, Engine, Pushed};
+use crate::engine::{BuildJob, Builder, Engine};
 use crate::error::{Cause, Step, TargetFailure};
 use crate::events::{Event, Events, UnitEvents};
 use crate::fingerprint::{self, Fingerprint};
 use crate::registry::RetryPolicy;
-use crate::registry::retry::{self, Attempt};
 
 /// Label set on every deployable image stackbake builds.
 pub(crate) const BUILD_LABEL: &str = "dev.stackbake.build";
@@ -240,76 +240,19 @@ async fn work(shared: &Shared, mut job: UnitJob, events: &UnitEvents) -> UnitOut
             outcome.pushed.insert(repo.clone(), (None, 0));
             continue;
         };
-        events.send(Event::Pushing {
-            unit: label.clone(),
-            image: format!("{full_repo}:{}", shared.commit),
-        });
-        let pushed = match push(shared, dest, &full_repo, events)
-            .instrument(tracing::debug_span!("push", repository = %full_repo))
-            .await
-        {
+        let fp_tag = product.fingerprint.tag();
+        let pushed = match deliver::deliver(shared, dest, repo, &built, &fp_tag, events).await {
             Ok(p) => p,
-            Err(e) => {
-                outcome.failure = Some(TargetFailure::new(&label, Step::Push, Cause::Engine(e)));
+            Err((step, cause)) => {
+                outcome.failure = Some(TargetFailure::new(&label, step, cause));
                 return outcome;
             }
         };
-        // The image is fully pushed: only now may its fingerprint tag point at
-        // it. Copied from the pushed digest, not the commit tag, which another
-        // build of the same commit could have moved meanwhile.
-        if let Err(e) = dest
-            .registry
-            .copy_tag(repo, &pushed.digest, &product.fingerprint.tag())
-            .await
-        {
-            let cause = Cause::Registry(Box::new(e));
-            outcome.failure = Some(TargetFailure::new(&label, Step::Push, cause));
-            return outcome;
-        }
         outcome
             .pushed
             .insert(repo.clone(), (Some(pushed.digest), pushed.bytes_pushed));
     }
     outcome
-}
-
-/// Pushes `full_repo:commit`, retrying transient failures with the run's
-/// retry policy (the same backoff as registry requests).
-async fn push(
-    shared: &Shared,
-    dest: &Destination,
-    full_repo: &str,
-    events: &UnitEvents,
-) -> Result<Pushed, engine::EngineError> {
-    let auth = dest.auth();
-    let (result, _) = retry::run_observed(
-        &shared.push_retries,
-        |_| async {
-            match shared
-                .engine
-                .push(full_repo, &shared.commit, auth.as_ref(), events)
-                .await
-            {
-                Err(e) if engine::docker::is_transient(&e) => Attempt::Retry {
-                    last: Err(e),
-                    after: None,
-                },
-                other => Attempt::Done(other),
-            }
-        },
-        |_, wait, last| {
-            if let Err(e) = last {
-                events.send(Event::Retry {
-                    unit: events.unit().to_string(),
-                    what: "push",
-                    error: e.to_string(),
-                    wait,
-                });
-            }
-        },
-    )
-    .await;
-    result
 }
 
 /// The part of the context that the stages `keep` read: what their

@@ -473,6 +473,18 @@ pub(crate) fn is_transient(e: &EngineError) -> bool {
     transient.iter().any(|t| m.contains(t))
 }
 
+/// Whether a push was refused because its tag exists in a repository whose
+/// tags are immutable (ECR: `tag invalid: The image tag '…' already exists in
+/// the '…' repository and cannot be overwritten because the repository is
+/// immutable.`).
+pub(crate) fn is_tag_immutable(e: &EngineError) -> bool {
+    let EngineError::Push { message, .. } = e else {
+        return false;
+    };
+    let m = message.to_ascii_lowercase();
+    m.contains("already exists") && (m.contains("immutable") || m.contains("tag invalid"))
+}
+
 /// Whether a pull failed because the image is not there. A refusal is not
 /// that, although Docker words it "pull access denied for X, repository does
 /// not exist or may require 'docker login'".

@@ -8,12 +8,18 @@
 //! `AWS_ENDPOINT_URL_STS` work the standard way.
 
 use aws_config::BehaviorVersion;
-use aws_sdk_ecr::types::{ImageScanningConfiguration, ImageTagMutability};
+use std::collections::BTreeMap;
+
+use aws_sdk_ecr::types::{
+    ImageScanningConfiguration, ImageTagMutability, ImageTagMutabilityExclusionFilter,
+    ImageTagMutabilityExclusionFilterType,
+};
 use aws_sdk_sts::config::ProvideCredentials;
 use aws_smithy_types::error::display::DisplayErrorContext;
 use base64::Engine as _;
 
 use super::secret::{Credentials, Secret};
+use super::tags::{Mutability, Wildcard};
 use crate::reference::Host;
 
 /// Errors of the AWS side; messages say what to set or grant.
@@ -257,15 +263,54 @@ pub fn host_of_endpoint(endpoint: &str) -> Option<Host> {
     Host::parse(rest.split('/').next()?).ok()
 }
 
+/// What [`EcrSession::ensure_repositories`] found and did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Repositories {
+    /// Repositories created by this run.
+    pub created: Vec<String>,
+    /// Of those, the ones created with mutable tags because the API refused
+    /// `IMMUTABLE_WITH_EXCLUSION`.
+    pub created_mutable: Vec<String>,
+    /// Every repository's tag mutability.
+    pub mutability: BTreeMap<String, Mutability>,
+}
+
+/// Tags `--create-repos` leaves mutable in the repositories it creates:
+/// `latest` moves with every deploy, `buildcache` with every build.
+pub(crate) const MUTABLE_TAGS: [&str; 2] = ["latest", "buildcache"];
+
+/// A repository's mutability as ECR describes it.
+fn mutability_of(r: &aws_sdk_ecr::types::Repository) -> Mutability {
+    let filters = || {
+        r.image_tag_mutability_exclusion_filters()
+            .iter()
+            .map(|f| Wildcard::new(f.filter()))
+            .collect::<Vec<_>>()
+    };
+    match r.image_tag_mutability() {
+        Some(ImageTagMutability::Immutable) => Mutability::Immutable { except: Vec::new() },
+        Some(ImageTagMutability::ImmutableWithExclusion) => {
+            Mutability::Immutable { except: filters() }
+        }
+        Some(ImageTagMutability::MutableWithExclusion) => {
+            Mutability::MutableExcept { fixed: filters() }
+        }
+        _ => Mutability::Mutable,
+    }
+}
+
 impl EcrSession {
-    /// Checks that every repository in `repos` exists; with `create`, creates
-    /// the missing ones (scan on push off, mutable tags) and returns their
-    /// names, else fails with [`AwsError::RepositoryMissing`] naming them.
+    /// Checks that every repository in `repos` exists and reads its tag
+    /// mutability; with `create`, creates the missing ones (scan on push,
+    /// tags immutable except `latest` and `buildcache`; mutable where the API
+    /// refuses that), else fails with [`AwsError::RepositoryMissing`] naming
+    /// them. Existing repositories are never changed.
     pub async fn ensure_repositories(
         &self,
         repos: &[String],
         create: bool,
-    ) -> Result<Vec<String>, AwsError> {
+    ) -> Result<Repositories, AwsError> {
+        let mut found = Repositories::default();
         let mut missing: Vec<String> = Vec::new();
         let mut seen = std::collections::HashSet::new();
         for repo in repos.iter().filter(|r| seen.insert(r.as_str())) {
@@ -276,7 +321,14 @@ impl EcrSession {
                 .send()
                 .await
             {
-                Ok(_) => {}
+                Ok(out) => {
+                    let m = out
+                        .repositories()
+                        .first()
+                        .map(mutability_of)
+                        .unwrap_or_default();
+                    found.mutability.insert(repo.clone(), m);
+                }
                 Err(e)
                     if e.as_service_error()
                         .is_some_and(|s| s.is_repository_not_found_exception()) =>
@@ -287,7 +339,7 @@ impl EcrSession {
             }
         }
         if missing.is_empty() {
-            return Ok(missing);
+            return Ok(found);
         }
         if !create {
             return Err(AwsError::RepositoryMissing {
@@ -295,30 +347,82 @@ impl EcrSession {
                 repos: missing,
             });
         }
-        let mut created = Vec::new();
         for repo in missing {
-            let result = self
-                .client
-                .create_repository()
-                .repository_name(&repo)
-                .image_tag_mutability(ImageTagMutability::Mutable)
-                .image_scanning_configuration(
-                    ImageScanningConfiguration::builder()
-                        .scan_on_push(false)
-                        .build(),
-                )
-                .send()
-                .await;
-            match result {
-                Ok(_) => created.push(repo),
-                // Created meanwhile by someone else: it exists, which is the goal.
+            match self.create_repository(&repo, true).await {
+                Ok(()) => {
+                    let except = MUTABLE_TAGS.iter().map(|t| Wildcard::new(*t)).collect();
+                    found
+                        .mutability
+                        .insert(repo.clone(), Mutability::Immutable { except });
+                    found.created.push(repo);
+                }
                 Err(e)
-                    if e.as_service_error()
-                        .is_some_and(|s| s.is_repository_already_exists_exception()) => {}
+                    if e.as_service_error().is_some_and(|s| {
+                        s.is_invalid_parameter_exception()
+                            || aws_sdk_ecr::error::ProvideErrorMetadata::code(s)
+                                == Some("ValidationException")
+                    }) =>
+                {
+                    self.create_repository(&repo, false)
+                        .await
+                        .map_err(|e| self.ecr_error("CreateRepository", &repo, &e))?;
+                    found.mutability.insert(repo.clone(), Mutability::Mutable);
+                    found.created_mutable.push(repo.clone());
+                    found.created.push(repo);
+                }
                 Err(e) => return Err(self.ecr_error("CreateRepository", &repo, &e)),
             }
         }
-        Ok(created)
+        Ok(found)
+    }
+
+    /// Creates `repo` with scan on push, and either tags immutable but for
+    /// [`MUTABLE_TAGS`] or mutable tags. One that exists meanwhile is fine.
+    async fn create_repository(
+        &self,
+        repo: &str,
+        immutable: bool,
+    ) -> Result<
+        (),
+        aws_sdk_ecr::error::SdkError<
+            aws_sdk_ecr::operation::create_repository::CreateRepositoryError,
+        >,
+    > {
+        let mut req = self
+            .client
+            .create_repository()
+            .repository_name(repo)
+            .image_scanning_configuration(
+                ImageScanningConfiguration::builder()
+                    .scan_on_push(true)
+                    .build(),
+            );
+        req = if immutable {
+            let mut r = req.image_tag_mutability(ImageTagMutability::ImmutableWithExclusion);
+            for tag in MUTABLE_TAGS {
+                if let Ok(f) = ImageTagMutabilityExclusionFilter::builder()
+                    .filter_type(ImageTagMutabilityExclusionFilterType::Wildcard)
+                    .filter(tag)
+                    .build()
+                {
+                    r = r.image_tag_mutability_exclusion_filters(f);
+                }
+            }
+            r
+        } else {
+            req.image_tag_mutability(ImageTagMutability::Mutable)
+        };
+        match req.send().await {
+            Ok(_) => Ok(()),
+            // Created meanwhile by someone else: it exists, which is the goal.
+            Err(e)
+                if e.as_service_error()
+                    .is_some_and(|s| s.is_repository_already_exists_exception()) =>
+            {
+                Ok(())
+            }
+            Err(e) => Err(e),
+        }
     }
 
     fn ecr_error(
@@ -353,7 +457,7 @@ pub(crate) trait Aws: Send + Sync {
         &self,
         repos: &[String],
         create: bool,
-    ) -> Result<Vec<String>, AwsError>;
+    ) -> Result<Repositories, AwsError>;
 }
 
 #[async_trait::async_trait]
@@ -374,7 +478,7 @@ impl Aws for EcrSession {
         &self,
         repos: &[String],
         create: bool,
-    ) -> Result<Vec<String>, AwsError> {
+    ) -> Result<Repositories, AwsError> {
         EcrSession::ensure_repositories(self, repos, create).await
     }
 }

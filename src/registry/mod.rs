@@ -9,6 +9,7 @@ pub mod client;
 pub mod ecr;
 pub mod retry;
 pub mod secret;
+pub mod tags;
 
 use async_trait::async_trait;
 
@@ -36,6 +37,14 @@ pub(crate) trait Registry: Send + Sync {
 
     /// Points `repo:to` at the manifest of `repo:from`; returns its digest.
     async fn copy_tag(&self, repo: &str, from: &str, to: &str) -> Result<String, RegistryError>;
+
+    /// The config digest of the image manifest `repo:reference` (`None`
+    /// when it does not exist or is an index).
+    async fn config_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError>;
 }
 
 #[async_trait]
@@ -54,5 +63,18 @@ impl Registry for Client {
 
     async fn copy_tag(&self, repo: &str, from: &str, to: &str) -> Result<String, RegistryError> {
         Client::copy_tag(self, repo, from, to).await
+    }
+
+    async fn config_digest(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<String>, RegistryError> {
+        let Some(m) = Client::get_manifest(self, repo, reference).await? else {
+            return Ok(None);
+        };
+        Ok(serde_json::from_slice::<serde_json::Value>(&m.bytes)
+            .ok()
+            .and_then(|v| v.get("config")?.get("digest")?.as_str().map(str::to_owned)))
     }
 }

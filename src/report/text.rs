@@ -2,7 +2,7 @@
 //! and how loud it is. Every renderer (plain, quiet, the live view) takes
 //! its text from here, so the wording lives in one place.
 
-use crate::events::{Action, CachePull, Event, Notice};
+use crate::events::{Action, CachePull, Event, Notice, TagReason};
 use crate::report::Report;
 
 /// How loud an event is: which renderers show it.
@@ -81,6 +81,26 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
         Event::Reused { target, image, tag } => {
             one(Status, format!("[{target}] reused {image} as :{tag}"))
         }
+        Event::TagNotMoved {
+            repository,
+            tag,
+            reason: TagReason::Immutable { existing },
+        } => one(
+            Status,
+            format!(
+                "stackbake: {repository}:{tag} stays at {existing}: the repository's tags are immutable"
+            ),
+        ),
+        Event::TagNotMoved {
+            repository,
+            tag,
+            reason: TagReason::Limit,
+        } => one(
+            Status,
+            format!(
+                "stackbake: {repository}:{tag} not added: the image already carries as many tags as the registry allows (ECR: 1,000); its digest is pinned all the same"
+            ),
+        ),
         Event::Internal(e) => one(Always, format!("internal error in a build task: {e}")),
         Event::Interrupted => one(
             Always,
@@ -111,7 +131,18 @@ fn notice(n: &Notice) -> String {
             region,
             registry,
         } => format!("AWS account {account}, region {region}, registry {registry}"),
-        Notice::RepositoryCreated(repo) => format!("created ECR repository {repo}"),
+        Notice::RepositoryCreated {
+            repository,
+            mutable: false,
+        } => format!(
+            "created ECR repository {repository} (scan on push; tags immutable except latest and buildcache)"
+        ),
+        Notice::RepositoryCreated {
+            repository,
+            mutable: true,
+        } => format!(
+            "created ECR repository {repository} (scan on push; mutable tags: this ECR does not offer IMMUTABLE_WITH_EXCLUSION)"
+        ),
     }
 }
 

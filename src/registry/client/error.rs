@@ -104,6 +104,33 @@ pub enum RegistryError {
         /// The registry's error message, prefixed with ": ", or empty.
         detail: String,
     },
+    /// The registry refused to move an existing tag: the repository's tags
+    /// are immutable (ECR's `TAG_INVALID`).
+    #[error(
+        "registry {host} refused to overwrite the existing tag {repo}:{tag}: the repository's tags are immutable"
+    )]
+    TagImmutable {
+        /// Registry host.
+        host: String,
+        /// Repository.
+        repo: String,
+        /// The tag.
+        tag: String,
+    },
+    /// The registry refused one more tag on an image (ECR: 1,000 tags per image).
+    #[error(
+        "registry {host} refused the tag {repo}:{tag}: the image has as many tags as the registry allows{detail}"
+    )]
+    TagLimit {
+        /// Registry host.
+        host: String,
+        /// Repository.
+        repo: String,
+        /// The tag.
+        tag: String,
+        /// The registry's error message, prefixed with ": ", or empty.
+        detail: String,
+    },
     /// Any other unexpected status.
     #[error("registry {host} answered HTTP {status} to {method} {path}{detail}")]
     Status {

@@ -42,6 +42,9 @@ impl Client {
     /// Maps a reply with an unexpected status to an error.
     pub(super) fn unexpected(&self, req: &Req<'_>, reply: &Reply) -> RegistryError {
         let host = self.inner.host.clone();
+        if let Some(e) = tag_refusal(&host, req, reply) {
+            return e;
+        }
         match reply.status {
             401 => RegistryError::Unauthorized {
                 host,
@@ -180,6 +183,57 @@ impl Client {
     }
 }
 
+/// ECR's two refusals of a tag PUT, as their own errors: an existing tag
+/// in an immutable repository (400 `TAG_INVALID`) and one tag too many on an
+/// image (403, "maximum allowed number of tags").
+fn tag_refusal(host: &str, req: &Req<'_>, reply: &Reply) -> Option<RegistryError> {
+    if req.method != Method::PUT {
+        return None;
+    }
+    let tag = req.path.rsplit_once("/manifests/")?.1.to_owned();
+    let items = error_items(&reply.body).unwrap_or_default();
+    let has = |code: &str, words: &str| {
+        items.iter().any(|(c, m)| {
+            (code.is_empty() || c.as_deref() == Some(code))
+                && m.as_deref().is_some_and(|m| m.contains(words))
+        })
+    };
+    let repo = req.repo.to_owned();
+    let host = host.to_owned();
+    match reply.status {
+        400 if has("TAG_INVALID", "already exists") => {
+            Some(RegistryError::TagImmutable { host, repo, tag })
+        }
+        403 if has("", "maximum allowed number of tags") => Some(RegistryError::TagLimit {
+            host,
+            repo,
+            tag,
+            detail: error_body_detail(&reply.body),
+        }),
+        _ => None,
+    }
+}
+
+/// The `(code, message)` items of a distribution error body, if it is one.
+fn error_items(body: &[u8]) -> Option<Vec<(Option<String>, Option<String>)>> {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        errors: Vec<Item>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Item {
+        code: Option<String>,
+        message: Option<String>,
+    }
+    let env: Envelope = serde_json::from_slice(body).ok()?;
+    Some(
+        env.errors
+            .into_iter()
+            .map(|e| (e.code, e.message))
+            .collect(),
+    )
+}
+
 pub(super) fn url_host(url: &str) -> Option<String> {
     let u = reqwest::Url::parse(url).ok()?;
     let host = u.host_str()?;
@@ -214,20 +268,10 @@ pub(super) fn header_str<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a s
 /// `": CODE: message"` from a distribution error body, or a short excerpt
 /// of a non-JSON body, or `""`.
 pub(super) fn error_body_detail(body: &[u8]) -> String {
-    #[derive(serde::Deserialize)]
-    struct Envelope {
-        errors: Vec<ErrItem>,
-    }
-    #[derive(serde::Deserialize)]
-    struct ErrItem {
-        code: Option<String>,
-        message: Option<String>,
-    }
-    if let Ok(env) = serde_json::from_slice::<Envelope>(body) {
-        let parts: Vec<String> = env
-            .errors
+    if let Some(items) = error_items(body) {
+        let parts: Vec<String> = items
             .iter()
-            .map(|e| match (&e.code, &e.message) {
+            .map(|e| match e {
                 (Some(c), Some(m)) => format!("{c}: {m}"),
                 (Some(c), None) => c.clone(),
                 (None, Some(m)) => m.clone(),
