@@ -111,9 +111,17 @@ pub struct BuildArgs {
     /// Targets built at once (default: number of CPUs).
     #[arg(long, env = "STACKBAKE_JOBS")]
     pub jobs: Option<NonZeroUsize>,
-    /// Create missing ECR repositories.
+    /// Create missing ECR repositories (scan on push; tags immutable except latest and buildcache).
     #[arg(long, env = "STACKBAKE_CREATE_REPOS")]
     pub create_repos: bool,
+    /// Pull a registry's images through a mirror, e.g. an ECR pull-through cache (repeatable): docker.io=ACCOUNT.dkr.ecr.REGION.amazonaws.com/docker-hub.
+    #[arg(
+        long = "mirror",
+        env = "STACKBAKE_MIRROR",
+        value_name = "SOURCE=REGISTRY/PREFIX",
+        value_delimiter = ','
+    )]
+    pub mirrors: Vec<String>,
     /// Where the artifact is written (default: in place; with --local: DIR/stackbake-out).
     #[arg(long, env = "STACKBAKE_OUT")]
     pub out: Option<PathBuf>,
@@ -156,4 +164,15 @@ pub struct InitArgs {
     /// The container that receives load balancer traffic.
     #[arg(long, env = "STACKBAKE_LB_CONTAINER")]
     pub lb_container: Option<String>,
+    /// Builds will create missing repositories (adds ecr:CreateRepository to iam-policy.json).
+    #[arg(long, env = "STACKBAKE_CREATE_REPOS")]
+    pub create_repos: bool,
+    /// Builds will pull through this mirror (repeatable; adds the pull-through cache's actions to iam-policy.json).
+    #[arg(
+        long = "mirror",
+        env = "STACKBAKE_MIRROR",
+        value_name = "SOURCE=REGISTRY/PREFIX",
+        value_delimiter = ','
+    )]
+    pub mirrors: Vec<String>,
 }

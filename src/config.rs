@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::build::mirror::Mirror;
 use crate::cli::BuildArgs;
 use crate::error::Error;
 use crate::reference::{Host, Tag};
@@ -43,6 +44,8 @@ pub struct Settings {
     pub jobs: usize,
     /// `--create-repos`.
     pub create_repos: bool,
+    /// `--mirror`s.
+    pub mirrors: Vec<Mirror>,
     /// Where the artifact goes.
     pub out: PathBuf,
     /// `--fail-fast`.
@@ -145,6 +148,12 @@ impl Settings {
             force: a.force,
             jobs,
             create_repos: a.create_repos,
+            mirrors: a
+                .mirrors
+                .iter()
+                .filter(|m| !m.trim().is_empty())
+                .map(|m| Mirror::parse(m).map_err(|e| Error::Usage(e.to_string())))
+                .collect::<Result<_, _>>()?,
             out,
             fail_fast: a.fail_fast,
             timeout: std::time::Duration::from_secs(a.timeout.get()),

@@ -111,7 +111,7 @@ impl TargetFailure {
     pub(crate) fn is_environment(&self) -> bool {
         matches!(
             self.cause,
-            Cause::Engine(EngineError::Unreachable { .. })
+            Cause::Engine(EngineError::Unreachable { .. } | EngineError::BasePull { .. })
                 | Cause::Registry(_)
                 | Cause::TagConflict { .. }
         )
@@ -120,6 +120,12 @@ impl TargetFailure {
     /// What to try.
     pub(crate) fn hint(&self) -> Option<String> {
         match (&self.cause, self.step) {
+            (Cause::Engine(EngineError::BasePull { registry, .. }), _) => Some(format!(
+                "check that {registry} is reachable from the build and that the image exists there; \
+                 Docker Hub limits anonymous pulls from CodeBuild's shared addresses: pull base \
+                 images through an ECR pull-through cache with --mirror \
+                 docker.io=ACCOUNT.dkr.ecr.REGION.amazonaws.com/docker-hub (STACKBAKE_MIRROR)"
+            )),
             (Cause::Engine(_), Step::Build) => Some(
                 "fix the failing instruction shown above; `docker build --target` reproduces it"
                     .to_string(),

@@ -15,9 +15,11 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
+use crate::build::mirror::Mirror;
 use crate::cli::InitArgs;
 use crate::dockerfile::{self, Args, BaseRef, Dockerfile};
 use crate::error::{Error, input};
+use crate::policies;
 
 /// Writes the starter files; returns the paths written, in order
 /// taskdef, appspec, buildspec. Fails with [`Error::Usage`] (exit 2) naming
@@ -50,6 +52,8 @@ pub(crate) fn init_with_env(
         dir.join(&args.common.taskdef),
         dir.join(&args.common.appspec),
         dir.join("buildspec.yml"),
+        dir.join(policies::IAM_POLICY_FILE),
+        dir.join(policies::LIFECYCLE_POLICY_FILE),
     ];
     let existing: Vec<String> = targets
         .iter()
@@ -73,6 +77,22 @@ pub(crate) fn init_with_env(
     })?;
     let df = dockerfile::parse(&text).map_err(|e| input(&df_path, e.to_string()))?;
     let plan = plan(args, &df, &df_path, env)?;
+    let mirrors = args
+        .mirrors
+        .iter()
+        .filter(|m| !m.trim().is_empty())
+        .map(|m| Mirror::parse(m).map_err(|e| Error::Usage(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
+    let iam = policies::iam_policy(&policies::IamScope {
+        account: &plan.account,
+        region: &plan.region,
+        project: &plan.project,
+        create_repos: args.create_repos,
+        mirror_repositories: mirrors
+            .iter()
+            .filter_map(Mirror::ecr_repositories)
+            .collect(),
+    });
 
     let taskdef = taskdef_json(&plan);
     let appspec = appspec_yaml(&plan);
@@ -80,9 +100,16 @@ pub(crate) fn init_with_env(
         p.file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     };
-    let buildspec = buildspec_yaml(&rel(&targets[0]), &rel(&targets[1]));
+    let buildspec = buildspec_yaml(&rel(&targets[0]), &rel(&targets[1]), args);
+    let bodies = [
+        taskdef,
+        appspec,
+        buildspec,
+        iam,
+        policies::lifecycle_policy(),
+    ];
     let mut written = Vec::new();
-    for (path, body) in targets.iter().zip([taskdef, appspec, buildspec]) {
+    for (path, body) in targets.iter().zip(bodies) {
         if let Err(e) = write_new(path, &body) {
             for w in &written {
                 let _ = std::fs::remove_file(w);
@@ -460,7 +487,28 @@ fn appspec_yaml(p: &Plan) -> String {
     )
 }
 
-fn buildspec_yaml(taskdef: &str, appspec: &str) -> String {
+/// The buildspec's optional settings: what `init` was told builds will use.
+fn build_settings(args: &InitArgs) -> String {
+    let mut out = String::new();
+    if args.create_repos {
+        out.push_str("    STACKBAKE_CREATE_REPOS: \"true\"\n");
+    }
+    let mirrors: Vec<&str> = args
+        .mirrors
+        .iter()
+        .map(|m| m.trim())
+        .filter(|m| !m.is_empty())
+        .collect();
+    if !mirrors.is_empty() {
+        out.push_str(&format!(
+            "    # Base images pulled through this mirror (an ECR pull-through cache).\n    STACKBAKE_MIRROR: \"{}\"\n",
+            mirrors.join(",")
+        ));
+    }
+    out
+}
+
+fn buildspec_yaml(taskdef: &str, appspec: &str, args: &InitArgs) -> String {
     format!(
         "# CodeBuild buildspec, written by `stackbake init`. The CodeBuild project\n\
          # needs privileged mode ON: stackbake drives the image's Docker daemon.\n\
@@ -472,6 +520,7 @@ fn buildspec_yaml(taskdef: &str, appspec: &str) -> String {
          \x20   # is published (GitHub release or your S3 mirror), and its sha256.\n\
          \x20   STACKBAKE_URL: \"TODO-https-url-of-stackbake-x86_64-linux\"\n\
          \x20   STACKBAKE_SHA256: \"TODO-sha256-of-stackbake-x86_64-linux\"\n\
+         {settings}\
          \n\
          phases:\n\
          \x20 install:\n\
@@ -492,6 +541,7 @@ fn buildspec_yaml(taskdef: &str, appspec: &str) -> String {
          \x20   - imagedefinitions.json\n\
          \x20   - stackbake-report.json\n",
         version = env!("CARGO_PKG_VERSION"),
+        settings = build_settings(args),
     )
 }
 
@@ -516,6 +566,12 @@ mod tests {
             region: Some("eu-west-1".into()),
             stages: Vec::new(),
             lb_container: None,
+            create_repos: false,
+            // Base images come from Docker Hub: pulled through a mirror, as
+            // `check` advises for CodeBuild.
+            mirrors: vec![
+                "docker.io=210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub".into(),
+            ],
         }
     }
 
@@ -552,7 +608,7 @@ mod tests {
         let tmp = tempfile::tempdir()?;
         std::fs::write(tmp.path().join("Dockerfile"), EXAMPLE_DOCKERFILE)?;
         let written = init_with_env(&args(tmp.path()), &no_env)?;
-        assert_eq!(written.len(), 3);
+        assert_eq!(written.len(), 5);
         let td: Value =
             serde_json::from_str(&std::fs::read_to_string(tmp.path().join("taskdef.json"))?)?;
         let names: Vec<&str> = td["containerDefinitions"]
@@ -672,6 +728,69 @@ mod tests {
             .err()
             .ok_or("ok")?;
         assert!(e.to_string().contains("no deployable stage"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_policies_follow_the_flags() -> Result<(), Box<dyn std::error::Error>> {
+        let read = |dir: &Path, name: &str| -> Value {
+            serde_json::from_str(&std::fs::read_to_string(dir.join(name)).expect("written"))
+                .expect("valid JSON")
+        };
+        let repo = "arn:aws:ecr:eu-west-1:210987654321:repository/bash-dog-api";
+        let cache = "arn:aws:ecr:eu-west-1:210987654321:repository/docker-hub/library/node";
+
+        let plain = tempfile::tempdir()?;
+        std::fs::write(plain.path().join("Dockerfile"), EXAMPLE_DOCKERFILE)?;
+        let mut a = args(plain.path());
+        a.mirrors.clear();
+        init_with_env(&a, &no_env)?;
+        let iam = read(plain.path(), policies::IAM_POLICY_FILE);
+        assert!(policies::allows(&iam, "ecr:PutImage", repo));
+        assert!(!policies::allows(&iam, "ecr:CreateRepository", repo));
+        assert!(!policies::allows(
+            &iam,
+            "ecr:BatchImportUpstreamImage",
+            cache
+        ));
+        let bs = std::fs::read_to_string(plain.path().join("buildspec.yml"))?;
+        assert!(!bs.contains("STACKBAKE_MIRROR"), "{bs}");
+        assert!(!bs.contains("STACKBAKE_CREATE_REPOS"), "{bs}");
+        // Without a mirror, check advises one for the Docker Hub base.
+        let findings = check::check(&files(plain.path()));
+        assert!(
+            findings
+                .iter()
+                .any(|f| f.rule == "stages/docker-hub-without-mirror"),
+            "{}",
+            check::render_human(&findings)
+        );
+
+        let both = tempfile::tempdir()?;
+        std::fs::write(both.path().join("Dockerfile"), EXAMPLE_DOCKERFILE)?;
+        let mut a = args(both.path());
+        a.create_repos = true;
+        init_with_env(&a, &no_env)?;
+        let iam = read(both.path(), policies::IAM_POLICY_FILE);
+        assert!(policies::allows(&iam, "ecr:CreateRepository", repo));
+        assert!(policies::allows(
+            &iam,
+            "ecr:BatchImportUpstreamImage",
+            cache
+        ));
+        assert!(!policies::allows(&iam, "ecr:PutImage", cache), "pulls only");
+        let lifecycle = read(both.path(), policies::LIFECYCLE_POLICY_FILE);
+        assert_eq!(
+            lifecycle["rules"][0]["selection"]["tagPatternList"][0],
+            "fp-*"
+        );
+        let bs = std::fs::read_to_string(both.path().join("buildspec.yml"))?;
+        assert!(bs.contains("STACKBAKE_CREATE_REPOS: \"true\""), "{bs}");
+        assert!(
+            bs.contains("STACKBAKE_MIRROR: \"docker.io=210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub\""),
+            "{bs}"
+        );
+        only_todos(both.path());
         Ok(())
     }
 }

@@ -20,6 +20,7 @@ mod deliver;
 pub(crate) mod destination;
 mod execute;
 pub(crate) mod inputs;
+pub(crate) mod mirror;
 mod publish;
 pub(crate) mod schedule;
 mod unit;
@@ -230,6 +231,7 @@ pub(crate) async fn build(
             entries: &entries,
             build_args: &s.build_args,
             commit: &p.commit,
+            mirrors: &s.mirrors,
         };
         outcomes = execute::execute(&units, &labels, &limits, state, events, |i, built| {
             // Cache sources: every image this run built so far, plus the pulled `latest`s.

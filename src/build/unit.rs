@@ -15,6 +15,7 @@ use crate::build::decide::Decision;
 use crate::build::deliver;
 use crate::build::destination::Destination;
 use crate::build::inputs::Inputs;
+use crate::build::mirror::{self, Mirror};
 use crate::build::schedule::Unit;
 use crate::context::walk::Entry;
 use crate::engine::{BuildJob, Builder, Engine};
@@ -101,6 +102,8 @@ pub(crate) struct Sources<'a> {
     pub(crate) build_args: &'a BTreeMap<String, String>,
     /// The commit tag.
     pub(crate) commit: &'a str,
+    /// `--mirror`s.
+    pub(crate) mirrors: &'a [Mirror],
 }
 
 /// The job for `unit`: its pruned Dockerfile (with the fingerprint label if
@@ -114,10 +117,22 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
         entries,
         build_args,
         commit,
+        mirrors,
     } = *src;
     let label = inputs.stage_label(unit.stage);
     let product = product(unit, decisions);
-    let pruned = inputs.dockerfile.pruned(&unit.keep);
+    // Through the mirrors, when there are any (the graph was resolved with
+    // these build args already, so resolving again cannot fail).
+    let pruned = if mirrors.is_empty() {
+        inputs.dockerfile.pruned(&unit.keep)
+    } else {
+        inputs
+            .dockerfile
+            .pruned_rewriting(&unit.keep, build_args, &|image| {
+                mirror::rewrite(image, mirrors)
+            })
+            .unwrap_or_else(|_| inputs.dockerfile.pruned(&unit.keep))
+    };
     // Deployable images carry their fingerprint (and provenance) in one
     // LABEL step; shared stages get none, so they stay cache-identical.
     let dockerfile = match &product {
@@ -143,10 +158,28 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
             build_args: build_args.clone(),
             cache_from,
             auth: None,
+            base_images: base_images(inputs, &unit.keep, mirrors),
         },
         label,
         product,
     }
+}
+
+/// The external images the stages `keep` are built on, as the engine is
+/// sent them (through the mirrors).
+fn base_images(inputs: &Inputs, keep: &[usize], mirrors: &[Mirror]) -> Vec<String> {
+    let mut out: Vec<String> = keep
+        .iter()
+        .filter_map(|&s| match inputs.graph.bases.get(s) {
+            Some(crate::dockerfile::BaseRef::Image(img)) => {
+                Some(mirror::rewrite(img, mirrors).unwrap_or_else(|| img.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// What `unit` produces: only a target being built has a product.

@@ -78,8 +78,51 @@ fn runs_build(command: &str) -> bool {
         .any(|w| (w[0] == "stackbake" || w[0].ends_with("/stackbake")) && w[1] == "build")
 }
 
+/// What the other rules need to know of the buildspec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Facts {
+    /// A command runs `stackbake build`.
+    pub(crate) runs_build: bool,
+    /// That build pulls through a mirror (`--mirror`, or `STACKBAKE_MIRROR`
+    /// among the buildspec's environment).
+    pub(crate) mirror: bool,
+    /// That build creates missing repositories (`--create-repos`, or
+    /// `STACKBAKE_CREATE_REPOS`).
+    pub(crate) create_repos: bool,
+}
+
+/// Whether the buildspec gives the build the setting `--<flag>` (on a
+/// `stackbake build` command) or `STACKBAKE_<FLAG>` (in `env`).
+fn has_setting(doc: &Value, flag: &str) -> bool {
+    let var = format!("STACKBAKE_{}", flag.to_ascii_uppercase().replace('-', "_"));
+    let in_env = [
+        "variables",
+        "parameter-store",
+        "secrets-manager",
+        "exported-variables",
+    ]
+    .iter()
+    .filter_map(|k| doc.get("env").and_then(|e| e.get(*k)))
+    .any(|section| match section {
+        Value::Mapping(m) => m.keys().any(|k| k.as_str() == Some(var.as_str())),
+        Value::Sequence(l) => l.iter().any(|v| v.as_str() == Some(var.as_str())),
+        _ => false,
+    });
+    let option = format!("--{flag}");
+    in_env
+        || commands(doc)
+            .iter()
+            .flat_map(|c| c.lines().map(str::to_owned).collect::<Vec<_>>())
+            .any(|l| runs_build(&l) && l.split_whitespace().any(|w| w.starts_with(&option)))
+}
+
 /// Runs the buildspec rules.
-pub(crate) fn rules(file: &str, text: &str, expected: &Expected<'_>, out: &mut Vec<Finding>) {
+pub(crate) fn rules(
+    file: &str,
+    text: &str,
+    expected: &Expected<'_>,
+    out: &mut Vec<Finding>,
+) -> Facts {
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -91,7 +134,7 @@ pub(crate) fn rules(file: &str, text: &str, expected: &Expected<'_>, out: &mut V
                 location,
                 &message,
             ));
-            return;
+            return Facts::default();
         }
     };
     let loc = YamlLocator::new(text);
@@ -107,7 +150,7 @@ pub(crate) fn rules(file: &str, text: &str, expected: &Expected<'_>, out: &mut V
             "the buildspec is not a mapping",
             "start from `version: 0.2`, `phases:` and `artifacts:`",
         ));
-        return;
+        return Facts::default();
     }
     let version_ok = match doc.get("version") {
         Some(Value::Number(n)) => n.as_f64() == Some(0.2),
@@ -130,7 +173,12 @@ pub(crate) fn rules(file: &str, text: &str, expected: &Expected<'_>, out: &mut V
             "write `version: 0.2` (0.1 runs each command in a separate shell)",
         ));
     }
-    if !commands(&doc).iter().any(|c| c.lines().any(runs_build)) {
+    let facts = Facts {
+        runs_build: commands(&doc).iter().any(|c| c.lines().any(runs_build)),
+        mirror: has_setting(&doc, "mirror"),
+        create_repos: has_setting(&doc, "create-repos"),
+    };
+    if !facts.runs_build {
         out.push(Finding::new(
             file,
             pos("phases"),
@@ -170,6 +218,7 @@ pub(crate) fn rules(file: &str, text: &str, expected: &Expected<'_>, out: &mut V
             ));
         }
     }
+    facts
 }
 
 #[cfg(test)]
@@ -184,6 +233,28 @@ mod tests {
         assert!(glob("./task?ef.json", "taskdef.json"));
         assert!(!glob("*.yaml", "taskdef.json"));
         assert!(!glob("taskdef.jso", "taskdef.json"));
+    }
+
+    #[test]
+    fn a_mirror_is_found_on_the_command_or_in_env() {
+        let has_mirror = |d: &Value| has_setting(d, "mirror");
+        let doc = |t: &str| serde_yaml::from_str::<Value>(t).expect("yaml");
+        assert!(!has_mirror(&doc(
+            "phases:\n  build:\n    commands:\n      - stackbake build\n"
+        )));
+        assert!(has_mirror(&doc(
+            "phases:\n  build:\n    commands:\n      - ./stackbake build --mirror docker.io=r/p\n"
+        )));
+        assert!(has_mirror(&doc(
+            "env:\n  variables:\n    STACKBAKE_MIRROR: docker.io=r/p\nphases: {}\n"
+        )));
+        assert!(has_mirror(&doc(
+            "env:\n  parameter-store:\n    STACKBAKE_MIRROR: /ci/mirror\nphases: {}\n"
+        )));
+        let creates =
+            doc("phases:\n  build:\n    commands:\n      - stackbake build --create-repos\n");
+        assert!(has_setting(&creates, "create-repos"));
+        assert!(!has_setting(&creates, "mirror"));
     }
 
     #[test]

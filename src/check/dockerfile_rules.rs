@@ -202,3 +202,30 @@ fn repository_pattern(
         }
     }
 }
+
+/// `stages/docker-hub-without-mirror` (warning): a CodeBuild build pulls
+/// these base images from Docker Hub, whose anonymous pull limit CodeBuild's
+/// shared addresses hit; an ECR pull-through cache and `--mirror` avoid it.
+pub(crate) fn docker_hub_without_mirror(file: &str, df: &Dockerfile, out: &mut Vec<Finding>) {
+    let Ok(graph) = df.graph(&std::collections::BTreeMap::new()) else {
+        return;
+    };
+    for (stage, base) in df.stages.iter().zip(&graph.bases) {
+        let crate::dockerfile::BaseRef::Image(image) = base else {
+            continue;
+        };
+        if !crate::build::mirror::is_docker_hub(image) {
+            continue;
+        }
+        out.push(Finding::new(
+            file,
+            (stage.line, 1),
+            Severity::Warning,
+            "stages/docker-hub-without-mirror",
+            format!(
+                "the base image `{image}` comes from Docker Hub, and the buildspec runs `stackbake build` without a mirror: CodeBuild's shared addresses hit Docker Hub's anonymous pull limit"
+            ),
+            "pull it through an ECR pull-through cache: `stackbake build --mirror docker.io=ACCOUNT.dkr.ecr.REGION.amazonaws.com/docker-hub` (or STACKBAKE_MIRROR in the buildspec's env)",
+        ));
+    }
+}

@@ -16,6 +16,7 @@ mod finding;
 mod locate;
 mod names;
 mod placeholder_rules;
+mod policy_rules;
 mod secrets_rules;
 mod taskdef_rules;
 
@@ -68,6 +69,13 @@ pub const RULES: &[(&str, Severity)] = &[
     ("stages/duplicate-name", Severity::Error),
     ("stages/unmapped-container", Severity::Error),
     ("stages/repository-pattern", Severity::Warning),
+    ("stages/docker-hub-without-mirror", Severity::Warning),
+    ("policies/invalid-json", Severity::Error),
+    ("policies/structure", Severity::Error),
+    ("policies/iam-missing-action", Severity::Warning),
+    ("policies/iam-too-broad", Severity::Warning),
+    ("policies/lifecycle-structure", Severity::Error),
+    ("policies/lifecycle-expires-fingerprints", Severity::Warning),
     ("buildspec/invalid-yaml", Severity::Error),
     ("buildspec/structure", Severity::Error),
     ("buildspec/version", Severity::Error),
@@ -236,14 +244,57 @@ pub fn check_with(
     };
 
     let bs_name = shown(&files.dir, &files.buildspec);
+    let mut facts = buildspec_rules::Facts::default();
     if let Some(text) = read(&bs_name, &files.buildspec, &mut out) {
         let expected = buildspec_rules::Expected {
             taskdef: file_name(&files.taskdef),
             appspec: file_name(&files.appspec),
             image_detail: info.is_some_and(|i| i.load_balanced),
         };
-        buildspec_rules::rules(&bs_name, &text, &expected, &mut out);
+        facts = buildspec_rules::rules(&bs_name, &text, &expected, &mut out);
         placeholder_rules::yaml(&bs_name, &text, &mut out);
+        if facts.runs_build
+            && !facts.mirror
+            && let Some(df) = &dockerfile
+        {
+            dockerfile_rules::docker_hub_without_mirror(&df_name, df, &mut out);
+        }
     }
+    let iam = files.dir.join(crate::policies::IAM_POLICY_FILE);
+    if let Some(text) = read(crate::policies::IAM_POLICY_FILE, &iam, &mut out) {
+        let repos = td.as_ref().map(ecr_repositories).unwrap_or_default();
+        policy_rules::iam(
+            crate::policies::IAM_POLICY_FILE,
+            &text,
+            &repos,
+            facts.create_repos,
+            &mut out,
+        );
+    }
+    let lifecycle = files.dir.join(crate::policies::LIFECYCLE_POLICY_FILE);
+    if let Some(text) = read(crate::policies::LIFECYCLE_POLICY_FILE, &lifecycle, &mut out) {
+        policy_rules::lifecycle(crate::policies::LIFECYCLE_POLICY_FILE, &text, &mut out);
+    }
+    out
+}
+
+/// The task definition's ECR repositories, as ARNs.
+fn ecr_repositories(td: &taskdef_rules::Td) -> Vec<String> {
+    let mut out: Vec<String> = td
+        .containers()
+        .iter()
+        .filter_map(|c| {
+            let r = crate::reference::ImageRef::parse(c.image()?).ok()?;
+            let ecr = r.ecr()?;
+            Some(format!(
+                "arn:aws:ecr:{}:{}:repository/{}",
+                ecr.region,
+                ecr.account,
+                r.repository()
+            ))
+        })
+        .collect();
+    out.sort();
+    out.dedup();
     out
 }

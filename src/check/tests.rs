@@ -71,7 +71,7 @@ version: 0.2
 phases:
   build:
     commands:
-      - stackbake build
+      - stackbake build --mirror docker.io=210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub
 artifacts:
   files:
     - taskdef.json
@@ -155,6 +155,7 @@ fn rule_ids_are_unique_kebab_case_with_known_prefixes() {
         "placeholder/",
         "stages/",
         "buildspec/",
+        "policies/",
     ];
     let mut seen = std::collections::BTreeSet::new();
     for (id, _) in RULES {
@@ -175,13 +176,16 @@ fn example_stack_has_no_errors() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let findings = check(&project(root));
     assert!(!has_errors(&findings), "{}", render_human(&findings));
-    // Known warnings: the documentation account 123456789012 in taskdef.json,
-    // and the buildspec's documented `<org>` / `REPLACE-ME` placeholders.
+    // Known warnings: the documentation account 123456789012 in taskdef.json
+    // and in the buildspec's mirror, and the buildspec's documented `<org>` /
+    // `REPLACE-ME` placeholders.
     assert!(
         findings.iter().all(|f| matches!(
             (f.rule, f.file.as_str()),
-            ("placeholder/example-account", "taskdef.json")
-                | ("placeholder/example-value", "buildspec.yml")
+            (
+                "placeholder/example-account",
+                "taskdef.json" | "buildspec.yml"
+            ) | ("placeholder/example-value", "buildspec.yml")
         )),
         "{}",
         render_human(&findings)
@@ -879,8 +883,8 @@ fn placeholder_example_value_in_yaml() {
     let f = stack_with(
         "buildspec.yml",
         replace(
-            "      - stackbake build\n",
-            "      - curl -o sb https://<bucket>/sb  # fetch <it>\n      - stackbake build\n",
+            "      - stackbake build --mirror",
+            "      - curl -o sb https://<bucket>/sb  # fetch <it>\n      - stackbake build --mirror",
         ),
     );
     fired(
@@ -1185,4 +1189,84 @@ fn mutated_fixtures_never_panic() {
             }
         }
     }
+}
+
+#[test]
+fn stages_docker_hub_without_mirror() {
+    let f = stack_with(
+        "buildspec.yml",
+        replace(
+            "stackbake build --mirror docker.io=210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub",
+            "stackbake build",
+        ),
+    );
+    fired(
+        &f,
+        "stages/docker-hub-without-mirror",
+        "Dockerfile",
+        1,
+        Severity::Warning,
+    );
+    assert_eq!(f.len(), 1, "{f:?}");
+    // STACKBAKE_MIRROR in the buildspec's environment is a mirror too.
+    let f = stack_with("buildspec.yml", |b| {
+        b.replace(
+            "stackbake build --mirror docker.io=210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub",
+            "stackbake build",
+        )
+        .replace(
+            "version: 0.2\n",
+            "version: 0.2\nenv:\n  variables:\n    STACKBAKE_MIRROR: docker.io=210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub\n",
+        )
+    });
+    assert!(f.is_empty(), "{f:?}");
+}
+
+#[test]
+fn policies_written_by_init_pass_and_broken_ones_are_caught() {
+    let scope = crate::policies::IamScope {
+        account: "210987654321",
+        region: "eu-west-1",
+        project: "shop",
+        create_repos: false,
+        mirror_repositories: Vec::new(),
+    };
+    let iam = crate::policies::iam_policy(&scope);
+    let lifecycle = crate::policies::lifecycle_policy();
+    let with = |iam: &str, lifecycle: &str| {
+        run(&[
+            ("Dockerfile", DOCKERFILE),
+            ("taskdef.json", TASKDEF),
+            ("appspec.yaml", APPSPEC),
+            ("buildspec.yml", BUILDSPEC),
+            ("iam-policy.json", iam),
+            ("ecr-lifecycle-policy.json", lifecycle),
+        ])
+    };
+    assert!(with(&iam, &lifecycle).is_empty());
+    // A policy for another project misses the task definition's repositories.
+    let other = crate::policies::iam_policy(&crate::policies::IamScope {
+        project: "other",
+        ..scope
+    });
+    let f = with(&other, &lifecycle);
+    fired(
+        &f,
+        "policies/iam-missing-action",
+        "iam-policy.json",
+        1,
+        Severity::Warning,
+    );
+    assert!(f[0].message.contains("repository/shop-api"), "{f:?}");
+    let f = with(
+        &iam,
+        r#"{"rules":[{"rulePriority":1,"selection":{"tagStatus":"any","countType":"imageCountMoreThan","countNumber":10},"action":{"type":"expire"}}]}"#,
+    );
+    fired(
+        &f,
+        "policies/lifecycle-expires-fingerprints",
+        "ecr-lifecycle-policy.json",
+        1,
+        Severity::Warning,
+    );
 }

@@ -276,6 +276,43 @@ impl Dockerfile {
     /// out of range are ignored; a numeric reference to a stage not kept is
     /// left as written.
     pub fn pruned(&self, keep: &[usize]) -> String {
+        self.prune(keep, &|_, _, _| None, &|_| None)
+    }
+
+    /// [`Dockerfile::pruned`], with each external image the kept stages
+    /// read (a `FROM` base, `COPY --from=<image>`, `RUN --mount=from=<image>`,
+    /// `ARG`s expanded with `build_args`) replaced by `rewrite(image)` where
+    /// that gives one: what the engine is sent when images are pulled
+    /// through a mirror. A rewritten `FROM` keeps its flags and stage name.
+    pub fn pruned_rewriting(
+        &self,
+        keep: &[usize],
+        build_args: &BTreeMap<String, String>,
+        rewrite: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<String, DockerfileError> {
+        let globals = self.global_vars(build_args)?;
+        let from_image = |stage: usize, value: &str, line: usize| match self
+            .resolve_from(value, stage, line, "--from", &globals)
+        {
+            Ok(FromRef::Image(img)) => rewrite(&img),
+            _ => None,
+        };
+        let base = |stage: usize| match self.resolve_base(stage, &globals) {
+            Ok(BaseRef::Image(img)) => rewrite(&img),
+            _ => None,
+        };
+        Ok(self.prune(keep, &from_image, &base))
+    }
+
+    /// [`Dockerfile::pruned`] with `from_image(stage, value, line)` giving
+    /// the replacement of a non-numeric `--from` value, and `base(stage)` the
+    /// replacement of a stage's `FROM` image.
+    fn prune(
+        &self,
+        keep: &[usize],
+        from_image: &dyn Fn(usize, &str, usize) -> Option<String>,
+        base: &dyn Fn(usize) -> Option<String>,
+    ) -> String {
         let mut keep: Vec<usize> = keep
             .iter()
             .copied()
@@ -300,17 +337,28 @@ impl Dockerfile {
         }
         for &k in &keep {
             let stage = &self.stages[k];
-            let start = stage.from_instruction.span.start;
+            let mut start = stage.from_instruction.span.start;
             let end = stage
                 .instructions
                 .last()
                 .map_or(stage.from_instruction.span.end, |i| i.span.end);
+            let map = |value: &str, line: usize| match value.parse::<usize>() {
+                Ok(old) => renumber
+                    .get(&old)
+                    .filter(|&&new| new != old)
+                    .map(usize::to_string),
+                Err(_) => from_image(k, value, line),
+            };
             let mut edits: Vec<(Range<usize>, String)> = Vec::new();
             for ins in &stage.instructions {
-                edits.extend(renumber_edits(ins, &renumber));
+                edits.extend(from_edits(ins, &map));
             }
             edits.sort_by_key(|(r, _)| r.start);
             out.push('\n');
+            if let Some(image) = base(k) {
+                out.push_str(&from_line(stage, &image));
+                start = stage.from_instruction.span.end;
+            }
             let mut at = start;
             for (r, text) in edits {
                 if r.start < at || r.end > end {
@@ -325,6 +373,24 @@ impl Dockerfile {
         }
         out
     }
+}
+
+/// `FROM [flags] <image> [AS name]` for `stage`, with its base replaced.
+fn from_line(stage: &super::Stage, image: &str) -> String {
+    let mut line = String::from("FROM");
+    for f in &stage.from_instruction.flags {
+        match &f.value {
+            Some(v) => line.push_str(&format!(" --{}={v}", f.name)),
+            None => line.push_str(&format!(" --{}", f.name)),
+        }
+    }
+    line.push(' ');
+    line.push_str(image);
+    if let Some(name) = &stage.name {
+        line.push_str(" AS ");
+        line.push_str(name);
+    }
+    line
 }
 
 /// The `--from` values of an instruction: `COPY --from=` and `RUN --mount=...,from=`.
@@ -346,10 +412,11 @@ pub(crate) fn from_values(ins: &Instruction) -> Vec<(String, &'static str)> {
     out
 }
 
-/// Source edits that renumber numeric `--from=<n>` / `--mount=...,from=<n>` in `ins`.
-fn renumber_edits(
+/// Source edits of the `--from=<value>` / `--mount=...,from=<value>` values
+/// of `ins` that `map(value, line)` replaces.
+fn from_edits(
     ins: &Instruction,
-    renumber: &BTreeMap<usize, usize>,
+    map: &dyn Fn(&str, usize) -> Option<String>,
 ) -> Vec<(Range<usize>, String)> {
     let mut out = Vec::new();
     for f in &ins.flags {
@@ -385,21 +452,11 @@ fn renumber_edits(
                 .collect()
         };
         for (range, text) in targets {
-            let Ok(old) = text.parse::<usize>() else {
+            let Some(new) = map(&text, ins.line) else {
                 continue;
             };
-            let Some(&new) = renumber.get(&old) else {
-                continue;
-            };
-            if new == old {
-                continue;
-            }
             for (k, src) in map_range(&ins.segments, range).into_iter().enumerate() {
-                let replacement = if k == 0 {
-                    new.to_string()
-                } else {
-                    String::new()
-                };
+                let replacement = if k == 0 { new.clone() } else { String::new() };
                 out.push((src, replacement));
             }
         }

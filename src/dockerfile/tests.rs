@@ -817,3 +817,55 @@ fn random_token_soup_never_panics() {
     }
     assert!(parsed > 300, "only {parsed} inputs parsed");
 }
+
+#[test]
+fn pruned_rewriting_replaces_external_images_and_keeps_flags_names_and_stages() {
+    let src = "\
+# syntax=docker/dockerfile:1
+ARG BASE=node:20
+FROM --platform=linux/amd64 ${BASE} AS base
+RUN echo base
+FROM base AS app
+COPY --from=busybox:1.36 /bin/busybox /bin/busybox
+RUN --mount=type=bind,from=alpine:3.20,target=/a ls /a
+COPY --from=base /x /x
+FROM scratch AS other
+";
+    let df = crate::dockerfile::parse(src).expect("parses");
+    let mirror = |img: &str| Some(format!("mirror.example/hub/{img}"));
+    let out = df
+        .pruned_rewriting(&[0, 1], &BTreeMap::new(), &mirror)
+        .expect("rewrites");
+    assert!(
+        out.contains("FROM --platform=linux/amd64 mirror.example/hub/node:20 AS base\n"),
+        "{out}"
+    );
+    assert!(
+        out.contains("COPY --from=mirror.example/hub/busybox:1.36 /bin/busybox"),
+        "{out}"
+    );
+    assert!(
+        out.contains("from=mirror.example/hub/alpine:3.20,target=/a"),
+        "{out}"
+    );
+    assert!(
+        out.contains("COPY --from=base /x /x"),
+        "a stage reference stays: {out}"
+    );
+    assert!(out.contains("FROM base AS app"), "{out}");
+    assert!(!out.contains("other"), "{out}");
+    // Still a valid Dockerfile with the same stages.
+    let again = crate::dockerfile::parse(&out).expect("the rewritten file parses");
+    assert_eq!(again.stages.len(), 2);
+    // A build arg picks the base; nothing to rewrite leaves the text as pruned.
+    let args = BTreeMap::from([("BASE".to_string(), "python:3.12".to_string())]);
+    let out = df.pruned_rewriting(&[0], &args, &mirror).expect("rewrites");
+    assert!(
+        out.contains("mirror.example/hub/python:3.12 AS base"),
+        "{out}"
+    );
+    let none = df
+        .pruned_rewriting(&[0, 1], &BTreeMap::new(), &|_| None)
+        .expect("ok");
+    assert_eq!(none, df.pruned(&[0, 1]));
+}

@@ -52,6 +52,17 @@ pub(crate) enum EngineError {
         /// The engine's message.
         message: String,
     },
+    /// A base image of the build could not be pulled (unreachable registry,
+    /// rate limit, refused pull, unknown image).
+    #[error("cannot pull the base image {image} from {registry}: {message}")]
+    BasePull {
+        /// The image, as the build names it.
+        image: String,
+        /// Its registry (Docker Hub for a host-less name).
+        registry: String,
+        /// The engine's message.
+        message: String,
+    },
     /// A build or push stream stayed silent longer than `--timeout`.
     #[error(
         "{action} made no progress for {seconds} s (--timeout); the engine or the registry looks hung"
@@ -292,15 +303,35 @@ impl Builder for DockerEngine {
                 job.dockerfile.clone().into_bytes(),
             )),
         );
+        // The FROM step in progress, if any: an error there is a failed pull.
+        let pulling: Mutex<Option<String>> = Mutex::default();
         let on_line = |line: &str| {
             self.observe_build_line(line);
             if line.starts_with("Step ") {
                 events.step(line);
+                *pulling.lock().unwrap_or_else(|p| p.into_inner()) = from_step_image(line);
+            } else if line.trim_start().starts_with("---> ") {
+                *pulling.lock().unwrap_or_else(|p| p.into_inner()) = None;
             }
             events.log(line);
         };
-        let id = self.build_classic(&job, context, on_line).await?;
-        Ok(BuiltImage { id })
+        match self.build_classic(&job, context, on_line).await {
+            Ok(id) => Ok(BuiltImage { id }),
+            Err(EngineError::Build { message }) => {
+                match pulling.into_inner().unwrap_or_else(|p| p.into_inner()) {
+                    Some(written) => {
+                        let image = base_named(&written, &job.base_images);
+                        Err(EngineError::BasePull {
+                            registry: registry_of(&image),
+                            image,
+                            message,
+                        })
+                    }
+                    None => Err(EngineError::Build { message }),
+                }
+            }
+            Err(e) => Err(e),
+        }
     }
 
     async fn remove_leftovers(&self, events: &Events) {
@@ -473,6 +504,37 @@ pub(crate) fn is_transient(e: &EngineError) -> bool {
     transient.iter().any(|t| m.contains(t))
 }
 
+/// The image of a classic builder's `Step 2/5 : FROM [--flags] IMAGE [AS name]`
+/// line, as written (ARGs unexpanded); `None` for other steps.
+fn from_step_image(line: &str) -> Option<String> {
+    let (_, instruction) = line.split_once(" : ")?;
+    let mut words = instruction.split_whitespace();
+    if !words.next()?.eq_ignore_ascii_case("FROM") {
+        return None;
+    }
+    words.find(|w| !w.starts_with("--")).map(str::to_owned)
+}
+
+/// The base a FROM step pulls: as written, or, when written with an ARG,
+/// the job's base (or bases) with ARGs expanded.
+fn base_named(written: &str, bases: &[String]) -> String {
+    if !written.contains('$') || bases.is_empty() {
+        return written.to_string();
+    }
+    bases.join(" or ")
+}
+
+/// The registry an image is pulled from.
+fn registry_of(image: &str) -> String {
+    match crate::reference::ImageRef::parse(image)
+        .ok()
+        .and_then(|r| r.host().cloned())
+    {
+        Some(h) => h.to_string(),
+        None => "Docker Hub (registry-1.docker.io)".to_string(),
+    }
+}
+
 /// Whether a push was refused because its tag exists in a repository whose
 /// tags are immutable (ECR: `tag invalid: The image tag '…' already exists in
 /// the '…' repository and cannot be overwritten because the repository is
@@ -614,6 +676,24 @@ mod tests {
         e.observe_build_line(" ---> Running in 77bb");
         e.observe_build_line(" ---> Removed intermediate container 99aa");
         assert_eq!(e.live_containers(), ["77bb"]);
+    }
+
+    #[test]
+    fn a_from_step_names_the_base_it_pulls() {
+        assert_eq!(
+            from_step_image("Step 1/2 : FROM busybox:9.9.9").as_deref(),
+            Some("busybox:9.9.9")
+        );
+        assert_eq!(
+            from_step_image("Step 2/4 : FROM --platform=linux/amd64 ${BASE} AS base").as_deref(),
+            Some("${BASE}")
+        );
+        assert_eq!(from_step_image("Step 3/4 : RUN echo FROM x"), None);
+        let bases = vec!["stackbake-test/busybox:1".to_string()];
+        assert_eq!(base_named("${BASE}", &bases), "stackbake-test/busybox:1");
+        assert_eq!(base_named("node:20", &bases), "node:20");
+        assert_eq!(registry_of("node:20"), "Docker Hub (registry-1.docker.io)");
+        assert_eq!(registry_of("127.0.0.1:1/x/busybox:1"), "127.0.0.1:1");
     }
 
     #[test]

@@ -43,6 +43,9 @@ pub(crate) struct BuildJob {
     pub(crate) cache_from: Vec<String>,
     /// Credentials for private registries the Dockerfile pulls from.
     pub(crate) auth: Option<RegistryAuth>,
+    /// The external images the kept stages are built `FROM`, as sent
+    /// (ARGs expanded, through any mirror): named when a pull fails.
+    pub(crate) base_images: Vec<String>,
 }
 
 /// A built image.
