@@ -145,6 +145,10 @@ fn init_writes_files_that_pass_check_and_never_overwrites() {
                 "210987654321",
                 "--region",
                 "eu-west-1",
+                // The example's base comes from Docker Hub: pulled through a
+                // mirror, as `check` advises for CodeBuild.
+                "--mirror",
+                "docker.io=210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub",
             ])
             .run()
     };

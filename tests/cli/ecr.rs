@@ -177,15 +177,24 @@ fn ecr_build_creates_repos_pushes_and_pins() {
     }
 
     // --create-repos created the three repositories in moto, in the region
-    // of the image URIs, mutable and without scan-on-push.
+    // of the image URIs, with scan on push and tags immutable except
+    // `latest` and `buildcache`.
     assert_eq!(
         moto_repository_names(&moto, REGION),
         ["bash-dog-api", "bash-dog-nginx", "bash-dog-sidecar"]
     );
     for repo in moto_repositories(&moto, REGION) {
-        assert_eq!(repo["imageTagMutability"], "MUTABLE", "{repo:#}");
         assert_eq!(
-            repo["imageScanningConfiguration"]["scanOnPush"], false,
+            repo["imageTagMutability"], "IMMUTABLE_WITH_EXCLUSION",
+            "{repo:#}"
+        );
+        let filters: Vec<&str> = repo["imageTagMutabilityExclusionFilters"]
+            .as_array()
+            .map(|l| l.iter().filter_map(|f| f["filter"].as_str()).collect())
+            .unwrap_or_default();
+        assert_eq!(filters, ["latest", "buildcache"], "{repo:#}");
+        assert_eq!(
+            repo["imageScanningConfiguration"]["scanOnPush"], true,
             "{repo:#}"
         );
     }

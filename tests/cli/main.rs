@@ -8,6 +8,8 @@
 mod build;
 mod check;
 mod ecr;
+mod ecr_front;
+mod ecr_rules;
 mod faults;
 mod fingerprint;
 mod harness;
