@@ -32,12 +32,72 @@ fn filter(verbose: bool, env: Option<&str>) -> Option<String> {
     }
 }
 
+/// Libraries whose most detailed levels print what they send and receive:
+/// the AWS SDK logs whole response bodies at `trace` (the ECR authorization
+/// token among them), the HTTP and TLS stacks whole messages.
+const LEAKY: [&str; 13] = [
+    "bollard",
+    "aws_smithy_runtime",
+    "aws_smithy_runtime_api",
+    "aws_smithy_http",
+    "aws_smithy_types",
+    "aws_sdk_ecr",
+    "aws_sdk_sts",
+    "aws_config",
+    "hyper",
+    "hyper_util",
+    "h2",
+    "reqwest",
+    "rustls",
+];
+
+/// `directives` with every library held to `debug` at most, whatever was
+/// asked: a global `trace` becomes `debug` (stackbake's own spans keep
+/// `trace`), and `trace` for a library that prints what it sends and
+/// receives becomes `debug`. Never a credential in a diagnostic.
+fn capped(directives: &str) -> String {
+    let is_trace = |level: &str| {
+        let l = level.trim().to_ascii_lowercase();
+        l == "trace" || l == "5"
+    };
+    let mut out = Vec::new();
+    let mut global_trace = false;
+    let mut names_stackbake = false;
+    for part in directives
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        match part.rsplit_once('=') {
+            // `trace`: the level of every target.
+            None if is_trace(part) => {
+                global_trace = true;
+                out.push("debug".to_string());
+            }
+            None => out.push(part.to_string()),
+            Some((target, level)) => {
+                names_stackbake |= target.starts_with("stackbake");
+                if is_trace(level) && LEAKY.iter().any(|l| target.starts_with(l)) {
+                    out.push(format!("{target}=debug"));
+                } else {
+                    out.push(part.to_string());
+                }
+            }
+        }
+    }
+    if global_trace && !names_stackbake {
+        out.push("stackbake=trace".to_string());
+    }
+    out.join(",")
+}
+
 /// Installs the process's diagnostics subscriber, writing through `events`.
 pub(crate) fn init(verbose: bool, events: Events) {
     let env = std::env::var(LOG_ENV).ok();
     let Some(directives) = filter(verbose, env.as_deref()) else {
         return;
     };
+    let directives = capped(&directives);
     let filter = EnvFilter::try_new(&directives).unwrap_or_else(|_| {
         events.send(Event::Diagnostic(format!(
             "stackbake: {LOG_ENV}={directives:?} is not a valid filter; using stackbake=debug"
@@ -98,6 +158,25 @@ impl Drop for LineWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn libraries_are_held_to_debug_whatever_is_asked() {
+        assert_eq!(capped("trace"), "debug,stackbake=trace");
+        assert_eq!(capped("trace,stackbake=trace"), "debug,stackbake=trace");
+        assert_eq!(
+            capped("aws_smithy_runtime=trace,hyper_util=TRACE,stackbake=debug"),
+            "aws_smithy_runtime=debug,hyper_util=debug,stackbake=debug"
+        );
+        assert_eq!(
+            capped("stackbake=trace,bollard=trace"),
+            "stackbake=trace,bollard=trace"
+        );
+        assert_eq!(capped("info"), "info");
+        // The capped filter is what tracing-subscriber gets, and it parses.
+        for f in ["trace", "aws_smithy_runtime=trace", "stackbake[unit]=trace"] {
+            assert!(EnvFilter::try_new(capped(f)).is_ok(), "{f}");
+        }
+    }
 
     #[test]
     fn a_bare_level_is_for_stackbake_and_a_filter_is_taken_whole() {

@@ -399,3 +399,39 @@ fn moto_ecr_helper_reads_repositories_per_region() {
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&status.stdout), "401");
 }
+
+/// Every diagnostic on: `STACKBAKE_LOG` as a whole filter at `trace` turns
+/// on every level of stackbake and of every library it links (AWS SDK,
+/// HTTP, TLS, the engine client). Not one byte of the registry password
+/// or the ECR token may reach the output, in any progress mode.
+#[test]
+fn every_diagnostic_level_on_leaks_no_password_or_token() {
+    let moto = Moto::start();
+    let fx = Fixture::with_auth_registry(ECR_USER, ECR_PASSWORD);
+    let home = tempfile::tempdir().expect("temp HOME");
+    for (progress, filter) in [
+        ("plain", "trace"),
+        ("plain", "trace,stackbake=trace"),
+        ("quiet", "trace,stackbake=trace"),
+        (
+            "plain",
+            "aws_smithy_runtime=trace,hyper=trace,reqwest=trace,stackbake=trace",
+        ),
+    ] {
+        let run = ecr_build_with(&fx, &moto, progress)
+            .env("HOME", home.path())
+            .env("STACKBAKE_LOG", filter)
+            .args(["--create-repos", "--verbose", "--json", "--force"])
+            .run();
+        run.assert_success();
+        // The diagnostics really were on: spans per unit, with timings.
+        assert!(
+            run.stderr.contains("unit{target=api}") && run.stderr.contains("time.busy"),
+            "STACKBAKE_LOG={filter} printed no unit spans:\n{run}"
+        );
+        assert_no_secret(&run.stdout, &format!("stdout with STACKBAKE_LOG={filter}"));
+        assert_no_secret(&run.stderr, &format!("stderr with STACKBAKE_LOG={filter}"));
+        assert_no_secret_under(fx.project.out());
+        assert_no_secret_under(home.path());
+    }
+}
