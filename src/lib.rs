@@ -30,6 +30,8 @@ pub mod registry;
 mod report;
 mod services;
 pub mod taskdef;
+#[cfg(test)]
+mod testing;
 
 use crate::cli::{Cli, Command};
 use crate::error::{Error, exit_code};

@@ -685,6 +685,9 @@ fn match_chunk<'a>(chunk: &str, s: &'a str) -> Result<(&'a str, bool), String> {
 }
 
 #[cfg(test)]
+mod fuzz_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

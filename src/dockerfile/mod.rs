@@ -16,6 +16,8 @@ mod lexer;
 mod parser;
 
 #[cfg(test)]
+mod fuzz_tests;
+#[cfg(test)]
 mod tests;
 
 pub use context::ContextSource;

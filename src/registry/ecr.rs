@@ -484,6 +484,9 @@ impl Aws for EcrSession {
 }
 
 #[cfg(test)]
+mod live_tests;
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

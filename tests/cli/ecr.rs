@@ -10,7 +10,10 @@ use std::process::Command;
 
 use serde_json::Value;
 
-use crate::harness::{Fixture, Moto, Project, Registry, Sb, files_under, is_sha256, report_target};
+use crate::harness::{
+    ECR_PASSWORD, ECR_USER, Fixture, Moto, Project, Registry, Sb, files_under, is_sha256,
+    report_target,
+};
 
 /// (container, repository) of the example's three targets.
 const TARGETS: [(&str, &str); 3] = [
@@ -19,9 +22,6 @@ const TARGETS: [(&str, &str); 3] = [
     ("sidecar", "bash-dog-sidecar"),
 ];
 
-/// moto's ECR registry user and password (GetAuthorizationToken).
-const ECR_USER: &str = "AWS";
-const ECR_PASSWORD: &str = "123456789012-auth-token";
 /// base64 of `AWS:123456789012-auth-token`, the token as ECR hands it out.
 const ECR_TOKEN_B64: &str = "QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu";
 

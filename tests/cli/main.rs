@@ -4,6 +4,11 @@
 //! Run through `scripts/test`, which prepares the machine (engine, registry,
 //! moto, busybox base image). Every test owns its registry, base image and
 //! project copy, so tests run in parallel and leave no image behind.
+//! `static_binary` also proves the release binary is fully static.
+//!
+//! This is the package's only integration test binary: component tests of
+//! the library's internals (registry client, ECR, property tests of the
+//! parsers) are its unit tests, which share `harness/servers.rs`.
 
 mod build;
 mod check;
@@ -16,3 +21,4 @@ mod harness;
 mod harness_selftest;
 mod progress;
 mod proxy;
+mod static_binary;

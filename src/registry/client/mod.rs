@@ -17,6 +17,8 @@ mod error;
 mod transport;
 
 #[cfg(test)]
+mod live_tests;
+#[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;

@@ -7,11 +7,14 @@
 //! Needs the Docker engine (CI starts it through `scripts/test`) and adds a
 //! static build to the test run. `scripts/test` sets `STACKBAKE_PROFILE=
 //! static-check` (the release target and link flags at opt-level 1, no LTO)
-//! to keep CI short; run alone, the test builds the real `release` profile.
+//! to keep CI short, and starts that build before the tests; run alone, the
+//! test builds the real `release` profile.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::harness::REPO_ROOT;
 
 /// The file name `scripts/release` gives the binary.
 const ASSET: &str = "stackbake-x86_64-linux";
@@ -33,7 +36,7 @@ fn run_ok(what: &str, cmd: &mut Command) -> Output {
 
 /// Builds the static binary with `scripts/release` into `dist` and returns its path.
 fn release_into(dist: &Path) -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let root = Path::new(REPO_ROOT);
     run_ok(
         "scripts/release",
         Command::new(root.join("scripts/release"))

@@ -3,17 +3,17 @@
 //!
 //! The SDK reads the process environment, and edition 2024 makes
 //! `set_var` unsafe (forbidden here), so each scenario runs as a child
-//! process: the parent test starts the servers, then re-runs this test
-//! binary on one `child_*` test with the environment it needs. A `child_*`
-//! test run without `SB_ECR_CHILD` set does nothing.
+//! process: the parent test starts the servers (`crate::testing`), then
+//! re-runs this test binary (the library's unit tests) on one `child_*`
+//! test with the environment it needs. A `child_*` test run without
+//! `SB_ECR_CHILD` set does nothing.
 
-mod support;
-
+use std::ffi::OsStr;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use stackbake::registry::{AwsError, Client as Registry, RetryPolicy, ecr};
-use support::*;
+use crate::registry::{AwsError, Client, RetryPolicy, ecr};
+use crate::testing::{ECR_PASSWORD, ECR_USER, Moto, Registry, aws_env, free_port};
 
 const CHILD: &str = "SB_ECR_CHILD";
 
@@ -23,13 +23,21 @@ const T: Duration = Duration::from_secs(30);
 /// How long one child scenario may take before it is killed.
 const CHILD_DEADLINE: Duration = Duration::from_secs(120);
 
-/// Runs `child_test` in a fresh process with `env` (and no AWS settings
-/// inherited from this one); returns its output when it passed.
-fn run_child(child_test: &str, env: &[(&str, String)]) -> String {
+/// Runs `child_test` (a test of this module) in a fresh process with `env`
+/// (and no AWS settings inherited from this one); returns its output when
+/// it passed.
+fn run_child(child_test: &str, env: &[(impl AsRef<OsStr>, String)]) -> String {
     let exe = std::env::current_exe().expect("current test binary");
     let home = tempfile::tempdir().expect("tempdir");
+    // Test names are paths without the crate: `registry::ecr::live_tests::…`.
+    let module = module_path!().split_once("::").map_or("", |(_, m)| m);
     let mut cmd = Command::new(exe);
-    cmd.args([child_test, "--exact", "--nocapture", "--test-threads=1"]);
+    cmd.args([
+        &format!("{module}::{child_test}"),
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+    ]);
     for (k, _) in std::env::vars() {
         if k.starts_with("AWS_") || k.starts_with("SB_") {
             cmd.env_remove(k);
@@ -73,33 +81,19 @@ fn run_child(child_test: &str, env: &[(&str, String)]) -> String {
     text
 }
 
-fn moto_env(moto: &ServerGuard) -> Vec<(&'static str, String)> {
-    aws_env(moto.port)
-}
-
-/// Dummy keys, us-east-2 and `AWS_ENDPOINT_URL` on a loopback port.
-fn aws_env(port: u16) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_ENDPOINT_URL", format!("http://127.0.0.1:{port}")),
-        ("AWS_ACCESS_KEY_ID", "testing".to_owned()),
-        ("AWS_SECRET_ACCESS_KEY", "testing".to_owned()),
-        ("AWS_REGION", "us-east-2".to_owned()),
-    ]
-}
-
 fn is_child() -> bool {
     std::env::var_os(CHILD).is_some()
 }
 
 #[test]
 fn connect_reads_account_token_and_host_from_moto() {
-    let moto = start_moto();
-    let reg = start_registry(true);
-    let mut env = moto_env(&moto);
-    env.push(("SB_REGISTRY", format!("127.0.0.1:{}", reg.port)));
+    let moto = Moto::start();
+    let reg = Registry::start_with_auth(ECR_USER, ECR_PASSWORD);
+    let mut env = moto.env();
+    env.push(("SB_REGISTRY".to_owned(), reg.addr().to_owned()));
     let out = run_child("child_connect", &env);
     assert!(
-        !out.contains(PASSWORD),
+        !out.contains(ECR_PASSWORD),
         "the token leaked into output:\n{out}"
     );
 }
@@ -121,20 +115,20 @@ async fn child_connect() {
     assert_eq!(s.credentials.username, "AWS");
     let dbg = format!("{s:?}");
     assert!(
-        !dbg.contains(PASSWORD) && dbg.contains("<redacted>"),
+        !dbg.contains(ECR_PASSWORD) && dbg.contains("<redacted>"),
         "{dbg}"
     );
     // The token is the password of the test registry: the whole ECR path.
     let host = std::env::var("SB_REGISTRY").expect("SB_REGISTRY");
-    let r = Registry::new(&host, Some(s.credentials.clone()), RetryPolicy::default()).unwrap();
+    let r = Client::new(&host, Some(s.credentials.clone()), RetryPolicy::default()).unwrap();
     r.ping().await.unwrap_or_else(|e| panic!("{e}"));
     println!("connected: {dbg}");
 }
 
 #[test]
 fn service_specific_endpoint_variables_are_honoured() {
-    let moto = start_moto();
-    let url = format!("http://127.0.0.1:{}", moto.port);
+    let moto = Moto::start();
+    let url = moto.endpoint().to_owned();
     let env = vec![
         // The generic endpoint points nowhere; the service ones win.
         (
@@ -164,9 +158,9 @@ async fn child_connect_service_endpoints() {
 
 #[test]
 fn missing_region_is_a_clear_error_and_the_hint_is_used() {
-    let moto = start_moto();
-    let mut env = moto_env(&moto);
-    env.retain(|(k, _)| *k != "AWS_REGION");
+    let moto = Moto::start();
+    let mut env = moto.env();
+    env.retain(|(k, _)| k != "AWS_REGION");
     run_child("child_no_region", &env);
 }
 
@@ -196,7 +190,10 @@ fn an_aws_endpoint_that_never_answers_fails_within_the_timeout() {
             held.push(conn);
         }
     });
-    run_child("child_silent_endpoint", &aws_env(port));
+    run_child(
+        "child_silent_endpoint",
+        &aws_env(&format!("http://127.0.0.1:{port}")),
+    );
 }
 
 #[tokio::test]
@@ -217,8 +214,8 @@ async fn child_silent_endpoint() {
 
 #[test]
 fn missing_credentials_are_a_credentials_error() {
-    let moto = start_moto();
-    let mut env = moto_env(&moto);
+    let moto = Moto::start();
+    let mut env = moto.env();
     env.retain(|(k, _)| !k.starts_with("AWS_ACCESS") && !k.starts_with("AWS_SECRET"));
     run_child("child_no_credentials", &env);
 }
@@ -239,8 +236,8 @@ async fn child_no_credentials() {
 
 #[test]
 fn repositories_are_checked_and_created_on_request() {
-    let moto = start_moto();
-    run_child("child_repositories", &moto_env(&moto));
+    let moto = Moto::start();
+    run_child("child_repositories", &moto.env());
 }
 
 #[tokio::test]

@@ -1,20 +1,19 @@
 //! The registry client against a real `docker-registry` on loopback (with
 //! and without htpasswd auth), and against a scripted server for the bearer
-//! token flow, pagination, retries and broken responses.
-
-mod support;
+//! token flow, retries and broken responses. The servers are the `cli`
+//! integration tests' own (`crate::testing`).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use stackbake::registry::{
-    Client as Registry, Credentials, DOCKER_MANIFEST_V2, Manifest, RegistryError, RetryPolicy,
+use crate::registry::{
+    Client, Credentials, DOCKER_MANIFEST_V2, Manifest, RegistryError, RetryPolicy,
 };
-use support::*;
+use crate::testing::{ECR_PASSWORD, ECR_USER, FakeServer, Registry, Reply, free_port, sha256};
 
 fn creds(password: &str) -> Option<Credentials> {
-    Some(Credentials::new(USER, password))
+    Some(Credentials::new(ECR_USER, password))
 }
 
 fn fast_policy() -> RetryPolicy {
@@ -29,13 +28,13 @@ fn fast_policy() -> RetryPolicy {
 
 #[tokio::test]
 async fn ping_accepts_good_credentials_and_rejects_bad_ones() {
-    let reg = start_registry(true);
-    let host = format!("127.0.0.1:{}", reg.port);
+    let reg = Registry::start_with_auth(ECR_USER, ECR_PASSWORD);
+    let host = reg.addr().to_owned();
 
-    let good = Registry::new(&host, creds(PASSWORD), fast_policy()).unwrap();
+    let good = Client::new(&host, creds(ECR_PASSWORD), fast_policy()).unwrap();
     good.ping().await.unwrap();
 
-    let bad = Registry::new(&host, creds("wrong-password-xyz"), fast_policy()).unwrap();
+    let bad = Client::new(&host, creds("wrong-password-xyz"), fast_policy()).unwrap();
     let err = bad.ping().await.unwrap_err();
     assert!(
         matches!(&err, RegistryError::Unauthorized { host: h, anonymous: false } if *h == host),
@@ -45,7 +44,7 @@ async fn ping_accepts_good_credentials_and_rejects_bad_ones() {
     assert!(msg.contains("refused the credentials"), "{msg}");
     assert!(!msg.contains("wrong-password-xyz") && !format!("{err:?}").contains("wrong-password"));
 
-    let anon = Registry::new(&host, None, fast_policy()).unwrap();
+    let anon = Client::new(&host, None, fast_policy()).unwrap();
     let err = anon.ping().await.unwrap_err();
     assert!(
         matches!(
@@ -61,10 +60,10 @@ async fn ping_accepts_good_credentials_and_rejects_bad_ones() {
 
 #[tokio::test]
 async fn manifests_head_get_put_and_copy_keep_the_exact_digest() {
-    let reg = start_registry(true);
-    let host = format!("127.0.0.1:{}", reg.port);
-    let client = Registry::new(&host, creds(PASSWORD), fast_policy()).unwrap();
-    let (digest, bytes) = push_image(&host, true, "bash-dog-api", "abcdef1", &[]).await;
+    let reg = Registry::start_with_auth(ECR_USER, ECR_PASSWORD);
+    let host = reg.addr().to_owned();
+    let client = Client::new(&host, creds(ECR_PASSWORD), fast_policy()).unwrap();
+    let (digest, bytes) = reg.push_image("bash-dog-api", "abcdef1").await;
 
     // HEAD: missing tag and missing repository are None, present is its digest.
     assert_eq!(
@@ -111,19 +110,14 @@ async fn manifests_head_get_put_and_copy_keep_the_exact_digest() {
     );
 
     // copy_tag moves `latest` with the same digest, checked with a raw HEAD.
-    assert_eq!(
-        raw_head_digest(&host, true, "bash-dog-api", "latest").await,
-        None
-    );
+    assert_eq!(reg.digest("bash-dog-api", "latest"), None);
     let copied = client
         .copy_tag("bash-dog-api", "abcdef1", "latest")
         .await
         .unwrap();
     assert_eq!(copied, digest);
     assert_eq!(
-        raw_head_digest(&host, true, "bash-dog-api", "latest")
-            .await
-            .as_deref(),
+        reg.digest("bash-dog-api", "latest").as_deref(),
         Some(digest.as_str())
     );
 
@@ -139,7 +133,7 @@ async fn manifests_head_get_put_and_copy_keep_the_exact_digest() {
     assert!(err.to_string().contains("bash-dog-api:missing"), "{err}");
 
     // put_manifest of other bytes moves the tag to their digest.
-    let (other, other_bytes) = push_image(&host, true, "bash-dog-api", "other", &[]).await;
+    let (other, other_bytes) = reg.push_image("bash-dog-api", "other").await;
     let put = client
         .put_manifest(
             "bash-dog-api",
@@ -150,16 +144,14 @@ async fn manifests_head_get_put_and_copy_keep_the_exact_digest() {
         .unwrap();
     assert_eq!(put, other);
     assert_eq!(
-        raw_head_digest(&host, true, "bash-dog-api", "latest")
-            .await
-            .as_deref(),
+        reg.digest("bash-dog-api", "latest").as_deref(),
         Some(other.as_str())
     );
 }
 
 #[tokio::test]
 async fn invalid_names_are_rejected_before_any_request() {
-    let client = Registry::new("127.0.0.1:1", None, RetryPolicy::no_retry()).unwrap();
+    let client = Client::new("127.0.0.1:1", None, RetryPolicy::no_retry()).unwrap();
     let err = client
         .manifest_digest("Bad Repo", "latest")
         .await
@@ -183,7 +175,7 @@ async fn invalid_names_are_rejected_before_any_request() {
 #[tokio::test]
 async fn bearer_challenge_gets_a_token_once_per_scope_and_retries() {
     let token_calls = Arc::new(AtomicUsize::new(0));
-    let port = free_port_for_fake();
+    let port = free_port();
     let realm = format!("http://127.0.0.1:{port}/token");
     let manifest = br#"{"schemaVersion":2}"#.to_vec();
     let digest = sha256(&manifest);
@@ -209,7 +201,7 @@ async fn bearer_challenge_gets_a_token_once_per_scope_and_retries() {
             .header("content-type", DOCKER_MANIFEST_V2)
     })
     .await;
-    let client = Registry::new(&srv.host(), creds("pw"), fast_policy()).unwrap();
+    let client = Client::new(&srv.host(), creds("pw"), fast_policy()).unwrap();
     for _ in 0..3 {
         assert_eq!(
             client
@@ -242,7 +234,7 @@ async fn bearer_challenge_gets_a_token_once_per_scope_and_retries() {
 
 #[tokio::test]
 async fn refused_token_is_unauthorized() {
-    let port = free_port_for_fake();
+    let port = free_port();
     let realm = format!("http://127.0.0.1:{port}/token");
     let srv = FakeServer::start_on(port, move |r| {
         if r.path.starts_with("/token") {
@@ -254,7 +246,7 @@ async fn refused_token_is_unauthorized() {
         )
     })
     .await;
-    let client = Registry::new(&srv.host(), creds("pw-secret"), fast_policy()).unwrap();
+    let client = Client::new(&srv.host(), creds("pw-secret"), fast_policy()).unwrap();
     let err = client.ping().await.unwrap_err();
     assert!(
         matches!(
@@ -281,7 +273,7 @@ async fn server_errors_are_retried_then_succeed() {
         }
     })
     .await;
-    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    let client = Client::new(&srv.host(), None, fast_policy()).unwrap();
     client.ping().await.unwrap();
     assert_eq!(n.load(Ordering::SeqCst), 3);
 }
@@ -292,7 +284,7 @@ async fn persistent_server_errors_become_unavailable_after_all_attempts() {
         Reply::new(500).body(r#"{"errors":[{"code":"UNKNOWN","message":"disk full"}]}"#)
     })
     .await;
-    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    let client = Client::new(&srv.host(), None, fast_policy()).unwrap();
     // GET, since a HEAD answer carries no error body.
     let err = client.get_manifest("app", "latest").await.unwrap_err();
     match &err {
@@ -317,7 +309,7 @@ async fn too_many_requests_honours_retry_after() {
         }
     })
     .await;
-    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    let client = Client::new(&srv.host(), None, fast_policy()).unwrap();
     let t = Instant::now();
     client.ping().await.unwrap();
     assert!(
@@ -330,7 +322,7 @@ async fn too_many_requests_honours_retry_after() {
 #[tokio::test]
 async fn client_errors_are_not_retried() {
     let srv = FakeServer::start(|_| Reply::new(400).body("bad request")).await;
-    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    let client = Client::new(&srv.host(), None, fast_policy()).unwrap();
     let err = client.get_manifest("app", "latest").await.unwrap_err();
     assert!(
         matches!(err, RegistryError::Status { status: 400, .. }),
@@ -338,7 +330,7 @@ async fn client_errors_are_not_retried() {
     );
     assert_eq!(srv.requests().len(), 1);
     let srv = FakeServer::start(|_| Reply::new(403)).await;
-    let client = Registry::new(&srv.host(), creds("x"), fast_policy()).unwrap();
+    let client = Client::new(&srv.host(), creds("x"), fast_policy()).unwrap();
     let m = Manifest::new(DOCKER_MANIFEST_V2, b"{}".to_vec());
     let err = client.put_manifest("app", "latest", &m).await.unwrap_err();
     assert!(
@@ -351,7 +343,7 @@ async fn client_errors_are_not_retried() {
 #[tokio::test]
 async fn unreachable_registry_is_reported_after_retries() {
     let port = free_port();
-    let client = Registry::new(&format!("127.0.0.1:{port}"), None, fast_policy()).unwrap();
+    let client = Client::new(&format!("127.0.0.1:{port}"), None, fast_policy()).unwrap();
     let err = client.ping().await.unwrap_err();
     match &err {
         RegistryError::Unreachable { attempts, .. } => assert_eq!(*attempts, 3),
@@ -375,7 +367,7 @@ async fn tampered_manifest_is_refused() {
             .body(body.clone())
     })
     .await;
-    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    let client = Client::new(&srv.host(), None, fast_policy()).unwrap();
     let err = client.get_manifest("app", "latest").await.unwrap_err();
     assert!(
         matches!(err, RegistryError::DigestMismatch { .. }),
@@ -394,7 +386,7 @@ async fn media_type_falls_back_to_the_manifest_field() {
     let body =
         br#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json"}"#.to_vec();
     let srv = FakeServer::start(move |_| Reply::new(200).body(body.clone())).await;
-    let client = Registry::new(&srv.host(), None, fast_policy()).unwrap();
+    let client = Client::new(&srv.host(), None, fast_policy()).unwrap();
     let m = client.get_manifest("app", "latest").await.unwrap().unwrap();
     assert_eq!(m.media_type, "application/vnd.oci.image.manifest.v1+json");
 }
@@ -409,7 +401,7 @@ async fn slow_registry_times_out_per_request() {
         request_timeout: Duration::from_millis(300),
         ..fast_policy()
     };
-    let client = Registry::new(&host, None, policy).unwrap();
+    let client = Client::new(&host, None, policy).unwrap();
     let t = Instant::now();
     let err = client.ping().await.unwrap_err();
     assert!(
@@ -418,8 +410,4 @@ async fn slow_registry_times_out_per_request() {
     );
     assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     drop(listener);
-}
-
-fn free_port_for_fake() -> u16 {
-    free_port()
 }
