@@ -169,7 +169,7 @@ mod tests {
         );
         assert_eq!(
             capped("stackbake=trace,bollard=trace"),
-            "stackbake=trace,bollard=trace"
+            "stackbake=trace,bollard=debug"
         );
         assert_eq!(capped("info"), "info");
         // The capped filter is what tracing-subscriber gets, and it parses.

@@ -421,6 +421,10 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn large_file_streams_in_flat_memory() {
+        // The process's RSS is measured: no other test may run beside it.
+        if !crate::testing::alone("context::tarball::tests::large_file_streams_in_flat_memory") {
+            return;
+        }
         let t = tempfile::tempdir().expect("tempdir");
         let big = t.path().join("big.bin");
         let f = fs::File::create(&big).expect("create");
