@@ -1,14 +1,13 @@
 //! The stage graph: each stage's resolved base (with build-arg overrides of the
 //! global `ARG`s), the stages it needs through `FROM <stage>`,
-//! `COPY --from=<stage|index>` and `RUN --mount=...,from=<stage>`, the external
-//! images it copies or mounts from, and a pruned Dockerfile holding only the
-//! stages one target needs.
+//! `COPY --from=<stage|index>` and `RUN --mount=...,from=<stage>`, and the
+//! external images it copies or mounts from. Global `ARG`s start from
+//! BuildKit's predefined platform ARGs (`platform.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use super::expand::expand_word;
-use super::lexer::map_range;
 use super::{Dockerfile, DockerfileError, Instruction};
 
 /// What a stage is built on.
@@ -122,19 +121,21 @@ pub(crate) fn mount_fields(value: &str) -> Vec<MountField> {
     out
 }
 
-fn strip_quotes(s: &str) -> Option<&str> {
+pub(crate) fn strip_quotes(s: &str) -> Option<&str> {
     ['"', '\'']
         .into_iter()
         .find_map(|q| s.strip_prefix(q).and_then(|r| r.strip_suffix(q)))
 }
 
 impl Dockerfile {
-    /// Values of the global `ARG`s: defaults (expanded in order) overridden by `build_args`.
+    /// Values of the global `ARG`s: BuildKit's predefined platform ARGs
+    /// (for the build platform, see `platform.rs`), then the declared
+    /// defaults (expanded in order), each overridden by `build_args`.
     pub fn global_vars(
         &self,
         build_args: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, DockerfileError> {
-        let mut vars = BTreeMap::new();
+        let mut vars = super::platform::predefined(build_args);
         for arg in &self.global_args {
             let value = match (build_args.get(&arg.name), &arg.default) {
                 (Some(v), _) => Some(v.clone()),
@@ -269,62 +270,6 @@ impl Dockerfile {
             images,
         })
     }
-
-    /// A Dockerfile holding only the stages `keep` (dependency-closed): the
-    /// parser directives, the global `ARG`s and those stages' exact text in
-    /// original order, with numeric `--from` references renumbered. Indices
-    /// out of range are ignored; a numeric reference to a stage not kept is
-    /// left as written.
-    pub fn pruned(&self, keep: &[usize]) -> String {
-        let mut keep: Vec<usize> = keep
-            .iter()
-            .copied()
-            .filter(|&k| k < self.stages.len())
-            .collect();
-        keep.sort_unstable();
-        keep.dedup();
-        let renumber: BTreeMap<usize, usize> = keep
-            .iter()
-            .enumerate()
-            .map(|(new, &old)| (old, new))
-            .collect();
-
-        let mut out = String::new();
-        for d in &self.directives {
-            out.push_str(&d.raw);
-            out.push('\n');
-        }
-        for ins in &self.global_arg_instructions {
-            out.push_str(&ins.raw);
-            out.push('\n');
-        }
-        for &k in &keep {
-            let stage = &self.stages[k];
-            let start = stage.from_instruction.span.start;
-            let end = stage
-                .instructions
-                .last()
-                .map_or(stage.from_instruction.span.end, |i| i.span.end);
-            let mut edits: Vec<(Range<usize>, String)> = Vec::new();
-            for ins in &stage.instructions {
-                edits.extend(renumber_edits(ins, &renumber));
-            }
-            edits.sort_by_key(|(r, _)| r.start);
-            out.push('\n');
-            let mut at = start;
-            for (r, text) in edits {
-                if r.start < at || r.end > end {
-                    continue;
-                }
-                out.push_str(&self.source[at..r.start]);
-                out.push_str(&text);
-                at = r.end;
-            }
-            out.push_str(&self.source[at..end]);
-            out.push('\n');
-        }
-        out
-    }
 }
 
 /// The `--from` values of an instruction: `COPY --from=` and `RUN --mount=...,from=`.
@@ -341,67 +286,6 @@ pub(crate) fn from_values(ins: &Instruction) -> Vec<(String, &'static str)> {
                 }
             }
             _ => {}
-        }
-    }
-    out
-}
-
-/// Source edits that renumber numeric `--from=<n>` / `--mount=...,from=<n>` in `ins`.
-fn renumber_edits(
-    ins: &Instruction,
-    renumber: &BTreeMap<usize, usize>,
-) -> Vec<(Range<usize>, String)> {
-    let mut out = Vec::new();
-    for f in &ins.flags {
-        let is_copy_from = matches!(ins.keyword.as_str(), "COPY" | "ADD") && f.name == "from";
-        let is_mount = ins.keyword == "RUN" && f.name == "mount";
-        if !is_copy_from && !is_mount {
-            continue;
-        }
-        let Some(raw) = ins.logical.get(f.raw.clone()) else {
-            continue;
-        };
-        let Some(eq) = raw.find('=') else {
-            continue;
-        };
-        let vstart = f.raw.start + eq + 1;
-        let value = &raw[eq + 1..];
-        let (value, vstart) = match strip_quotes(value) {
-            Some(v) => (v, vstart + 1),
-            None => (value, vstart),
-        };
-        let targets: Vec<(Range<usize>, String)> = if is_copy_from {
-            vec![(vstart..vstart + value.len(), value.to_string())]
-        } else {
-            mount_fields(value)
-                .into_iter()
-                .filter(|m| m.key == "from")
-                .map(|m| {
-                    (
-                        vstart + m.value_range.start..vstart + m.value_range.end,
-                        m.value,
-                    )
-                })
-                .collect()
-        };
-        for (range, text) in targets {
-            let Ok(old) = text.parse::<usize>() else {
-                continue;
-            };
-            let Some(&new) = renumber.get(&old) else {
-                continue;
-            };
-            if new == old {
-                continue;
-            }
-            for (k, src) in map_range(&ins.segments, range).into_iter().enumerate() {
-                let replacement = if k == 0 {
-                    new.to_string()
-                } else {
-                    String::new()
-                };
-                out.push((src, replacement));
-            }
         }
     }
     out

@@ -418,11 +418,13 @@ fn context_sources_expand_args_env_and_skip_from() {
             },
             ContextSource::Remote {
                 url: "https://example.com/f.tgz".into(),
-                line: 12
+                line: 12,
+                checksum: None,
             },
             ContextSource::Remote {
                 url: "git@github.com:x/y.git".into(),
-                line: 12
+                line: 12,
+                checksum: None,
             },
             ContextSource::Local {
                 path: "local.tgz".into(),
