@@ -24,6 +24,7 @@ mod error;
 mod events;
 mod fingerprint;
 mod init;
+mod outside;
 mod reference;
 pub mod registry;
 mod report;

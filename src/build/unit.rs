@@ -16,10 +16,12 @@ use crate::build::destination::Destination;
 use crate::build::inputs::Inputs;
 use crate::build::schedule::Unit;
 use crate::context::walk::Entry;
+use crate::dockerfile::Rewrites;
 use crate::engine::{self, BuildJob, Builder, Engine, Pushed};
 use crate::error::{Cause, Step, TargetFailure};
-use crate::events::{Event, Events, UnitEvents};
+use crate::events::{Event, Events, Reason, UnitEvents};
 use crate::fingerprint::{self, Fingerprint};
+use crate::outside::{self, Outside};
 use crate::registry::RetryPolicy;
 use crate::registry::retry::{self, Attempt};
 
@@ -101,11 +103,15 @@ pub(crate) struct Sources<'a> {
     pub(crate) build_args: &'a BTreeMap<String, String>,
     /// The commit tag.
     pub(crate) commit: &'a str,
+    /// What the inputs from outside the context resolved to.
+    pub(crate) outside: &'a Outside,
 }
 
-/// The job for `unit`: its pruned Dockerfile (with the fingerprint label if
-/// it is a target being built), the context files its stages read, and the
-/// cache sources.
+/// The job for `unit`: its pruned Dockerfile (external images pinned to
+/// the digests they resolved to, the platform ARGs the classic builder
+/// lacks declared, and the fingerprint label if it is a target being
+/// built), the context files its stages read, and the cache sources. A
+/// unit that an expired target (`--max-age`) needs is built without cache.
 pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> UnitJob {
     let Sources {
         inputs,
@@ -114,16 +120,22 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
         entries,
         build_args,
         commit,
+        outside,
     } = *src;
     let label = inputs.stage_label(unit.stage);
     let product = product(unit, decisions);
-    let pruned = inputs.dockerfile.pruned(&unit.keep);
+    let pin = |r: &str| outside.pin(r);
+    let rewrites = Rewrites {
+        prelude: inputs.dockerfile.platform_prelude(build_args),
+        build_args: Some(build_args),
+        image: Some(&pin),
+    };
+    let pruned = inputs.dockerfile.pruned_with(&unit.keep, &rewrites);
     // Deployable images carry their fingerprint (and provenance) in one
     // LABEL step; shared stages get none, so they stay cache-identical.
     let dockerfile = match &product {
-        Some(p) => with_labels(
-            &pruned,
-            &BTreeMap::from([
+        Some(p) => {
+            let mut labels = BTreeMap::from([
                 (fingerprint::LABEL.to_string(), p.fingerprint.as_digest()),
                 ("dev.stackbake.stage".to_string(), label.clone()),
                 (BUILD_LABEL.to_string(), "1".to_string()),
@@ -131,10 +143,20 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
                     "org.opencontainers.image.revision".to_string(),
                     commit.to_string(),
                 ),
-            ]),
-        ),
+            ]);
+            let images = outside::images_of(&inputs.graph, &inputs.graph.needed(unit.stage));
+            let recorded = outside.images_label(&images);
+            if !recorded.is_empty() {
+                labels.insert(outside::IMAGES_LABEL.to_string(), recorded);
+            }
+            with_labels(&pruned, &labels)
+        }
         None => pruned,
     };
+    let no_cache = decisions
+        .iter()
+        .filter(|d| d.reason == Reason::Expired)
+        .any(|d| inputs.graph.needed(d.target.stage).contains(&unit.stage));
     UnitJob {
         build: BuildJob {
             dockerfile,
@@ -143,6 +165,7 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
             build_args: build_args.clone(),
             cache_from,
             auth: None,
+            no_cache,
         },
         label,
         product,

@@ -100,16 +100,13 @@ impl Pattern {
                         .find(|&end| self.matches(&chars[at..end]))
                 })
                 .flatten();
-            match found {
-                Some(end) => {
-                    out.push_str(with);
-                    replaced = true;
-                    if end > at {
-                        at = end;
-                        continue;
-                    }
+            if let Some(end) = found {
+                out.push_str(with);
+                replaced = true;
+                if end > at {
+                    at = end;
+                    continue;
                 }
-                None => {}
             }
             if let Some(&c) = chars.get(at) {
                 out.push(c);

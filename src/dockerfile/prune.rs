@@ -14,6 +14,9 @@ use super::graph::{FromRef, mount_fields, strip_quotes};
 use super::lexer::map_range;
 use super::{BaseRef, Dockerfile, Instruction};
 
+/// Maps an external image (its expanded reference) to what the engine is sent.
+pub(crate) type ImageRewrite<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// How the Dockerfile sent to the engine differs from the stages as written.
 #[derive(Default)]
 pub(crate) struct Rewrites<'a> {
@@ -23,7 +26,7 @@ pub(crate) struct Rewrites<'a> {
     pub(crate) build_args: Option<&'a BTreeMap<String, String>>,
     /// What an external image (by its expanded reference) is sent as;
     /// `None` keeps the text as written.
-    pub(crate) image: Option<&'a dyn Fn(&str) -> Option<String>>,
+    pub(crate) image: Option<ImageRewrite<'a>>,
 }
 
 impl Dockerfile {

@@ -108,7 +108,7 @@ const PING_TIMEOUT: Duration = Duration::from_secs(30);
 /// A connected engine. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct DockerEngine {
-    docker: bollard::Docker,
+    pub(super) docker: bollard::Docker,
     /// How long a pull or push stream may stay silent before we give up; a
     /// silent build is checked with a ping this often.
     idle: Duration,
@@ -193,6 +193,7 @@ impl DockerEngine {
             .forcerm(true)
             .buildargs(&build_args)
             .cachefrom(&job.cache_from)
+            .nocache(job.no_cache)
             .build();
         let body = bollard::body_try_stream(context);
         // A FROM on a private registry needs its credentials (X-Registry-Config).
@@ -406,6 +407,15 @@ impl Engine for DockerEngine {
         })
     }
 
+    async fn inspect(&self, reference: &str) -> Result<Option<super::LocalImage>, EngineError> {
+        self.inspect_local(reference).await
+    }
+
+    fn api_version(&self) -> Option<(usize, usize)> {
+        let v = self.docker.client_version();
+        Some((v.major_version, v.minor_version))
+    }
+
     async fn image_exists(&self, reference: &str) -> Result<bool, EngineError> {
         match self.docker.inspect_image(reference).await {
             Ok(_) => Ok(true),
@@ -431,7 +441,7 @@ fn lost_connection(e: &bollard::errors::Error) -> bool {
 }
 
 /// Turns a bollard error into the engine's own words.
-fn error_message(e: &bollard::errors::Error) -> String {
+pub(super) fn error_message(e: &bollard::errors::Error) -> String {
     use bollard::errors::Error as E;
     match e {
         E::DockerStreamError { error } => error.trim().to_string(),

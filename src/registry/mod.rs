@@ -13,8 +13,8 @@ pub mod secret;
 use async_trait::async_trait;
 
 pub use client::{
-    Client, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Manifest, OCI_INDEX, OCI_MANIFEST,
-    RegistryError,
+    Client, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, ImageConfig, Manifest, OCI_INDEX,
+    OCI_MANIFEST, RegistryError,
 };
 pub use ecr::{AwsError, EcrSession, connect};
 pub use retry::RetryPolicy;
@@ -36,6 +36,14 @@ pub(crate) trait Registry: Send + Sync {
 
     /// Points `repo:to` at the manifest of `repo:from`; returns its digest.
     async fn copy_tag(&self, repo: &str, from: &str, to: &str) -> Result<String, RegistryError>;
+
+    /// The config (labels, creation time) of image `repo:reference`, or
+    /// `None` when it does not exist.
+    async fn image_config(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ImageConfig>, RegistryError>;
 }
 
 #[async_trait]
@@ -54,5 +62,13 @@ impl Registry for Client {
 
     async fn copy_tag(&self, repo: &str, from: &str, to: &str) -> Result<String, RegistryError> {
         Client::copy_tag(self, repo, from, to).await
+    }
+
+    async fn image_config(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ImageConfig>, RegistryError> {
+        Client::image_config(self, repo, reference).await
     }
 }
