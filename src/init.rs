@@ -1,7 +1,8 @@
 //! `stackbake init`: writes starter `taskdef.json`, `appspec.yaml` and
 //! `buildspec.yml` for a Dockerfile's deployable stages, never overwriting
 //! anything. Deployable stages are the named stages no other stage builds
-//! `FROM`, copies or mounts from (or those given with `--stage`); each gets
+//! `FROM`, copies or mounts from, and that are not one platform's variant
+//! of a `FROM binary-$TARGETOS` pattern (or those given with `--stage`); each gets
 //! one Fargate container named like the stage, with image
 //! `<account>.dkr.ecr.<region>.amazonaws.com/<project>-<stage>:latest`, the
 //! ports its stage `EXPOSE`s, and `awslogs` logging. What the user must fill
@@ -210,15 +211,17 @@ fn plan(
             .collect::<Vec<_>>()
             .join(", ")
     };
+    let variants = df.platform_variants();
     let chosen: Vec<(usize, String)> = if args.stages.is_empty() {
         named
             .iter()
             .filter(|(i, _)| {
-                !graph
-                    .deps
-                    .iter()
-                    .enumerate()
-                    .any(|(j, d)| j != *i && d.contains(i))
+                !variants.contains(i)
+                    && !graph
+                        .deps
+                        .iter()
+                        .enumerate()
+                        .any(|(j, d)| j != *i && d.contains(i))
             })
             .cloned()
             .collect()
@@ -620,6 +623,23 @@ mod tests {
         let appspec = std::fs::read_to_string(tmp.path().join("appspec.yaml"))?;
         assert!(appspec.contains("ContainerPort: 8080  # TODO"), "{appspec}");
         only_todos(tmp.path());
+        Ok(())
+    }
+
+    /// Issue 14, item 1: buildkit, buildx, compose and the docker CLI pick
+    /// a per-platform stage with `FROM binary-$TARGETOS`.
+    #[test]
+    fn platform_variant_stages_are_not_offered_as_containers()
+    -> Result<(), Box<dyn std::error::Error>> {
+        let tmp = tempfile::tempdir()?;
+        std::fs::write(
+            tmp.path().join("Dockerfile"),
+            "FROM alpine:3.20 AS binary-linux\nRUN echo one > /x\nFROM alpine:3.20 AS binary-darwin\nRUN echo two > /x\nFROM binary-$TARGETOS AS binary\nFROM alpine:3.20 AS app\nCOPY --from=binary /x /x\nEXPOSE 80\n",
+        )?;
+        init_with_env(&args(tmp.path()), &no_env)?;
+        let td = std::fs::read_to_string(tmp.path().join("taskdef.json"))?;
+        assert!(td.contains("\"name\": \"app\""), "{td}");
+        assert!(!td.contains("binary"), "{td}");
         Ok(())
     }
 

@@ -365,7 +365,8 @@ fn preflight(s: &Settings, events: &Events) -> Result<(), Error> {
         appspec: s.appspec.clone(),
         buildspec: s.dir.join("buildspec.yml"),
     };
-    let mut findings = crate::check::check_with(&files, &s.targets, s.registry.as_deref());
+    let mut findings =
+        crate::check::check_with(&files, &s.targets, s.registry.as_deref(), &s.build_args);
     // buildspec.yml is not an input of `build`: when stackbake runs, CodeBuild
     // has already read it, and a buildspec that calls stackbake through a
     // wrapper (`make ci`) is fine. Its findings are shown, never a reason to stop.

@@ -56,6 +56,11 @@ impl Pattern {
         match_from(&self.0, s)
     }
 
+    /// Whether the whole of `s` matches.
+    pub(crate) fn matches_whole(&self, s: &str) -> bool {
+        self.matches(&s.chars().collect::<Vec<_>>())
+    }
+
     /// `s` without the shortest (or longest) prefix that matches.
     pub(crate) fn trim_prefix(&self, s: &str, longest: bool) -> String {
         let chars: Vec<char> = s.chars().collect();

@@ -15,6 +15,7 @@
 use std::collections::BTreeMap;
 
 use super::Dockerfile;
+use super::pattern::Pattern;
 
 /// The predefined platform ARGs, in the order the prelude declares them.
 pub(crate) const NAMES: [&str; 8] = [
@@ -79,6 +80,58 @@ impl Dockerfile {
     }
 }
 
+impl Dockerfile {
+    /// Stages that are one platform's variant of a `FROM <prefix>$TARGETOS`
+    /// pattern (`binary-linux`, `binary-darwin` for `FROM binary-$TARGETOS`):
+    /// the stage picked for the build platform is a dependency, the others
+    /// are never built, and none of them is a deployable target of its own.
+    pub(crate) fn platform_variants(&self) -> Vec<usize> {
+        let patterns: Vec<Pattern> = self
+            .stages
+            .iter()
+            .filter(|s| NAMES.iter().any(|n| mentions(&s.from, n)))
+            .map(|s| Pattern::new(&variables_as_wildcards(&s.from), self.escape))
+            .collect();
+        self.stages
+            .iter()
+            .filter(|s| {
+                s.name
+                    .as_deref()
+                    .is_some_and(|n| patterns.iter().any(|p| p.matches_whole(n)))
+            })
+            .map(|s| s.index)
+            .collect()
+    }
+}
+
+/// `bin-${TARGETOS}-$TARGETARCH` → `bin-*-*`.
+fn variables_as_wildcards(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c != '$' {
+            out.push(c);
+            continue;
+        }
+        if chars.peek() == Some(&'{') {
+            for c in chars.by_ref() {
+                if c == '}' {
+                    break;
+                }
+            }
+        } else {
+            while chars
+                .peek()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || *c == '_')
+            {
+                chars.next();
+            }
+        }
+        out.push('*');
+    }
+    out.to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -131,6 +184,20 @@ mod tests {
             parse("FROM a\n")
                 .expect("parses")
                 .platform_prelude(&BTreeMap::new())
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn platform_variant_stages_are_found_by_their_pattern() {
+        let src = "FROM alpine AS binary-linux\nFROM alpine AS binary-darwin\nFROM alpine AS binary-windows-amd64\nFROM binary-${TARGETOS} AS binary\nFROM alpine AS app\nCOPY --from=binary /x /x\n";
+        let df = parse(src).expect("parses");
+        assert_eq!(df.platform_variants(), vec![0, 1, 2]);
+        assert!(parse(BIN_PATTERN).expect("parses").platform_variants() == vec![0]);
+        assert!(
+            parse("FROM a AS x\nFROM x AS y\n")
+                .expect("parses")
+                .platform_variants()
                 .is_empty()
         );
     }

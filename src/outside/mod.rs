@@ -121,6 +121,17 @@ impl Outside {
         Outside { resolved }
     }
 
+    /// `self` with `input` resolved to `identity` (tests).
+    #[cfg(test)]
+    pub(crate) fn with(mut self, input: Input, identity: Identity) -> Outside {
+        let resolved = Resolved {
+            identity,
+            pin: None,
+        };
+        self.resolved.insert(input, resolved);
+        self
+    }
+
     /// An input's resolution.
     pub(crate) fn get(&self, input: &Input) -> Option<&Resolved> {
         self.resolved.get(input)
