@@ -243,7 +243,7 @@ impl Error {
 }
 
 /// Flag and variable that let an unresolved input fall back to its text.
-pub(crate) const ALLOW_UNRESOLVED: &str = "--allow-unresolved (STACKBAKE_ALLOW_UNRESOLVED=1)";
+pub(crate) const ALLOW_UNRESOLVED: &str = "--allow-unresolved (STACKBAKE_ALLOW_UNRESOLVED=true)";
 
 fn unresolved_message(failures: &[crate::outside::ResolveError]) -> String {
     let mut out = format!(

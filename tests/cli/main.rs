@@ -12,5 +12,6 @@ mod faults;
 mod fingerprint;
 mod harness;
 mod harness_selftest;
+mod outside_inputs;
 mod progress;
 mod proxy;
