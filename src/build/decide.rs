@@ -101,8 +101,14 @@ pub(crate) async fn decide(
         .iter()
         .zip(&results)
         .filter(|(_, (_, reason))| *reason == Reason::Changed)
-        .map(|(t, _)| moved(t, inputs, outside, lookup, events));
-    futures_util::future::try_join_all(moved).await?;
+        .map(|(t, _)| async move {
+            // Naming the move is a courtesy: a failure to read the previous
+            // image changes no decision, so it stops nothing.
+            if let Err(e) = moved(t, inputs, outside, lookup, events).await {
+                tracing::debug!(stage = %t.name, error = %e, "previous image not read");
+            }
+        });
+    futures_util::future::join_all(moved).await;
     let mut out = Vec::new();
     for ((t, fp), (reuse, reason)) in inputs.targets.iter().zip(fps).zip(results) {
         let d = Decision {

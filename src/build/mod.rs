@@ -4,10 +4,10 @@
 //! | SPEC step | file |
 //! |---|---|
 //! | 1–2 inputs, taskdef mapping | `inputs.rs` |
+//! | 1 what the builder cannot run, refused before anything else | `refuse.rs` |
 //! | 3 registry, credentials | `destination.rs` |
-//! | 4 inputs from outside the context | `crate::outside` |
+//! | 4 inputs from outside the context, resolved | `crate::outside` |
 //! | 4 fingerprints, build or reuse, `--max-age` | `decide.rs`, `expiry.rs` |
-//! | 6 what the builder cannot run, refused first | `refuse.rs` |
 //! | 5–6 units and their order | `schedule.rs` |
 //! | 6 running the units | `execute.rs` |
 //! | 6–7 one unit: build, tag, push | `unit.rs` |
