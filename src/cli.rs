@@ -131,6 +131,12 @@ pub struct BuildArgs {
     /// Stop every other target as soon as one fails.
     #[arg(long, env = "STACKBAKE_FAIL_FAST")]
     pub fail_fast: bool,
+    /// Rebuild a target whose reusable image is older than this (7d, 12h, 30m, 1s), so RUN steps that fetch from the network (apt-get upgrade) run again on a schedule. Default: off.
+    #[arg(long, env = "STACKBAKE_MAX_AGE", value_name = "DURATION")]
+    pub max_age: Option<String>,
+    /// When a base image, ADD URL or git ref cannot be resolved (registry down, rate limit), fingerprint it by its reference text and warn instead of stopping (exit 3). A change behind that reference is then not seen.
+    #[arg(long, env = "STACKBAKE_ALLOW_UNRESOLVED")]
+    pub allow_unresolved: bool,
     /// Retries of a registry request or image push that failed transiently (5xx, 429, reset).
     #[arg(long, env = "STACKBAKE_RETRIES", default_value = "4", value_name = "N")]
     pub retries: u32,

@@ -54,6 +54,11 @@ pub struct Settings {
     pub timeout: std::time::Duration,
     /// `--retries`: extra attempts for transient registry and push failures.
     pub retries: u32,
+    /// `--max-age`: reusable images older than this are rebuilt.
+    pub max_age: Option<std::time::Duration>,
+    /// `--allow-unresolved`: an input that cannot be resolved is
+    /// fingerprinted by its text (with a warning) instead of stopping the run.
+    pub allow_unresolved: bool,
 }
 
 impl Settings {
@@ -119,6 +124,12 @@ impl Settings {
                 "--registry-user needs --registry HOST[:PORT]".to_string(),
             ));
         }
+        let max_age = a
+            .max_age
+            .as_deref()
+            .map(crate::build::expiry::parse_duration)
+            .transpose()
+            .map_err(|e| Error::Usage(format!("--max-age: {e}")))?;
         let jobs = a.jobs.map_or_else(
             || std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             std::num::NonZeroUsize::get,
@@ -158,6 +169,8 @@ impl Settings {
             fail_fast: a.fail_fast,
             timeout: std::time::Duration::from_secs(a.timeout.get()),
             retries: a.retries.min(20),
+            max_age,
+            allow_unresolved: a.allow_unresolved,
         })
     }
 }
@@ -268,6 +281,32 @@ mod tests {
             Some("-Xmx1g,-Dx=y")
         );
         assert_eq!(s.build_args.len(), 2);
+    }
+
+    #[test]
+    fn max_age_takes_the_issue_s_units_and_names_itself_when_wrong() {
+        let s = build_settings(&["--local", "--max-age", "12h"]);
+        assert_eq!(s.max_age, Some(std::time::Duration::from_secs(43_200)));
+        assert_eq!(build_settings(&["--local"]).max_age, None);
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_string_lossy().to_string();
+        let argv = [
+            "stackbake",
+            "build",
+            "--dir",
+            d.as_str(),
+            "--max-age",
+            "soon",
+        ];
+        let cli = crate::cli::Cli::try_parse_from(argv).expect("parse");
+        let crate::cli::Command::Build(b) = cli.command else {
+            panic!("not a build command")
+        };
+        let e = Settings::from_args(&b)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(e.starts_with("--max-age: ") && e.contains("7d"), "{e}");
     }
 
     #[test]

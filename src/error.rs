@@ -191,6 +191,10 @@ pub enum Error {
     /// Publishing a target failed after every build succeeded.
     #[error("[{}] {} failed: {}", .0.target, .0.step, .0.cause)]
     Publish(Box<TargetFailure>),
+    /// Inputs from outside the context (base images, `ADD` URLs and git
+    /// refs) that could not be resolved: nothing is decided on them.
+    #[error("{}", unresolved_message(.0))]
+    Unresolved(Vec<crate::outside::ResolveError>),
     /// A findings-based refusal (`check` found errors).
     #[error("{0}")]
     Findings(String),
@@ -220,6 +224,7 @@ impl Error {
             | Self::Registry(_)
             | Self::Aws(_)
             | Self::Artifact(_)
+            | Self::Unresolved(_)
             | Self::PinMissing { .. } => exit_code::ENVIRONMENT,
             // Every failure is shown; one caused by the environment makes it exit 3.
             Self::Targets { failures, .. }
@@ -278,6 +283,28 @@ impl Error {
             other => format!("error: {}", chain(other)),
         }
     }
+}
+
+/// Flag and variable that let an unresolved input fall back to its text.
+pub(crate) const ALLOW_UNRESOLVED: &str = "--allow-unresolved (STACKBAKE_ALLOW_UNRESOLVED=true)";
+
+fn unresolved_message(failures: &[crate::outside::ResolveError]) -> String {
+    let mut out = format!(
+        "cannot tell what {} input(s) from outside the build context point to, so no target \
+         using them was built or reused:",
+        failures.len()
+    );
+    for f in failures {
+        out.push_str("\n  - ");
+        out.push_str(&chain(f));
+    }
+    out.push_str(&format!(
+        "\nhint: check that each registry or server named above is reachable and that the \
+         name and tag exist (for Docker Hub: the network, or a rate limit); to build anyway, \
+         {ALLOW_UNRESOLVED} fingerprints such an input by its reference text instead, with a \
+         warning"
+    ));
+    out
 }
 
 /// `e` and each of its sources, joined with `: `; a source whose text the

@@ -32,6 +32,8 @@ pub(crate) enum Reason {
     Unchanged,
     /// `--force`.
     Forced,
+    /// An image with this fingerprint exists but is older than `--max-age`.
+    Expired,
 }
 
 impl Reason {
@@ -42,6 +44,7 @@ impl Reason {
             Reason::Changed => "changed",
             Reason::Unchanged => "unchanged",
             Reason::Forced => "forced",
+            Reason::Expired => "expired",
         }
     }
 }
@@ -115,6 +118,26 @@ pub(crate) enum Event {
         reason: Reason,
         /// `sha256:<hex>`.
         fingerprint: String,
+    },
+    /// An input from outside the context could not be resolved, and
+    /// `--allow-unresolved` fingerprints it by its text.
+    Unresolved {
+        /// The image reference or URL.
+        input: String,
+        /// Why it could not be resolved.
+        error: String,
+    },
+    /// An image a target to build uses (a base, a `--from` image) points
+    /// elsewhere than when the target's previous image was built.
+    BaseMoved {
+        /// The target.
+        target: String,
+        /// The image reference.
+        image: String,
+        /// What it pointed to (digest or image id).
+        from: String,
+        /// What it points to now.
+        to: String,
     },
     /// A target's `latest` was pulled, or not, as build cache.
     CachePulled {

@@ -24,6 +24,7 @@ mod error;
 mod events;
 mod fingerprint;
 mod init;
+mod outside;
 mod policies;
 mod reference;
 pub mod registry;

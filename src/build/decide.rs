@@ -1,12 +1,17 @@
 //! SPEC step 4: build or reuse. Every target's fingerprint is computed (the
-//! context's shared sources hashed once), then looked up where its images
-//! go, all targets at once: a target whose fingerprint tag exists in every
-//! one of its repositories is reused, with the digest found there.
+//! context's shared sources hashed once, the inputs from outside the
+//! context already resolved), then looked up where its images go, all
+//! targets at once: a target whose fingerprint tag exists in every one of
+//! its repositories is reused, with the digest found there, unless
+//! `--max-age` finds that image too old (reason `expired`). For a target
+//! whose fingerprint changed, the images it uses are compared with those
+//! its previous image (`latest`) recorded, and each one that moved is named.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Instant, SystemTime};
 
 use crate::build::destination::Destination;
+use crate::build::expiry;
 use crate::build::inputs::{Inputs, Target};
 use crate::config::Settings;
 use crate::context::walk;
@@ -14,6 +19,8 @@ use crate::engine::Engine;
 use crate::error::{Error, input};
 use crate::events::{Action, Event, Events, Reason};
 use crate::fingerprint::{self, Fingerprint};
+use crate::outside::{self, Outside};
+use crate::registry::ImageConfig;
 
 /// Build or reuse, and why.
 #[derive(Debug, Clone)]
@@ -55,6 +62,7 @@ pub(crate) enum Lookup<'a> {
 pub(crate) async fn decide(
     s: &Settings,
     inputs: &Inputs,
+    outside: &Outside,
     lookup: Lookup<'_>,
     events: &Events,
 ) -> Result<Vec<Decision>, Error> {
@@ -62,18 +70,16 @@ pub(crate) async fn decide(
     let entries = walk::list(&s.dir, &inputs.ignore, &[])
         .map_err(|e| input(&s.dir, format!("cannot read the build context: {e}")))?;
     let mut cache = fingerprint::SourceCache::default();
+    let sources = fingerprint::Sources {
+        df: &inputs.dockerfile,
+        graph: &inputs.graph,
+        build_args: &s.build_args,
+        outside,
+    };
     let mut fps = Vec::new();
     for t in &inputs.targets {
         let fp = blocking(|| {
-            fingerprint::fingerprint_cached(
-                &inputs.dockerfile,
-                &inputs.graph,
-                t.stage,
-                &s.build_args,
-                &s.dir,
-                &entries,
-                &mut cache,
-            )
+            fingerprint::fingerprint_cached(&sources, t.stage, &s.dir, &entries, &mut cache)
         })
         .map_err(|e| input(&s.dockerfile, e.to_string()))?;
         fps.push(fp);
@@ -88,8 +94,21 @@ pub(crate) async fn decide(
         .targets
         .iter()
         .zip(&fps)
-        .map(|(t, fp)| find(s.force, t, fp, lookup));
+        .map(|(t, fp)| find(s, t, fp, lookup));
     let results = futures_util::future::try_join_all(lookups).await?;
+    let moved = inputs
+        .targets
+        .iter()
+        .zip(&results)
+        .filter(|(_, (_, reason))| *reason == Reason::Changed)
+        .map(|(t, _)| async move {
+            // Naming the move is a courtesy: a failure to read the previous
+            // image changes no decision, so it stops nothing.
+            if let Err(e) = moved(t, inputs, outside, lookup, events).await {
+                tracing::debug!(stage = %t.name, error = %e, "previous image not read");
+            }
+        });
+    futures_util::future::join_all(moved).await;
     let mut out = Vec::new();
     for ((t, fp), (reuse, reason)) in inputs.targets.iter().zip(fps).zip(results) {
         let d = Decision {
@@ -113,6 +132,61 @@ pub(crate) async fn decide(
     Ok(out)
 }
 
+/// Names each image target `t` uses that points elsewhere than when its
+/// previous image (`latest` of its first repository) was built, as that
+/// image's label recorded it.
+async fn moved(
+    t: &Target,
+    inputs: &Inputs,
+    outside: &Outside,
+    lookup: Lookup<'_>,
+    events: &Events,
+) -> Result<(), Error> {
+    let Some(repo) = t.repositories.first() else {
+        return Ok(());
+    };
+    let Some(previous) = config_of(lookup, repo, "latest").await? else {
+        return Ok(());
+    };
+    let Some(recorded) = previous.labels.get(outside::IMAGES_LABEL) else {
+        return Ok(());
+    };
+    let before = outside::parse_images_label(recorded);
+    let images = outside::images_of(&inputs.graph, &inputs.graph.needed(t.stage));
+    let now = outside::parse_images_label(&outside.images_label(&images));
+    for (image, to) in now {
+        if let Some(from) = before.get(&image).filter(|from| **from != to) {
+            events.send(Event::BaseMoved {
+                target: t.name.clone(),
+                image,
+                from: from.clone(),
+                to,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The config of image `repo:reference` where images are looked up.
+async fn config_of(
+    lookup: Lookup<'_>,
+    repo: &str,
+    reference: &str,
+) -> Result<Option<ImageConfig>, Error> {
+    Ok(match lookup {
+        Lookup::Registry(d) => d.registry.image_config(repo, reference).await?,
+        Lookup::Engine(e) => {
+            e.inspect(&format!("{repo}:{reference}"))
+                .await?
+                .map(|i| ImageConfig {
+                    created: i.created,
+                    labels: i.labels,
+                })
+        }
+        Lookup::Nowhere => None,
+    })
+}
+
 /// Runs CPU- and disk-bound `f` where the runtime allows it to block (a
 /// multi-threaded runtime moves its other tasks away first).
 fn blocking<R>(f: impl FnOnce() -> R) -> R {
@@ -125,12 +199,12 @@ fn blocking<R>(f: impl FnOnce() -> R) -> R {
 /// Looks a target's fingerprint up: reuse (with the digest per repository)
 /// or build, and why.
 async fn find(
-    force: bool,
+    s: &Settings,
     t: &Target,
     fp: &Fingerprint,
     lookup: Lookup<'_>,
 ) -> Result<(Option<BTreeMap<String, Option<String>>>, Reason), Error> {
-    if force {
+    if s.force {
         return Ok((None, Reason::Forced));
     }
     let tag = fp.tag();
@@ -148,14 +222,22 @@ async fn find(
             found.insert(repo.clone(), h);
         }
     }
-    if found.len() == t.repositories.len() {
-        return Ok((Some(found), Reason::Unchanged));
-    }
     let first = t
         .repositories
         .first()
         .map(String::as_str)
         .unwrap_or_default();
+    if found.len() == t.repositories.len() {
+        if let Some(max_age) = s.max_age {
+            // Every repository holds the same image (one build, one digest).
+            let at = found.get(first).cloned().flatten().unwrap_or(tag);
+            let created = config_of(lookup, first, &at).await?.and_then(|c| c.created);
+            if expiry::expired(created.as_deref(), max_age, SystemTime::now()) {
+                return Ok((None, Reason::Expired));
+            }
+        }
+        return Ok((Some(found), Reason::Unchanged));
+    }
     let seen = match lookup {
         Lookup::Registry(d) => d.registry.manifest_digest(first, "latest").await?.is_some(),
         Lookup::Engine(e) => e.image_exists(&format!("{first}:latest")).await?,

@@ -13,11 +13,17 @@ use std::time::Duration;
 use async_trait::async_trait;
 use sha2::{Digest as _, Sha256};
 
-use crate::engine::{BuildJob, Builder, BuiltImage, Engine, EngineError, Pushed, RegistryAuth};
+use crate::engine::{
+    BuildJob, Builder, BuiltImage, Engine, EngineError, LocalImage, Pushed, RegistryAuth,
+};
 use crate::events::{Events, UnitEvents};
 use crate::registry::ecr::{Aws, Repositories};
 use crate::registry::tags::Mutability;
-use crate::registry::{AwsError, Credentials, Registry, RegistryError, RetryPolicy};
+use crate::registry::{AwsError, Credentials, ImageConfig, Registry, RegistryError, RetryPolicy};
+
+/// The base image the example stack is built on in these tests, present in
+/// the fake engine only (as `scripts/test` imports it into the real one).
+pub(crate) const BASE: &str = "stackbake-test/busybox:latest";
 use crate::services::{Connected, Services};
 
 /// How a fake build of one unit behaves.
@@ -39,6 +45,14 @@ pub(crate) struct World {
     manifests: Mutex<BTreeSet<(String, String)>>,
     /// The engine's images: reference → id.
     local: Mutex<BTreeMap<String, String>>,
+    /// The engine's images by id: what `inspect` tells of them.
+    images: Mutex<BTreeMap<String, LocalImage>>,
+    /// The registry's image configs, by manifest digest.
+    configs: Mutex<BTreeMap<String, ImageConfig>>,
+    /// The `created` time builds stamp on their images.
+    created: Mutex<String>,
+    /// Every build job the builder was given, with its unit's name.
+    jobs: Mutex<Vec<(String, BuildJob)>>,
     scripts: Mutex<BTreeMap<String, Script>>,
     /// Errors the next pushes of a repository fail with, in order.
     push_faults: Mutex<BTreeMap<String, VecDeque<String>>>,
@@ -54,7 +68,7 @@ pub(crate) struct World {
     /// PUTs of a tag the repository refused (it would have moved an immutable tag).
     refused_overwrites: AtomicUsize,
     /// Image id each pushed manifest was made from (its config digest).
-    configs: Mutex<BTreeMap<String, String>>,
+    config_ids: Mutex<BTreeMap<String, String>>,
     /// Where the artifact goes, to look at it when `latest` moves.
     out: Mutex<Option<PathBuf>>,
     /// What the out dir held at each move of `latest`.
@@ -62,10 +76,12 @@ pub(crate) struct World {
 }
 
 impl World {
-    /// A world with nothing in it.
+    /// A world whose engine holds [`BASE`] (imported: in no registry).
     pub(crate) fn new() -> Arc<World> {
         let w = World::default();
         w.tag_limit.store(usize::MAX, Ordering::SeqCst);
+        *w.created.lock().expect("created") = "2026-01-01T00:00:00Z".to_string();
+        w.import(BASE, "busybox");
         Arc::new(w)
     }
 
@@ -131,6 +147,48 @@ impl World {
             });
         }
         Ok(())
+    }
+
+    /// Imports an image with `content` into the engine as `reference`
+    /// (`docker import`: a new id, no registry digest); returns its id.
+    pub(crate) fn import(&self, reference: &str, content: &str) -> String {
+        let id = format!("sha256:{}", hex::encode(Sha256::digest(content.as_bytes())));
+        self.local
+            .lock()
+            .expect("local")
+            .insert(reference.to_string(), id.clone());
+        self.images.lock().expect("images").insert(
+            id.clone(),
+            LocalImage {
+                id: id.clone(),
+                ..LocalImage::default()
+            },
+        );
+        id
+    }
+
+    /// Replaces what the engine tells of image `image.id`.
+    pub(crate) fn set_image(&self, image: LocalImage) {
+        self.images
+            .lock()
+            .expect("images")
+            .insert(image.id.clone(), image);
+    }
+
+    /// Sets the `created` time of the images built from now on (RFC 3339).
+    pub(crate) fn stamp_builds(&self, created: &str) {
+        *self.created.lock().expect("created") = created.to_string();
+    }
+
+    /// The build jobs sent for unit `label`, in order.
+    pub(crate) fn jobs(&self, label: &str) -> Vec<BuildJob> {
+        self.jobs
+            .lock()
+            .expect("jobs")
+            .iter()
+            .filter(|(l, _)| l == label)
+            .map(|(_, j)| j.clone())
+            .collect()
     }
 
     fn note(&self, entry: String) {
@@ -269,6 +327,14 @@ impl Builder for FakeEngine {
             "sha256:{}",
             hex::encode(Sha256::digest(format!("{label}\n{}", job.dockerfile)))
         );
+        let image = LocalImage {
+            id: id.clone(),
+            repo_digests: Vec::new(),
+            created: Some(w.created.lock().expect("created").clone()),
+            labels: labels_of(&job.dockerfile),
+        };
+        w.images.lock().expect("images").insert(id.clone(), image);
+        w.jobs.lock().expect("jobs").push((label, job));
         Ok(BuiltImage { id })
     }
 
@@ -341,10 +407,21 @@ impl Engine for FakeEngine {
             });
         }
         let digest = w.put(&name, tag, &content);
-        w.configs
+        w.config_ids
             .lock()
-            .expect("configs")
-            .insert(digest.clone(), id);
+            .expect("config ids")
+            .insert(digest.clone(), id.clone());
+        if let Some(image) = w.images.lock().expect("images").get_mut(&id) {
+            image.repo_digests.push(format!("{repo}@{digest}"));
+            let config = ImageConfig {
+                created: image.created.clone(),
+                labels: image.labels.clone(),
+            };
+            w.configs
+                .lock()
+                .expect("configs")
+                .insert(digest.clone(), config);
+        }
         events.log(&format!("{tag}: digest: {digest} size: 527"));
         Ok(Pushed {
             digest,
@@ -355,6 +432,34 @@ impl Engine for FakeEngine {
     async fn image_exists(&self, reference: &str) -> Result<bool, EngineError> {
         Ok(self.0.local.lock().expect("local").contains_key(reference))
     }
+
+    async fn inspect(&self, reference: &str) -> Result<Option<LocalImage>, EngineError> {
+        let w = &self.0;
+        let id = w.local.lock().expect("local").get(reference).cloned();
+        let id = id.unwrap_or_else(|| reference.to_string());
+        Ok(w.images.lock().expect("images").get(&id).cloned())
+    }
+
+    fn api_version(&self) -> Option<(usize, usize)> {
+        Some((1, 41))
+    }
+}
+
+/// The labels of a built Dockerfile's last `LABEL` line (`"k"="v" …`).
+fn labels_of(dockerfile: &str) -> BTreeMap<String, String> {
+    let Some(line) = dockerfile.lines().rev().find(|l| l.starts_with("LABEL ")) else {
+        return BTreeMap::new();
+    };
+    line["LABEL ".len()..]
+        .split_whitespace()
+        .filter_map(|pair| pair.split_once('='))
+        .map(|(k, v)| {
+            (
+                k.trim_matches('"').to_string(),
+                v.trim_matches('"').to_string(),
+            )
+        })
+        .collect()
 }
 
 /// The fake registry.
@@ -373,6 +478,23 @@ impl Registry for FakeRegistry {
     ) -> Result<Option<String>, RegistryError> {
         self.0.note(format!("head {repo}:{reference}"));
         Ok(self.0.resolve(repo, reference))
+    }
+
+    async fn image_config(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ImageConfig>, RegistryError> {
+        let w = &self.0;
+        w.note(format!("config {repo}:{reference}"));
+        Ok(w.resolve(repo, reference).map(|d| {
+            w.configs
+                .lock()
+                .expect("configs")
+                .get(&d)
+                .cloned()
+                .unwrap_or_default()
+        }))
     }
 
     async fn copy_tag(&self, repo: &str, from: &str, to: &str) -> Result<String, RegistryError> {
@@ -415,7 +537,7 @@ impl Registry for FakeRegistry {
     ) -> Result<Option<String>, RegistryError> {
         let w = &self.0;
         Ok(w.resolve(repo, reference)
-            .and_then(|d| w.configs.lock().expect("configs").get(&d).cloned()))
+            .and_then(|d| w.config_ids.lock().expect("config ids").get(&d).cloned()))
     }
 }
 

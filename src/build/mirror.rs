@@ -59,6 +59,16 @@ impl Mirror {
 }
 
 impl Mirror {
+    /// The mirrored registry (`docker.io`).
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+
+    /// The registry host and repository prefix images are pulled from.
+    pub(crate) fn host_and_prefix(&self) -> (&str, &str) {
+        self.target.split_once('/').unwrap_or((&self.target, ""))
+    }
+
     /// The ARN pattern of the repositories an ECR pull-through cache serves
     /// this mirror from (`arn:aws:ecr:REGION:ACCOUNT:repository/PREFIX/*`),
     /// when the mirror is one.

@@ -4,8 +4,10 @@
 //! | SPEC step | file |
 //! |---|---|
 //! | 1–2 inputs, taskdef mapping | `inputs.rs` |
+//! | 1 what the builder cannot run, refused before anything else | `refuse.rs` |
 //! | 3 registry, credentials | `destination.rs` |
-//! | 4 fingerprints, build or reuse | `decide.rs` |
+//! | 4 inputs from outside the context, resolved | `crate::outside` |
+//! | 4 fingerprints, build or reuse, `--max-age` | `decide.rs`, `expiry.rs` |
 //! | 5–6 units and their order | `schedule.rs` |
 //! | 6 running the units | `execute.rs` |
 //! | 6–7 one unit: build, tag, push | `unit.rs` |
@@ -19,14 +21,18 @@ pub(crate) mod decide;
 mod deliver;
 pub(crate) mod destination;
 mod execute;
+pub(crate) mod expiry;
 pub(crate) mod inputs;
 pub(crate) mod mirror;
 mod publish;
+mod refuse;
 pub(crate) mod schedule;
 mod unit;
 
 #[cfg(test)]
-mod fakes;
+pub(crate) mod fakes;
+#[cfg(test)]
+mod outside_tests;
 #[cfg(test)]
 mod tests;
 
@@ -39,6 +45,7 @@ use crate::context::walk;
 use crate::engine::Engine;
 use crate::error::{Error, input};
 use crate::events::{CachePull, Event, Events};
+use crate::outside::{self, Outside};
 use crate::report::{ExternalReport, Report, TargetReport};
 use crate::services::Services;
 use crate::taskdef::mapping::Mapping;
@@ -52,6 +59,7 @@ pub(crate) struct Prepared {
     pub(crate) inputs: Inputs,
     pub(crate) commit: String,
     pub(crate) dest: Option<Destination>,
+    pub(crate) outside: Outside,
     pub(crate) decisions: Vec<Decision>,
 }
 
@@ -125,20 +133,55 @@ async fn prepare(
             .with_excluded(&own)
             .map_err(|e| input(&s.out, e.to_string()))?;
     }
+    if let Some(e) = engine {
+        refuse::refuse_unsupported(&inputs.dockerfile, &s.dockerfile, e.api_version())?;
+    }
     let commit = config::commit_tag(s)?;
     let dest = destination::resolve(s, &inputs, services, events, intent).await?;
+    let outside = resolve_outside(s, &inputs, services, dest.as_ref(), engine, events).await?;
     let lookup = match (&dest, engine) {
         (Some(d), _) => Lookup::Registry(d),
         (None, Some(e)) => Lookup::Engine(e),
         (None, None) => Lookup::Nowhere,
     };
-    let decisions = decide::decide(s, &inputs, lookup, events).await?;
+    let decisions = decide::decide(s, &inputs, &outside, lookup, events).await?;
     Ok(Prepared {
         inputs,
         commit,
         dest,
+        outside,
         decisions,
     })
+}
+
+/// Resolves every input from outside the context the targets use, once
+/// each, in parallel (`crate::outside`).
+async fn resolve_outside(
+    s: &Settings,
+    inputs: &Inputs,
+    services: &dyn Services,
+    dest: Option<&Destination>,
+    engine: Option<&dyn Engine>,
+    events: &Events,
+) -> Result<Outside, Error> {
+    let targets: Vec<usize> = inputs.targets.iter().map(|t| t.stage).collect();
+    let wanted = outside::collect(
+        &inputs.dockerfile,
+        &inputs.graph,
+        &targets,
+        &s.build_args,
+        &s.dockerfile,
+    )?;
+    let sources = outside::Sources {
+        engine,
+        services,
+        ours: dest.map(|d| (d.host.clone(), d.creds.clone())),
+        routes: outside::Routes::mirrored(&s.mirrors),
+        policy: destination::retry_policy(s),
+        timeout: s.timeout,
+        allow_unresolved: s.allow_unresolved,
+    };
+    outside::resolve(wanted, &sources, events).await
 }
 
 /// Runs `stackbake plan`: the decisions, with no change anywhere.
@@ -147,10 +190,14 @@ pub(crate) async fn plan(
     services: &dyn Services,
     events: &Events,
 ) -> Result<Report, Error> {
+    // The engine is where fingerprints are looked up with `--local` alone;
+    // otherwise it is only asked about images that may exist only there,
+    // and a plan can go on without it (bases are then asked of registries).
     let engine = if s.local && s.registry.is_none() {
         Some(services.engine(s.timeout, s.timeout).await?.engine)
     } else {
-        None
+        let quick = s.timeout.min(std::time::Duration::from_secs(10));
+        services.engine(quick, quick).await.ok().map(|c| c.engine)
     };
     let p = prepare(s, services, events, Intent::Plan, engine.as_deref()).await?;
     let mut targets = Vec::new();
@@ -232,6 +279,7 @@ pub(crate) async fn build(
             build_args: &s.build_args,
             commit: &p.commit,
             mirrors: &s.mirrors,
+            outside: &p.outside,
         };
         outcomes = execute::execute(&units, &labels, &limits, state, events, |i, built| {
             // Cache sources: every image this run built so far, plus the pulled `latest`s.
@@ -321,7 +369,8 @@ fn preflight(s: &Settings, events: &Events) -> Result<(), Error> {
         appspec: s.appspec.clone(),
         buildspec: s.dir.join("buildspec.yml"),
     };
-    let mut findings = crate::check::check_with(&files, &s.targets, s.registry.as_deref());
+    let mut findings =
+        crate::check::check_with(&files, &s.targets, s.registry.as_deref(), &s.build_args);
     // buildspec.yml is not an input of `build`: when stackbake runs, CodeBuild
     // has already read it, and a buildspec that calls stackbake through a
     // wrapper (`make ci`) is fine. Its findings are shown, never a reason to stop.

@@ -19,16 +19,16 @@ use crate::registry::tags::{Mutability, Wildcard};
 use crate::report::Report;
 use crate::report::reporter::{Render, Reporter};
 
-const REGISTRY: &str = "127.0.0.1:5000";
-const TARGETS: [&str; 3] = ["api", "sidecar", "nginx"];
+pub(super) const REGISTRY: &str = "127.0.0.1:5000";
+pub(super) const TARGETS: [&str; 3] = ["api", "sidecar", "nginx"];
 
 /// A copy of the example stack in a temp dir.
-struct Project {
+pub(super) struct Project {
     dir: tempfile::TempDir,
 }
 
 impl Project {
-    fn example() -> Project {
+    pub(super) fn example() -> Project {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         for f in [
@@ -43,7 +43,7 @@ impl Project {
         Project { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.dir.path()
     }
 
@@ -55,11 +55,11 @@ impl Project {
         self.path().join("out")
     }
 
-    fn settings(&self, extra: &[&str]) -> Settings {
+    pub(super) fn settings(&self, extra: &[&str]) -> Settings {
         self.settings_tagged("abc1234", extra)
     }
 
-    fn settings_tagged(&self, tag: &str, extra: &[&str]) -> Settings {
+    pub(super) fn settings_tagged(&self, tag: &str, extra: &[&str]) -> Settings {
         let dir = self.path().to_string_lossy().to_string();
         let out = self.out().to_string_lossy().to_string();
         let mut argv = vec![
@@ -100,7 +100,7 @@ fn copy_dir(from: &Path, to: &Path) {
 
 /// Collects every event a run sends.
 #[derive(Clone, Default)]
-struct Collected(Arc<Mutex<Vec<Event>>>);
+pub(super) struct Collected(pub(super) Arc<Mutex<Vec<Event>>>);
 
 impl Render for Collected {
     fn event(&mut self, event: &Event) {
@@ -109,9 +109,9 @@ impl Render for Collected {
 }
 
 /// What a build against the fakes gave.
-struct Run {
-    result: Result<Report, Error>,
-    events: Vec<Event>,
+pub(super) struct Run {
+    pub(super) result: Result<Report, Error>,
+    pub(super) events: Vec<Event>,
 }
 
 impl Run {
@@ -135,7 +135,7 @@ async fn build_with(world: &Arc<World>, s: &Settings, state: &RunState) -> Run {
     Run { result, events }
 }
 
-async fn build(world: &Arc<World>, s: &Settings) -> Run {
+pub(super) async fn build(world: &Arc<World>, s: &Settings) -> Run {
     build_with(world, s, &RunState::new()).await
 }
 

@@ -18,10 +18,12 @@ use crate::build::inputs::Inputs;
 use crate::build::mirror::{self, Mirror};
 use crate::build::schedule::Unit;
 use crate::context::walk::Entry;
+use crate::dockerfile::Rewrites;
 use crate::engine::{BuildJob, Builder, Engine};
 use crate::error::{Cause, Step, TargetFailure};
-use crate::events::{Event, Events, UnitEvents};
+use crate::events::{Event, Events, Reason, UnitEvents};
 use crate::fingerprint::{self, Fingerprint};
+use crate::outside::{self, Outside};
 use crate::registry::RetryPolicy;
 
 /// Label set on every deployable image stackbake builds.
@@ -104,11 +106,15 @@ pub(crate) struct Sources<'a> {
     pub(crate) commit: &'a str,
     /// `--mirror`s.
     pub(crate) mirrors: &'a [Mirror],
+    /// What the inputs from outside the context resolved to.
+    pub(crate) outside: &'a Outside,
 }
 
-/// The job for `unit`: its pruned Dockerfile (with the fingerprint label if
-/// it is a target being built), the context files its stages read, and the
-/// cache sources.
+/// The job for `unit`: its pruned Dockerfile (external images pinned to
+/// the digests they resolved to, the platform ARGs the classic builder
+/// lacks declared, and the fingerprint label if it is a target being
+/// built), the context files its stages read, and the cache sources. A
+/// unit that an expired target (`--max-age`) needs is built without cache.
 pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> UnitJob {
     let Sources {
         inputs,
@@ -118,27 +124,25 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
         build_args,
         commit,
         mirrors,
+        outside,
     } = *src;
     let label = inputs.stage_label(unit.stage);
     let product = product(unit, decisions);
-    // Through the mirrors, when there are any (the graph was resolved with
-    // these build args already, so resolving again cannot fail).
-    let pruned = if mirrors.is_empty() {
-        inputs.dockerfile.pruned(&unit.keep)
-    } else {
-        inputs
-            .dockerfile
-            .pruned_rewriting(&unit.keep, build_args, &|image| {
-                mirror::rewrite(image, mirrors)
-            })
-            .unwrap_or_else(|_| inputs.dockerfile.pruned(&unit.keep))
+    // The engine is sent each outside image pinned to the digest it was
+    // resolved to (through the mirror, when one serves it); an image that
+    // is not pinned (engine-only, or unresolved) still goes through the mirror.
+    let image = |r: &str| outside.pin(r).or_else(|| mirror::rewrite(r, mirrors));
+    let rewrites = Rewrites {
+        prelude: inputs.dockerfile.platform_prelude(build_args),
+        build_args: Some(build_args),
+        image: Some(&image),
     };
+    let pruned = inputs.dockerfile.pruned_with(&unit.keep, &rewrites);
     // Deployable images carry their fingerprint (and provenance) in one
     // LABEL step; shared stages get none, so they stay cache-identical.
     let dockerfile = match &product {
-        Some(p) => with_labels(
-            &pruned,
-            &BTreeMap::from([
+        Some(p) => {
+            let mut labels = BTreeMap::from([
                 (fingerprint::LABEL.to_string(), p.fingerprint.as_digest()),
                 ("dev.stackbake.stage".to_string(), label.clone()),
                 (BUILD_LABEL.to_string(), "1".to_string()),
@@ -146,10 +150,20 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
                     "org.opencontainers.image.revision".to_string(),
                     commit.to_string(),
                 ),
-            ]),
-        ),
+            ]);
+            let images = outside::images_of(&inputs.graph, &inputs.graph.needed(unit.stage));
+            let recorded = outside.images_label(&images);
+            if !recorded.is_empty() {
+                labels.insert(outside::IMAGES_LABEL.to_string(), recorded);
+            }
+            with_labels(&pruned, &labels)
+        }
         None => pruned,
     };
+    let no_cache = decisions
+        .iter()
+        .filter(|d| d.reason == Reason::Expired)
+        .any(|d| inputs.graph.needed(d.target.stage).contains(&unit.stage));
     UnitJob {
         build: BuildJob {
             dockerfile,
@@ -158,7 +172,8 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
             build_args: build_args.clone(),
             cache_from,
             auth: None,
-            base_images: base_images(inputs, &unit.keep, mirrors),
+            base_images: base_images(inputs, &unit.keep, &image),
+            no_cache,
         },
         label,
         product,
@@ -166,13 +181,17 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
 }
 
 /// The external images the stages `keep` are built on, as the engine is
-/// sent them (through the mirrors).
-fn base_images(inputs: &Inputs, keep: &[usize], mirrors: &[Mirror]) -> Vec<String> {
+/// sent them (`image` gives what an image is sent as, if not as written).
+fn base_images(
+    inputs: &Inputs,
+    keep: &[usize],
+    image: &dyn Fn(&str) -> Option<String>,
+) -> Vec<String> {
     let mut out: Vec<String> = keep
         .iter()
         .filter_map(|&s| match inputs.graph.bases.get(s) {
             Some(crate::dockerfile::BaseRef::Image(img)) => {
-                Some(mirror::rewrite(img, mirrors).unwrap_or_else(|| img.clone()))
+                Some(image(img).unwrap_or_else(|| img.clone()))
             }
             _ => None,
         })

@@ -11,6 +11,7 @@
 
 mod appspec_rules;
 mod buildspec_rules;
+mod dialect_rules;
 mod dockerfile_rules;
 mod finding;
 mod locate;
@@ -76,6 +77,9 @@ pub const RULES: &[(&str, Severity)] = &[
     ("policies/iam-too-broad", Severity::Warning),
     ("policies/lifecycle-structure", Severity::Error),
     ("policies/lifecycle-expires-fingerprints", Severity::Warning),
+    ("stages/variable-in-from", Severity::Warning),
+    ("stages/needs-newer-engine", Severity::Warning),
+    ("stages/needs-buildkit", Severity::Error),
     ("buildspec/invalid-yaml", Severity::Error),
     ("buildspec/structure", Severity::Error),
     ("buildspec/version", Severity::Error),
@@ -175,16 +179,18 @@ fn file_name(path: &Path) -> &str {
 /// Runs every rule over the project's files. Never panics; missing,
 /// unreadable or malformed files are findings.
 pub fn check(files: &ProjectFiles) -> Vec<Finding> {
-    check_with(files, &[], None)
+    check_with(files, &[], None, &std::collections::BTreeMap::new())
 }
 
 /// [`check`] as `build`/`plan` run it: `targets` are the parsed
-/// `--target CONTAINER=STAGE` flags and `registry` the `--registry` override,
-/// so the container-to-stage rule maps containers exactly as the build will.
+/// `--target CONTAINER=STAGE` flags, `registry` the `--registry` override
+/// and `build_args` the `--build-arg`s, so the rules map containers and
+/// expand the Dockerfile exactly as the build will.
 pub fn check_with(
     files: &ProjectFiles,
     targets: &[(String, String)],
     registry: Option<&str>,
+    build_args: &std::collections::BTreeMap<String, String>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
     let configured = [
@@ -197,7 +203,13 @@ pub fn check_with(
 
     let df_name = shown(&files.dir, &files.dockerfile);
     let dockerfile = match read(&df_name, &files.dockerfile, &mut out) {
-        Some(text) => dockerfile_rules::parse(&df_name, &text, &mut out),
+        Some(text) => {
+            let df = dockerfile_rules::parse(&df_name, &text, &mut out);
+            if let Some(df) = &df {
+                dialect_rules::rules(&df_name, df, build_args, &mut out);
+            }
+            df
+        }
         None => {
             if is_missing(&files.dockerfile) {
                 missing(&df_name, "the Dockerfile", &mut out);

@@ -978,10 +978,20 @@ fn stages_mapping_honours_target_flags() {
         28,
         Severity::Error,
     );
-    let f = check_with(&files, &[("jobs".into(), "worker".into())], None);
+    let f = check_with(
+        &files,
+        &[("jobs".into(), "worker".into())],
+        None,
+        &Default::default(),
+    );
     assert!(f.is_empty(), "{}", render_human(&f));
     // an invalid --target is reported, not a panic
-    let f = check_with(&files, &[("nope".into(), "worker".into())], None);
+    let f = check_with(
+        &files,
+        &[("nope".into(), "worker".into())],
+        None,
+        &Default::default(),
+    );
     assert!(
         f.iter()
             .any(|f| f.rule == "stages/unmapped-container" && f.message.contains("nope")),

@@ -21,13 +21,37 @@ pub enum ContextSource {
         /// 1-based line of the instruction.
         line: usize,
     },
-    /// A URL that `ADD` downloads (`http://`, `https://`, `git@`).
+    /// A URL that `ADD` downloads (`http://`, `https://`) or clones (a git
+    /// URL: see [`is_git_url`]).
     Remote {
         /// The URL, variables expanded.
         url: String,
         /// 1-based line of the instruction.
         line: usize,
+        /// The `ADD --checksum=` value, as written, if any.
+        checksum: Option<String>,
     },
+}
+
+/// Whether an `ADD` source is a git repository (BuildKit clones it): `git@…`,
+/// `git://…`, `ssh://…`, or an `http(s)://` URL whose path ends in `.git`
+/// (before a `#ref[:subdir]` fragment).
+pub(crate) fn is_git_url(url: &str) -> bool {
+    let lower = url.to_ascii_lowercase();
+    if ["git@", "git://", "ssh://"]
+        .iter()
+        .any(|p| lower.starts_with(p))
+    {
+        return true;
+    }
+    let path = lower.split('#').next().unwrap_or_default();
+    (lower.starts_with("http://") || lower.starts_with("https://")) && path.ends_with(".git")
+}
+
+/// Whether an `ADD` source is fetched rather than read from the context.
+fn is_remote(source: &str) -> bool {
+    let lower = source.to_ascii_lowercase();
+    lower.starts_with("http://") || lower.starts_with("https://") || is_git_url(source)
 }
 
 /// Variables in scope while walking a stage: `ENV` wins over `ARG`.
@@ -96,15 +120,11 @@ impl Dockerfile {
                             continue;
                         }
                         let path = scope.expand(word, escape, ins)?;
-                        let lower = path.to_ascii_lowercase();
-                        let remote = ins.keyword == "ADD"
-                            && (lower.starts_with("http://")
-                                || lower.starts_with("https://")
-                                || lower.starts_with("git@"));
-                        out.push(if remote {
+                        out.push(if ins.keyword == "ADD" && is_remote(&path) {
                             ContextSource::Remote {
                                 url: path,
                                 line: ins.line,
+                                checksum: ins.flag("checksum").map(str::to_string),
                             }
                         } else {
                             ContextSource::Local {

@@ -1,7 +1,14 @@
 //! Word processing as Docker does it for `FROM`, `ARG`, `ENV`, `COPY` and
 //! `--from` values: quote removal, escapes, and variable substitution with
 //! `$VAR`, `${VAR}`, `${VAR:-default}`, `${VAR-default}`, `${VAR:+alt}`,
-//! `${VAR+alt}`, `${VAR:?msg}` and `${VAR?msg}`. Unset variables expand to "".
+//! `${VAR+alt}`, `${VAR:?msg}` and `${VAR?msg}`, and the Dockerfile 1.7
+//! string operations (BuildKit v0.13, Docker 26): `${VAR#pattern}`,
+//! `${VAR##pattern}`, `${VAR%pattern}`, `${VAR%%pattern}`,
+//! `${VAR/pattern/replacement}` and `${VAR//pattern/replacement}` (shell
+//! patterns: see `pattern.rs`). Unset variables expand to "". Which engines
+//! can run the string operations is `features.rs`'s business, not this file's.
+
+use super::pattern::Pattern;
 
 /// Deepest `${A:-${B:-...}}` nesting accepted, so hostile input cannot exhaust the stack.
 const MAX_DEPTH: usize = 64;
@@ -19,7 +26,7 @@ pub(crate) fn expand_word(
         escape,
         lookup,
     };
-    lx.word(None, 0)
+    lx.word(&[], false, 0)
 }
 
 struct Lexer<'a> {
@@ -34,14 +41,16 @@ impl Lexer<'_> {
         self.c.get(self.p).copied()
     }
 
-    /// Reads until end of input, or until (not consuming) `stop` outside quotes.
-    fn word(&mut self, stop: Option<char>, depth: usize) -> Result<String, String> {
+    /// Reads until end of input, or until (not consuming) one of `stops`
+    /// outside quotes. With `raw_escapes` an escaped character keeps its
+    /// escape (a pattern needs to know that `\\*` is a literal `*`).
+    fn word(&mut self, stops: &[char], raw_escapes: bool, depth: usize) -> Result<String, String> {
         if depth > MAX_DEPTH {
             return Err("variable substitution is nested too deeply".into());
         }
         let mut out = String::new();
         while let Some(ch) = self.peek() {
-            if Some(ch) == stop {
+            if stops.contains(&ch) {
                 return Ok(out);
             }
             self.p += 1;
@@ -51,6 +60,9 @@ impl Lexer<'_> {
                 self.double_quoted(&mut out, depth)?;
             } else if ch == self.escape {
                 if let Some(n) = self.peek() {
+                    if raw_escapes {
+                        out.push(ch);
+                    }
                     out.push(n);
                     self.p += 1;
                 }
@@ -60,7 +72,7 @@ impl Lexer<'_> {
                 out.push(ch);
             }
         }
-        match stop {
+        match stops.last() {
             Some(s) => Err(format!("missing closing `{s}` in variable substitution")),
             None => Ok(out),
         }
@@ -155,23 +167,29 @@ impl Lexer<'_> {
                     Some(op @ ('-' | '+' | '?')) => (true, op),
                     Some(other) => {
                         return Err(format!(
-                            "unsupported modifier `:{other}` in `${{{name}...}}`; use :- :+ or :?"
+                            "unsupported modifier `:{other}` in `${{{name}...}}`; use {MODIFIERS}"
                         ));
                     }
                     None => return Err(format!("missing closing `}}` after `${{{name}`")),
                 }
             }
             Some(op @ ('-' | '+' | '?')) => (false, op),
+            Some(op @ ('#' | '%' | '/')) => {
+                self.p += 1;
+                let v = value.unwrap_or_default();
+                out.push_str(&self.string_operation(op, &v, depth)?);
+                return Ok(());
+            }
             Some(other) => {
                 return Err(format!(
-                    "unsupported modifier `{other}` in `${{{name}...}}`; use :- :+ or :?"
+                    "unsupported modifier `{other}` in `${{{name}...}}`; use {MODIFIERS}"
                 ));
             }
             None => return Err(format!("missing closing `}}` after `${{{name}`")),
         };
         self.p += 1;
-        let word = self.word(Some('}'), depth + 1)?;
-        self.p += 1; // the closing brace, guaranteed by word(Some('}'))
+        let word = self.word(&['}'], false, depth + 1)?;
+        self.p += 1; // the closing brace, guaranteed by word(&['}'])
         let set = match (&value, colon) {
             (Some(v), true) => !v.is_empty(),
             (Some(_), false) => true,
@@ -197,7 +215,32 @@ impl Lexer<'_> {
         }
         Ok(())
     }
+
+    /// `#`, `##`, `%`, `%%`, `/` or `//` on `value`; `op` was consumed.
+    fn string_operation(&mut self, op: char, value: &str, depth: usize) -> Result<String, String> {
+        let doubled = self.peek() == Some(op);
+        if doubled {
+            self.p += 1;
+        }
+        let stops: &[char] = if op == '/' { &['/', '}'] } else { &['}'] };
+        let pattern = Pattern::new(&self.word(stops, true, depth + 1)?, self.escape);
+        let replacement = if op == '/' && self.peek() == Some('/') {
+            self.p += 1;
+            self.word(&['}'], false, depth + 1)?
+        } else {
+            String::new()
+        };
+        self.p += 1; // the closing brace, guaranteed by word()
+        Ok(match op {
+            '#' => pattern.trim_prefix(value, doubled),
+            '%' => pattern.trim_suffix(value, doubled),
+            _ => pattern.replace(value, &replacement, doubled),
+        })
+    }
 }
+
+/// The modifiers `${VAR...}` accepts, for error messages.
+const MODIFIERS: &str = ":- - :+ + :? ? # ## % %% / or //";
 
 #[cfg(test)]
 mod tests {
@@ -248,7 +291,8 @@ mod tests {
             "${SET",
             "${UNSET:-x",
             "${}",
-            "${SET#x}",
+            "${SET:3}",
+            "${SET/x",
             "'open",
             "\"open",
             "${UNSET:?}",
@@ -257,6 +301,40 @@ mod tests {
             assert!(ex(bad).is_err(), "{bad} should fail");
         }
         assert_eq!(ex("${UNSET?no base}"), Err("UNSET: no base".into()));
+    }
+
+    /// Issue 14, real-world item 2: valid Dockerfile 1.7 expansions (Hugo's
+    /// `ARG DART_ARCH=${TARGETARCH/amd64/x64}`, `ARG X=${P#linux/}`).
+    #[test]
+    fn dockerfile_1_7_string_operations() {
+        let lookup = |n: &str| match n {
+            "P" => Some("linux/amd64".to_string()),
+            "TARGETARCH" => Some("amd64".to_string()),
+            "V" => Some("v1.2.3-rc1".to_string()),
+            _ => None,
+        };
+        let ex = |w: &str| expand_word(w, '\\', &lookup);
+        let cases: &[(&str, &str)] = &[
+            ("${P#linux/}", "amd64"),
+            ("${TARGETARCH/amd64/x64}", "x64"),
+            ("${TARGETARCH/arm64/aarch64}", "amd64"),
+            ("${V#v}", "1.2.3-rc1"),
+            ("${V##*.}", "3-rc1"),
+            ("${V#*.}", "2.3-rc1"),
+            ("${V%-*}", "v1.2.3"),
+            ("${V%%.*}", "v1"),
+            ("${V%.*}", "v1.2"),
+            ("${V/./_}", "v1_2.3-rc1"),
+            ("${V//./_}", "v1_2_3-rc1"),
+            ("${V/-rc1}", "v1.2.3"),
+            ("${UNSET#x}", ""),
+            ("${UNSET//a/b}", ""),
+            ("${P#${UNSET:-linux}/}", "amd64"),
+            ("x-${P%/*}-y", "x-linux-y"),
+        ];
+        for (input, want) in cases {
+            assert_eq!(ex(input).as_deref(), Ok(*want), "input {input}");
+        }
     }
 
     #[test]

@@ -1,14 +1,13 @@
 //! The stage graph: each stage's resolved base (with build-arg overrides of the
 //! global `ARG`s), the stages it needs through `FROM <stage>`,
-//! `COPY --from=<stage|index>` and `RUN --mount=...,from=<stage>`, the external
-//! images it copies or mounts from, and a pruned Dockerfile holding only the
-//! stages one target needs.
+//! `COPY --from=<stage|index>` and `RUN --mount=...,from=<stage>`, and the
+//! external images it copies or mounts from. Global `ARG`s start from
+//! BuildKit's predefined platform ARGs (`platform.rs`).
 
 use std::collections::BTreeMap;
 use std::ops::Range;
 
 use super::expand::expand_word;
-use super::lexer::map_range;
 use super::{Dockerfile, DockerfileError, Instruction};
 
 /// What a stage is built on.
@@ -122,19 +121,21 @@ pub(crate) fn mount_fields(value: &str) -> Vec<MountField> {
     out
 }
 
-fn strip_quotes(s: &str) -> Option<&str> {
+pub(crate) fn strip_quotes(s: &str) -> Option<&str> {
     ['"', '\'']
         .into_iter()
         .find_map(|q| s.strip_prefix(q).and_then(|r| r.strip_suffix(q)))
 }
 
 impl Dockerfile {
-    /// Values of the global `ARG`s: defaults (expanded in order) overridden by `build_args`.
+    /// Values of the global `ARG`s: BuildKit's predefined platform ARGs
+    /// (for the build platform, see `platform.rs`), then the declared
+    /// defaults (expanded in order), each overridden by `build_args`.
     pub fn global_vars(
         &self,
         build_args: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, DockerfileError> {
-        let mut vars = BTreeMap::new();
+        let mut vars = super::platform::predefined(build_args);
         for arg in &self.global_args {
             let value = match (build_args.get(&arg.name), &arg.default) {
                 (Some(v), _) => Some(v.clone()),
@@ -269,129 +270,8 @@ impl Dockerfile {
             images,
         })
     }
-
-    /// A Dockerfile holding only the stages `keep` (dependency-closed): the
-    /// parser directives, the global `ARG`s and those stages' exact text in
-    /// original order, with numeric `--from` references renumbered. Indices
-    /// out of range are ignored; a numeric reference to a stage not kept is
-    /// left as written.
-    pub fn pruned(&self, keep: &[usize]) -> String {
-        self.prune(keep, &|_, _, _| None, &|_| None)
-    }
-
-    /// [`Dockerfile::pruned`], with each external image the kept stages
-    /// read (a `FROM` base, `COPY --from=<image>`, `RUN --mount=from=<image>`,
-    /// `ARG`s expanded with `build_args`) replaced by `rewrite(image)` where
-    /// that gives one: what the engine is sent when images are pulled
-    /// through a mirror. A rewritten `FROM` keeps its flags and stage name.
-    pub fn pruned_rewriting(
-        &self,
-        keep: &[usize],
-        build_args: &BTreeMap<String, String>,
-        rewrite: &dyn Fn(&str) -> Option<String>,
-    ) -> Result<String, DockerfileError> {
-        let globals = self.global_vars(build_args)?;
-        let from_image = |stage: usize, value: &str, line: usize| match self
-            .resolve_from(value, stage, line, "--from", &globals)
-        {
-            Ok(FromRef::Image(img)) => rewrite(&img),
-            _ => None,
-        };
-        let base = |stage: usize| match self.resolve_base(stage, &globals) {
-            Ok(BaseRef::Image(img)) => rewrite(&img),
-            _ => None,
-        };
-        Ok(self.prune(keep, &from_image, &base))
-    }
-
-    /// [`Dockerfile::pruned`] with `from_image(stage, value, line)` giving
-    /// the replacement of a non-numeric `--from` value, and `base(stage)` the
-    /// replacement of a stage's `FROM` image.
-    fn prune(
-        &self,
-        keep: &[usize],
-        from_image: &dyn Fn(usize, &str, usize) -> Option<String>,
-        base: &dyn Fn(usize) -> Option<String>,
-    ) -> String {
-        let mut keep: Vec<usize> = keep
-            .iter()
-            .copied()
-            .filter(|&k| k < self.stages.len())
-            .collect();
-        keep.sort_unstable();
-        keep.dedup();
-        let renumber: BTreeMap<usize, usize> = keep
-            .iter()
-            .enumerate()
-            .map(|(new, &old)| (old, new))
-            .collect();
-
-        let mut out = String::new();
-        for d in &self.directives {
-            out.push_str(&d.raw);
-            out.push('\n');
-        }
-        for ins in &self.global_arg_instructions {
-            out.push_str(&ins.raw);
-            out.push('\n');
-        }
-        for &k in &keep {
-            let stage = &self.stages[k];
-            let mut start = stage.from_instruction.span.start;
-            let end = stage
-                .instructions
-                .last()
-                .map_or(stage.from_instruction.span.end, |i| i.span.end);
-            let map = |value: &str, line: usize| match value.parse::<usize>() {
-                Ok(old) => renumber
-                    .get(&old)
-                    .filter(|&&new| new != old)
-                    .map(usize::to_string),
-                Err(_) => from_image(k, value, line),
-            };
-            let mut edits: Vec<(Range<usize>, String)> = Vec::new();
-            for ins in &stage.instructions {
-                edits.extend(from_edits(ins, &map));
-            }
-            edits.sort_by_key(|(r, _)| r.start);
-            out.push('\n');
-            if let Some(image) = base(k) {
-                out.push_str(&from_line(stage, &image));
-                start = stage.from_instruction.span.end;
-            }
-            let mut at = start;
-            for (r, text) in edits {
-                if r.start < at || r.end > end {
-                    continue;
-                }
-                out.push_str(&self.source[at..r.start]);
-                out.push_str(&text);
-                at = r.end;
-            }
-            out.push_str(&self.source[at..end]);
-            out.push('\n');
-        }
-        out
-    }
 }
 
-/// `FROM [flags] <image> [AS name]` for `stage`, with its base replaced.
-fn from_line(stage: &super::Stage, image: &str) -> String {
-    let mut line = String::from("FROM");
-    for f in &stage.from_instruction.flags {
-        match &f.value {
-            Some(v) => line.push_str(&format!(" --{}={v}", f.name)),
-            None => line.push_str(&format!(" --{}", f.name)),
-        }
-    }
-    line.push(' ');
-    line.push_str(image);
-    if let Some(name) = &stage.name {
-        line.push_str(" AS ");
-        line.push_str(name);
-    }
-    line
-}
 
 /// The `--from` values of an instruction: `COPY --from=` and `RUN --mount=...,from=`.
 pub(crate) fn from_values(ins: &Instruction) -> Vec<(String, &'static str)> {
@@ -407,58 +287,6 @@ pub(crate) fn from_values(ins: &Instruction) -> Vec<(String, &'static str)> {
                 }
             }
             _ => {}
-        }
-    }
-    out
-}
-
-/// Source edits of the `--from=<value>` / `--mount=...,from=<value>` values
-/// of `ins` that `map(value, line)` replaces.
-fn from_edits(
-    ins: &Instruction,
-    map: &dyn Fn(&str, usize) -> Option<String>,
-) -> Vec<(Range<usize>, String)> {
-    let mut out = Vec::new();
-    for f in &ins.flags {
-        let is_copy_from = matches!(ins.keyword.as_str(), "COPY" | "ADD") && f.name == "from";
-        let is_mount = ins.keyword == "RUN" && f.name == "mount";
-        if !is_copy_from && !is_mount {
-            continue;
-        }
-        let Some(raw) = ins.logical.get(f.raw.clone()) else {
-            continue;
-        };
-        let Some(eq) = raw.find('=') else {
-            continue;
-        };
-        let vstart = f.raw.start + eq + 1;
-        let value = &raw[eq + 1..];
-        let (value, vstart) = match strip_quotes(value) {
-            Some(v) => (v, vstart + 1),
-            None => (value, vstart),
-        };
-        let targets: Vec<(Range<usize>, String)> = if is_copy_from {
-            vec![(vstart..vstart + value.len(), value.to_string())]
-        } else {
-            mount_fields(value)
-                .into_iter()
-                .filter(|m| m.key == "from")
-                .map(|m| {
-                    (
-                        vstart + m.value_range.start..vstart + m.value_range.end,
-                        m.value,
-                    )
-                })
-                .collect()
-        };
-        for (range, text) in targets {
-            let Some(new) = map(&text, ins.line) else {
-                continue;
-            };
-            for (k, src) in map_range(&ins.segments, range).into_iter().enumerate() {
-                let replacement = if k == 0 { new.clone() } else { String::new() };
-                out.push((src, replacement));
-            }
         }
     }
     out

@@ -11,9 +11,13 @@
 
 mod context;
 mod expand;
+mod features;
 mod graph;
 mod lexer;
 mod parser;
+mod pattern;
+mod platform;
+mod prune;
 
 #[cfg(test)]
 mod fuzz_tests;
@@ -21,8 +25,12 @@ mod fuzz_tests;
 mod tests;
 
 pub use context::ContextSource;
+pub(crate) use context::is_git_url;
+pub(crate) use features::{Feature, FeatureUse};
+pub(crate) use graph::from_values;
 pub use graph::{BaseRef, StageGraph};
 pub use parser::parse;
+pub(crate) use prune::Rewrites;
 
 /// A Dockerfile problem, with the 1-based line of the instruction at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

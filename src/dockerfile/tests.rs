@@ -418,11 +418,13 @@ fn context_sources_expand_args_env_and_skip_from() {
             },
             ContextSource::Remote {
                 url: "https://example.com/f.tgz".into(),
-                line: 12
+                line: 12,
+                checksum: None,
             },
             ContextSource::Remote {
                 url: "git@github.com:x/y.git".into(),
-                line: 12
+                line: 12,
+                checksum: None,
             },
             ContextSource::Local {
                 path: "local.tgz".into(),
@@ -819,7 +821,7 @@ fn random_token_soup_never_panics() {
 }
 
 #[test]
-fn pruned_rewriting_replaces_external_images_and_keeps_flags_names_and_stages() {
+fn rewritten_images_keep_flags_names_and_stages() {
     let src = "\
 # syntax=docker/dockerfile:1
 ARG BASE=node:20
@@ -833,9 +835,16 @@ FROM scratch AS other
 ";
     let df = crate::dockerfile::parse(src).expect("parses");
     let mirror = |img: &str| Some(format!("mirror.example/hub/{img}"));
-    let out = df
-        .pruned_rewriting(&[0, 1], &BTreeMap::new(), &mirror)
-        .expect("rewrites");
+    let empty = BTreeMap::new();
+    let with = |args: &BTreeMap<String, String>, keep: &[usize], f: &dyn Fn(&str) -> Option<String>| {
+        let rewrites = crate::dockerfile::Rewrites {
+            prelude: Vec::new(),
+            build_args: Some(args),
+            image: Some(f),
+        };
+        df.pruned_with(keep, &rewrites)
+    };
+    let out = with(&empty, &[0, 1], &mirror);
     assert!(
         out.contains("FROM --platform=linux/amd64 mirror.example/hub/node:20 AS base\n"),
         "{out}"
@@ -859,13 +868,11 @@ FROM scratch AS other
     assert_eq!(again.stages.len(), 2);
     // A build arg picks the base; nothing to rewrite leaves the text as pruned.
     let args = BTreeMap::from([("BASE".to_string(), "python:3.12".to_string())]);
-    let out = df.pruned_rewriting(&[0], &args, &mirror).expect("rewrites");
+    let out = with(&args, &[0], &mirror);
     assert!(
         out.contains("mirror.example/hub/python:3.12 AS base"),
         "{out}"
     );
-    let none = df
-        .pruned_rewriting(&[0, 1], &BTreeMap::new(), &|_| None)
-        .expect("ok");
+    let none = with(&empty, &[0, 1], &|_| None);
     assert_eq!(none, df.pruned(&[0, 1]));
 }

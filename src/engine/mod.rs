@@ -5,6 +5,7 @@
 //! its tests run against in-memory fakes.
 
 pub(crate) mod docker;
+mod inspect;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -46,6 +47,8 @@ pub(crate) struct BuildJob {
     /// The external images the kept stages are built `FROM`, as sent
     /// (ARGs expanded, through any mirror): named when a pull fails.
     pub(crate) base_images: Vec<String>,
+    /// Run every step, using no cached layer (`--max-age` expired it).
+    pub(crate) no_cache: bool,
 }
 
 /// A built image.
@@ -62,6 +65,19 @@ pub(crate) struct Pushed {
     pub(crate) digest: String,
     /// Layer bytes uploaded (layers the registry had count 0).
     pub(crate) bytes_pushed: u64,
+}
+
+/// An image in the engine's store, as stackbake reads it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct LocalImage {
+    /// The image id (`sha256:` of its config).
+    pub(crate) id: String,
+    /// `name@sha256:…` of every registry manifest it was pulled from or pushed as.
+    pub(crate) repo_digests: Vec<String>,
+    /// Its creation time (RFC 3339), if known.
+    pub(crate) created: Option<String>,
+    /// Its config labels.
+    pub(crate) labels: BTreeMap<String, String>,
 }
 
 /// Runs builds.
@@ -95,4 +111,12 @@ pub(crate) trait Engine: Send + Sync {
 
     /// Whether the engine holds `reference`.
     async fn image_exists(&self, reference: &str) -> Result<bool, EngineError>;
+
+    /// The image `reference` (a name or an id) names in the engine, if any.
+    async fn inspect(&self, reference: &str) -> Result<Option<LocalImage>, EngineError>;
+
+    /// The engine API version in use (`(1, 41)` for Docker 20.10), if known.
+    fn api_version(&self) -> Option<(usize, usize)> {
+        None
+    }
 }

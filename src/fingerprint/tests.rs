@@ -72,6 +72,35 @@ impl Project {
     fn all(&self) -> [Fingerprint; 2] {
         [self.fp("api"), self.fp("web")]
     }
+
+    /// The fingerprint of `stage` with the outside inputs resolved as `outside` says.
+    fn fp_with(&self, stage: &str, outside: &Outside) -> Fingerprint {
+        let df = crate::dockerfile::parse(&self.dockerfile).expect("parse");
+        let graph = df.graph(&self.args).expect("graph");
+        let entries = walk::list(self.root(), &DockerIgnore::default(), &[]).expect("walk");
+        let src = Sources {
+            df: &df,
+            graph: &graph,
+            build_args: &self.args,
+            outside,
+        };
+        let idx = df.stage_index(stage).expect("stage");
+        fingerprint_cached(
+            &src,
+            idx,
+            self.root(),
+            &entries,
+            &mut SourceCache::default(),
+        )
+        .expect("fingerprint")
+    }
+}
+
+fn image(r: &str, digest: char) -> (Input, crate::outside::Identity) {
+    (
+        Input::Image(r.to_string()),
+        crate::outside::Identity::Digest(format!("sha256:{}", digest.to_string().repeat(64))),
+    )
 }
 
 #[test]
@@ -256,4 +285,103 @@ fn a_missing_copy_source_is_an_error_with_its_line() {
     let idx = df.stage_index("api").expect("stage");
     let err = fingerprint(&df, &graph, idx, &p.args, p.root(), &entries).expect_err("missing");
     assert!(err.to_string().contains("line 11"), "{err}");
+}
+
+/// Issue 14: a base that moved under the same tag is another input; the
+/// same digest under another name (a mirror) is the same input.
+#[test]
+fn what_a_base_points_to_counts_not_its_name() {
+    let mut p = Project::new();
+    let at = |r: &str, d: char| {
+        let (i, id) = image(r, d);
+        Outside::default().with(i, id)
+    };
+    let before = p.fp_with("api", &at("busybox:1", 'a'));
+    assert_eq!(before, p.fp_with("api", &at("busybox:1", 'a')));
+    let moved = p.fp_with("api", &at("busybox:1", 'b'));
+    assert_ne!(before, moved, "the tag moved: rebuild");
+    p.args.insert(
+        "BASE".into(),
+        "123456789012.dkr.ecr.us-east-2.amazonaws.com/hub/library/busybox:1".into(),
+    );
+    let mirrored = at(
+        "123456789012.dkr.ecr.us-east-2.amazonaws.com/hub/library/busybox:1",
+        'a',
+    );
+    assert_eq!(
+        before,
+        p.fp_with("api", &mirrored),
+        "same digest, same input"
+    );
+}
+
+#[test]
+fn an_unresolved_input_is_an_error_not_a_guess() {
+    let p = Project::new();
+    let df = crate::dockerfile::parse(&p.dockerfile).expect("parse");
+    let graph = df.graph(&p.args).expect("graph");
+    let entries = walk::list(p.root(), &DockerIgnore::default(), &[]).expect("walk");
+    let nothing = Outside::default();
+    let src = Sources {
+        df: &df,
+        graph: &graph,
+        build_args: &p.args,
+        outside: &nothing,
+    };
+    let idx = df.stage_index("api").expect("stage");
+    let err = fingerprint_cached(&src, idx, p.root(), &entries, &mut SourceCache::default())
+        .expect_err("busybox:1 was never resolved");
+    assert!(matches!(err, FingerprintError::Unresolved(_)), "{err}");
+}
+
+#[test]
+fn add_url_counts_its_content() {
+    let mut p = Project::new();
+    p.dockerfile
+        .push_str("\nFROM base AS dl\nADD https://example.com/a.tgz /tmp/\n");
+    let (base, id) = image("busybox:1", 'a');
+    let url = Input::Url {
+        url: "https://example.com/a.tgz".into(),
+        checksum: None,
+    };
+    let content = |c: char| {
+        Outside::default().with(base.clone(), id.clone()).with(
+            url.clone(),
+            crate::outside::Identity::Content(format!("sha256:{}", c.to_string().repeat(64))),
+        )
+    };
+    let one = p.fp_with("dl", &content('1'));
+    assert_eq!(one, p.fp_with("dl", &content('1')));
+    assert_ne!(one, p.fp_with("dl", &content('2')), "new bytes at the URL");
+    assert_eq!(
+        p.fp_with("api", &content('1')),
+        p.fp_with("api", &content('2')),
+        "api reads no URL"
+    );
+}
+
+/// Issue 14, item 4: the `# syntax=` line changes how the file is built.
+#[test]
+fn the_syntax_directive_counts_and_check_does_not() {
+    let mut p = Project::new();
+    let plain = p.fp("api");
+    p.dockerfile = format!("# syntax=docker/dockerfile:1.7\n{DOCKERFILE}");
+    let one_seven = p.fp("api");
+    assert_ne!(plain, one_seven);
+    p.dockerfile = format!("# syntax=docker/dockerfile:1.9\n{DOCKERFILE}");
+    assert_ne!(one_seven, p.fp("api"));
+    p.dockerfile = format!("# syntax=docker/dockerfile:1.9\n# check=skip=all\n{DOCKERFILE}");
+    let checked = p.fp("api");
+    p.dockerfile = format!("# syntax=docker/dockerfile:1.9\n# check=error=true\n{DOCKERFILE}");
+    assert_eq!(checked, p.fp("api"), "lint settings build nothing");
+}
+
+/// Issue 14, item 1: `FROM bin-$TARGETOS` depends on `bin-linux`.
+#[test]
+fn a_stage_picked_by_a_platform_arg_counts() {
+    let mut p = Project::new();
+    p.dockerfile = "FROM alpine:3.20 AS bin-linux\nRUN echo one > /x\nFROM bin-$TARGETOS AS bin\nFROM alpine:3.20 AS app\nCOPY --from=bin /x /x\n".into();
+    let one = p.fp("app");
+    p.dockerfile = p.dockerfile.replace("echo one", "echo two");
+    assert_ne!(one, p.fp("app"), "the change in bin-linux reaches app");
 }

@@ -14,8 +14,8 @@ pub mod tags;
 use async_trait::async_trait;
 
 pub use client::{
-    Client, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, Manifest, OCI_INDEX, OCI_MANIFEST,
-    RegistryError,
+    Client, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, ImageConfig, Manifest, OCI_INDEX,
+    OCI_MANIFEST, RegistryError,
 };
 pub use ecr::{AwsError, EcrSession, connect};
 pub use retry::RetryPolicy;
@@ -45,6 +45,14 @@ pub(crate) trait Registry: Send + Sync {
         repo: &str,
         reference: &str,
     ) -> Result<Option<String>, RegistryError>;
+
+    /// The config (labels, creation time) of image `repo:reference`, or
+    /// `None` when it does not exist.
+    async fn image_config(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ImageConfig>, RegistryError>;
 }
 
 #[async_trait]
@@ -76,5 +84,13 @@ impl Registry for Client {
         Ok(serde_json::from_slice::<serde_json::Value>(&m.bytes)
             .ok()
             .and_then(|v| v.get("config")?.get("digest")?.as_str().map(str::to_owned)))
+    }
+
+    async fn image_config(
+        &self,
+        repo: &str,
+        reference: &str,
+    ) -> Result<Option<ImageConfig>, RegistryError> {
+        Client::image_config(self, repo, reference).await
     }
 }

@@ -37,7 +37,7 @@ pub struct TargetReport {
     pub repository: String,
     /// `built` / `reused` (build), `build` / `reuse` (plan).
     pub action: String,
-    /// Why (plan only): `new`, `changed`, `unchanged`, `forced`.
+    /// Why (plan only): `new`, `changed`, `unchanged`, `forced`, `expired`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// `sha256:<hex>` over the target's inputs.

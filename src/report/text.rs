@@ -44,6 +44,26 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
                 reason.as_str()
             ),
         ),
+        Event::Unresolved { input, error } => one(
+            Always,
+            format!(
+                "stackbake: warning: {input} could not be resolved ({error}); \
+                 --allow-unresolved: fingerprinted by its reference text, so a change behind it is not seen"
+            ),
+        ),
+        Event::BaseMoved {
+            target,
+            image,
+            from,
+            to,
+        } => one(
+            Status,
+            format!(
+                "[{target}] base {image} moved: {} → {}",
+                short(from),
+                short(to)
+            ),
+        ),
         Event::CachePulled { image, outcome } => one(
             Status,
             match outcome {
@@ -118,6 +138,14 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
         Event::Planned(report) => Some((Always, plan_table(report))),
         Event::Built(report) => Some((Always, summary(report))),
         Event::Diagnostic(line) => one(Always, line.trim_end().to_string()),
+    }
+}
+
+/// `sha256:` and the first 12 hex digits of a digest or image id.
+fn short(digest: &str) -> String {
+    match digest.split_once(':') {
+        Some((algo, hex)) if hex.len() > 12 => format!("{algo}:{}…", &hex[..12]),
+        _ => digest.to_string(),
     }
 }
 

@@ -19,6 +19,7 @@ mod faults;
 mod fingerprint;
 mod harness;
 mod harness_selftest;
+mod outside_inputs;
 mod progress;
 mod proxy;
 mod static_binary;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use crate::registry::{
     Client, Credentials, DOCKER_MANIFEST_V2, Manifest, RegistryError, RetryPolicy,
 };
+use crate::fingerprint::LABEL;
 use crate::testing::{ECR_PASSWORD, ECR_USER, FakeServer, Registry, Reply, free_port, sha256};
 
 fn creds(password: &str) -> Option<Credentials> {
@@ -169,6 +170,45 @@ async fn invalid_names_are_rejected_before_any_request() {
     assert!(
         matches!(err, RegistryError::InvalidReference { .. }),
         "{err:?}"
+    );
+}
+
+/// `--max-age` and "base … moved" read an image's config from the registry.
+#[tokio::test]
+async fn image_config_reads_the_config_blob_behind_a_tag_or_an_index() {
+    let reg = Registry::start_with_auth(ECR_USER, ECR_PASSWORD);
+    let host = reg.addr().to_owned();
+    let client = Client::new(&host, creds(ECR_PASSWORD), fast_policy()).unwrap();
+    let fp = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+    let (digest, _) = reg
+        .push_labelled_image("bash-dog-api", "fp-tag", &[(LABEL, fp), ("other", "x")])
+        .await;
+    let config = client
+        .image_config("bash-dog-api", "fp-tag")
+        .await
+        .unwrap()
+        .expect("the image exists");
+    assert_eq!(config.labels.get(LABEL).map(String::as_str), Some(fp));
+    assert_eq!(config.labels.len(), 2);
+    assert_eq!(config.created, None, "this test image has no `created`");
+    // An index is followed to its linux/amd64 image.
+    let index = serde_json::to_vec(&serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{"mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                       "digest": digest, "size": 1,
+                       "platform": {"os": "linux", "architecture": "amd64"}}]}))
+    .unwrap();
+    let m = Manifest::new("application/vnd.oci.image.index.v1+json", index);
+    client
+        .put_manifest("bash-dog-api", "multi", &m)
+        .await
+        .unwrap();
+    let via_index = client.image_config("bash-dog-api", "multi").await.unwrap();
+    assert_eq!(via_index, Some(config));
+    assert_eq!(
+        client.image_config("bash-dog-api", "no-tag").await.unwrap(),
+        None
     );
 }
 

@@ -1,7 +1,8 @@
 //! A small OCI distribution (v2) registry HTTP client over reqwest: ping,
-//! manifest HEAD/GET/PUT and tag copy by exact manifest bytes. Its parts:
-//! the errors (`error.rs`), the transport with retries (`transport.rs`) and
-//! authentication (`auth.rs`).
+//! manifest HEAD/GET/PUT, tag copy by exact manifest bytes, and an image's
+//! config (`config.rs`: labels and creation time, for `--max-age` and for
+//! naming the base that moved). Its other parts: the errors (`error.rs`),
+//! the transport with retries (`transport.rs`) and authentication (`auth.rs`).
 //!
 //! Authentication: HTTP Basic when credentials are given (ECR and htpasswd
 //! registries both accept it); on a `401` carrying a `Bearer` challenge, a
@@ -13,6 +14,7 @@
 //! repositories, tags and digests are checked with [`crate::reference`].
 
 mod auth;
+mod config;
 mod error;
 mod transport;
 
@@ -33,6 +35,7 @@ use super::secret::Credentials;
 use crate::reference::{Digest, Host, Reference, Repository};
 
 use auth::CachedToken;
+pub use config::{ImageConfig, pick_platform_manifest};
 pub use error::{ContentKind, RegistryError};
 use transport::{Req, error_chain, header_str};
 

@@ -191,9 +191,20 @@ impl Registry {
     /// PUT), using this registry's credentials; returns the manifest's
     /// digest and its exact bytes.
     pub(crate) async fn push_image(&self, repo: &str, tag: &str) -> (String, Vec<u8>) {
+        self.push_labelled_image(repo, tag, &[]).await
+    }
+
+    /// [`Registry::push_image`] with these config labels.
+    pub(crate) async fn push_labelled_image(
+        &self,
+        repo: &str,
+        tag: &str,
+        labels: &[(&str, &str)],
+    ) -> (String, Vec<u8>) {
+        let labels: std::collections::BTreeMap<&str, &str> = labels.iter().copied().collect();
         let config = serde_json::to_vec(&serde_json::json!({
             "architecture": "amd64", "os": "linux",
-            "config": {"Labels": {}},
+            "config": {"Labels": labels},
             "rootfs": {"type": "layers", "diff_ids": []},
         }))
         .expect("config json");
