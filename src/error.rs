@@ -304,6 +304,16 @@ fn unresolved_message(failures: &[crate::outside::ResolveError]) -> String {
          {ALLOW_UNRESOLVED} fingerprints such an input by its reference text instead, with a \
          warning"
     ));
+    if failures
+        .iter()
+        .any(|f| chain(f).contains("registry-1.docker.io"))
+    {
+        out.push_str(
+            "\nhint: Docker Hub limits anonymous pulls from shared addresses such as \
+             CodeBuild's: pull base images through an ECR pull-through cache with --mirror \
+             docker.io=ACCOUNT.dkr.ecr.REGION.amazonaws.com/docker-hub (STACKBAKE_MIRROR)",
+        );
+    }
     out
 }
 

@@ -272,7 +272,6 @@ impl Dockerfile {
     }
 }
 
-
 /// The `--from` values of an instruction: `COPY --from=` and `RUN --mount=...,from=`.
 pub(crate) fn from_values(ins: &Instruction) -> Vec<(String, &'static str)> {
     let mut out = Vec::new();

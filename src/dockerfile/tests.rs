@@ -836,14 +836,15 @@ FROM scratch AS other
     let df = crate::dockerfile::parse(src).expect("parses");
     let mirror = |img: &str| Some(format!("mirror.example/hub/{img}"));
     let empty = BTreeMap::new();
-    let with = |args: &BTreeMap<String, String>, keep: &[usize], f: &dyn Fn(&str) -> Option<String>| {
-        let rewrites = crate::dockerfile::Rewrites {
-            prelude: Vec::new(),
-            build_args: Some(args),
-            image: Some(f),
+    let with =
+        |args: &BTreeMap<String, String>, keep: &[usize], f: &dyn Fn(&str) -> Option<String>| {
+            let rewrites = crate::dockerfile::Rewrites {
+                prelude: Vec::new(),
+                build_args: Some(args),
+                image: Some(f),
+            };
+            df.pruned_with(keep, &rewrites)
         };
-        df.pruned_with(keep, &rewrites)
-    };
     let out = with(&empty, &[0, 1], &mirror);
     assert!(
         out.contains("FROM --platform=linux/amd64 mirror.example/hub/node:20 AS base\n"),

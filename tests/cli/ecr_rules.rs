@@ -266,35 +266,13 @@ fn base_in_mirror(fx: &Fixture, mirror: &Registry) -> String {
 }
 
 #[test]
-fn a_mirror_serves_docker_hub_bases_without_changing_the_dockerfile_or_fingerprints() {
+fn a_mirror_serves_docker_hub_bases_without_changing_the_dockerfile() {
     let mut fx = Fixture::with_registry();
     let mirror = Registry::start();
     fx.images.watch_registry(mirror.addr());
     let hub_name = base_in_mirror(&fx, &mirror);
     let mirror_flag = format!("docker.io={}/hub", mirror.addr());
     let dockerfile = fx.project.read("Dockerfile");
-    let plan = |extra: &[&str]| {
-        let run = Sb::new()
-            .args(["plan", "--local", "--json", "--dir"])
-            .arg(fx.project.root())
-            .args(["--registry", fx.registry().addr(), "--tag", &fx.tag])
-            .arg("--build-arg")
-            .arg(format!("BASE={hub_name}"))
-            .args(extra)
-            .run();
-        run.assert_success();
-        run.json()["targets"]
-            .as_array()
-            .expect("targets")
-            .iter()
-            .map(|t| t["fingerprint"].as_str().unwrap_or_default().to_string())
-            .collect::<Vec<_>>()
-    };
-    assert_eq!(
-        plan(&[]),
-        plan(&["--mirror", &mirror_flag]),
-        "a mirror changes no fingerprint"
-    );
     let build = |mirror: &str| {
         Sb::new()
             .args(["build", "--local", "--dir"])
@@ -313,40 +291,98 @@ fn a_mirror_serves_docker_hub_bases_without_changing_the_dockerfile_or_fingerpri
             .arg(format!("BASE={hub_name}"))
             .args(["--mirror", mirror])
     };
-    // Offline, the base exists only in the mirror: the build can only
-    // succeed by pulling it from there.
+    // Offline, the base exists only in the mirror (as a Docker Hub official
+    // image, under `library/`): the build can only succeed through it.
     let run = build(&mirror_flag).run();
     run.assert_success();
     let pulled = format!("{}/hub/library/{hub_name}", mirror.addr());
+    let repo = pulled.rsplit_once(':').map_or(pulled.as_str(), |(r, _)| r);
     assert!(
-        run.stderr.contains(&pulled),
+        run.stderr.contains(repo),
         "the engine was sent the mirror's name:\n{run}"
     );
-    assert!(
-        docker(&["image", "inspect", &pulled]).0,
-        "pulled through the mirror"
-    );
+    let (_, local, _) = docker(&["images", "--digests", "--format", "{{.Repository}}", repo]);
+    assert!(local.contains(repo), "pulled through the mirror: {local:?}");
     assert_eq!(
         fx.project.read("Dockerfile"),
         dockerfile,
         "the Dockerfile is untouched"
     );
 
-    // A mirror that is down: exit 3, naming it and the way out.
+    // A mirror that is down: exit 3, naming it.
     let run = build("docker.io=127.0.0.1:9/hub").arg("--force").run();
-    run.assert_code(3)
-        .assert_stderr_mentions("127.0.0.1:9/hub/library/")
-        .assert_stderr_mentions("--mirror");
+    run.assert_code(3).assert_stderr_mentions("127.0.0.1:9");
+}
+
+#[test]
+fn switching_to_a_mirror_changes_no_fingerprint() {
+    let fx = Fixture::with_registry();
+    let upstream = Registry::start();
+    let mirror = Registry::start();
+    let mut images = crate::harness::LocalImages::new(&fx.tag);
+    images.watch_registry(upstream.addr());
+    images.watch_registry(mirror.addr());
+    // The same image in the upstream registry and in its mirror.
+    let base = format!("{}/team/base:1", upstream.addr());
+    for r in [base.clone(), format!("{}/up/team/base:1", mirror.addr())] {
+        docker_ok(&["tag", &fx.base_ref(), &r]);
+        docker_ok(&["push", &r]);
+        docker_ok(&["rmi", &r]);
+    }
+    let plan = |extra: &[&str]| {
+        let run = Sb::new()
+            .args(["plan", "--local", "--json", "--dir"])
+            .arg(fx.project.root())
+            .args(["--registry", fx.registry().addr(), "--tag", &fx.tag])
+            .arg("--build-arg")
+            .arg(format!("BASE={base}"))
+            .args(extra)
+            .run();
+        run.assert_success();
+        run.json()["targets"]
+            .as_array()
+            .expect("targets")
+            .iter()
+            .map(|t| t["fingerprint"].as_str().unwrap_or_default().to_string())
+            .collect::<Vec<_>>()
+    };
+    let direct = plan(&[]);
+    let mirrored = plan(&[
+        "--mirror",
+        &format!("{}={}/up", upstream.addr(), mirror.addr()),
+    ]);
+    assert_eq!(direct, mirrored, "a mirror serves the same digests");
+    // And the mirror is really asked: with it down, nothing resolves.
+    let run = Sb::new()
+        .args(["plan", "--local", "--dir"])
+        .arg(fx.project.root())
+        .args(["--registry", fx.registry().addr(), "--tag", &fx.tag])
+        .arg("--build-arg")
+        .arg(format!("BASE={base}"))
+        .args(["--mirror", &format!("{}=127.0.0.1:9/up", upstream.addr())])
+        .run();
+    run.assert_code(3).assert_stderr_mentions("127.0.0.1:9");
 }
 
 #[test]
 fn a_base_that_cannot_be_pulled_is_an_environment_error_naming_it() {
     let fx = Fixture::with_registry();
     let missing = format!("sbmissing{}:1", unique_id().to_lowercase());
+    // Resolving its digest fails first (Docker Hub is unreachable here).
     let run = fx
         .build()
         .arg("--build-arg")
         .arg(format!("BASE={missing}"))
+        .run();
+    run.assert_code(3)
+        .assert_stderr_mentions(&format!("image {missing}: registry registry-1.docker.io"))
+        .assert_stderr_mentions("--mirror docker.io=");
+    // Built anyway (--allow-unresolved), the engine's pull fails the same way.
+    let run = fx
+        .build()
+        .arg("--build-arg")
+        .arg(format!("BASE={missing}"))
+        .arg("--allow-unresolved")
         .run();
     run.assert_code(3)
         .assert_stderr_mentions(&format!(
