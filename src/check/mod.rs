@@ -13,6 +13,7 @@ mod appspec_rules;
 mod buildspec_rules;
 mod dockerfile_rules;
 mod finding;
+mod limits_rules;
 mod locate;
 mod names;
 mod placeholder_rules;
@@ -51,6 +52,7 @@ pub const RULES: &[(&str, Severity)] = &[
     ("taskdef/no-essential-container", Severity::Error),
     ("taskdef/too-many-image-placeholders", Severity::Error),
     ("taskdef/invalid-image", Severity::Error),
+    ("taskdef/too-many-containers", Severity::Error),
     ("network/duplicate-port", Severity::Error),
     ("network/host-port-mismatch", Severity::Error),
     ("network/links-awsvpc", Severity::Error),
@@ -204,6 +206,7 @@ pub fn check_with(
             let td = taskdef_rules::parse(&td_name, &text, &mut out);
             if let Some(td) = &td {
                 taskdef_rules::rules(td, &mut out);
+                limits_rules::rules(td, &mut out);
                 secrets_rules::rules(td, &mut out);
                 placeholder_rules::taskdef(td, &mut out);
                 if let Some(df) = &dockerfile {
