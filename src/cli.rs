@@ -134,6 +134,9 @@ pub struct BuildArgs {
         value_name = "SECONDS"
     )]
     pub timeout: std::num::NonZeroU64,
+    /// Build only shard K of N of the targets to build (a CodeBuild batch's shard build): push them with their commit and fingerprint tags and write the report; no task definition, no `latest`. A later plain `build` assembles the artifact.
+    #[arg(long, env = "STACKBAKE_SHARD", value_name = "K/N")]
+    pub shard: Option<String>,
 }
 
 /// Flags of `init`.

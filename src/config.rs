@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::build::shard::Shard;
 use crate::cli::BuildArgs;
 use crate::error::Error;
 use crate::reference::{Host, Tag};
@@ -51,6 +52,8 @@ pub struct Settings {
     pub timeout: std::time::Duration,
     /// `--retries`: extra attempts for transient registry and push failures.
     pub retries: u32,
+    /// `--shard K/N`.
+    pub(crate) shard: Option<Shard>,
 }
 
 impl Settings {
@@ -116,6 +119,19 @@ impl Settings {
                 "--registry-user needs --registry HOST[:PORT]".to_string(),
             ));
         }
+        let shard = a
+            .shard
+            .as_deref()
+            .map(|v| {
+                v.parse::<Shard>()
+                    .map_err(|e| Error::Usage(format!("--shard {e}")))
+            })
+            .transpose()?;
+        if shard.is_some() && a.local && a.registry.is_none() {
+            return Err(Error::Usage(
+                "--shard needs a registry: shards hand their images to the assemble step through it. Pass --registry HOST[:PORT] (or drop --local to use ECR)".to_string(),
+            ));
+        }
         let jobs = a.jobs.map_or_else(
             || std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             std::num::NonZeroUsize::get,
@@ -149,6 +165,7 @@ impl Settings {
             fail_fast: a.fail_fast,
             timeout: std::time::Duration::from_secs(a.timeout.get()),
             retries: a.retries.min(20),
+            shard,
         })
     }
 }

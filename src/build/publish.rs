@@ -103,6 +103,7 @@ pub(crate) async fn publish<'a>(
         registry: dest.map(|d| d.host.clone()),
         targets,
         external: p.externals(),
+        shard: None,
     };
     // Written and synced under temporary names: a full disk or an unwritable
     // out dir fails here, before `latest` moves.

@@ -18,16 +18,16 @@ use crate::events::Event;
 use crate::report::Report;
 use crate::report::reporter::{Render, Reporter};
 
-const REGISTRY: &str = "127.0.0.1:5000";
-const TARGETS: [&str; 3] = ["api", "sidecar", "nginx"];
+pub(super) const REGISTRY: &str = "127.0.0.1:5000";
+pub(super) const TARGETS: [&str; 3] = ["api", "sidecar", "nginx"];
 
 /// A copy of the example stack in a temp dir.
-struct Project {
+pub(super) struct Project {
     dir: tempfile::TempDir,
 }
 
 impl Project {
-    fn example() -> Project {
+    pub(super) fn example() -> Project {
         let dir = tempfile::tempdir().expect("tempdir");
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         for f in [
@@ -42,19 +42,19 @@ impl Project {
         Project { dir }
     }
 
-    fn path(&self) -> &Path {
+    pub(super) fn path(&self) -> &Path {
         self.dir.path()
     }
 
-    fn out(&self) -> PathBuf {
+    pub(super) fn out(&self) -> PathBuf {
         self.path().join("out")
     }
 
-    fn settings(&self, extra: &[&str]) -> Settings {
+    pub(super) fn settings(&self, extra: &[&str]) -> Settings {
         self.settings_tagged("abc1234", extra)
     }
 
-    fn settings_tagged(&self, tag: &str, extra: &[&str]) -> Settings {
+    pub(super) fn settings_tagged(&self, tag: &str, extra: &[&str]) -> Settings {
         let dir = self.path().to_string_lossy().to_string();
         let out = self.out().to_string_lossy().to_string();
         let mut argv = vec![
@@ -104,13 +104,13 @@ impl Render for Collected {
 }
 
 /// What a build against the fakes gave.
-struct Run {
-    result: Result<Report, Error>,
-    events: Vec<Event>,
+pub(super) struct Run {
+    pub(super) result: Result<Report, Error>,
+    pub(super) events: Vec<Event>,
 }
 
 impl Run {
-    fn failures(&self) -> Vec<(String, String)> {
+    pub(super) fn failures(&self) -> Vec<(String, String)> {
         match &self.result {
             Err(Error::Targets { failures, .. }) => failures
                 .iter()
@@ -130,7 +130,7 @@ async fn build_with(world: &Arc<World>, s: &Settings, state: &RunState) -> Run {
     Run { result, events }
 }
 
-async fn build(world: &Arc<World>, s: &Settings) -> Run {
+pub(super) async fn build(world: &Arc<World>, s: &Settings) -> Run {
     build_with(world, s, &RunState::new()).await
 }
 
@@ -141,14 +141,14 @@ fn position(journal: &[String], entry: &str) -> usize {
         .unwrap_or_else(|| panic!("{entry:?} not in the journal: {journal:#?}"))
 }
 
-fn slow(seconds: u64) -> Script {
+pub(super) fn slow(seconds: u64) -> Script {
     Script {
         takes: Duration::from_secs(seconds),
         fails: None,
     }
 }
 
-fn failing(seconds: u64, message: &str) -> Script {
+pub(super) fn failing(seconds: u64, message: &str) -> Script {
     Script {
         takes: Duration::from_secs(seconds),
         fails: Some(message.to_string()),

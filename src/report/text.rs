@@ -95,9 +95,59 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
             Status,
             format!("stackbake: artifact written to {}", dir.display()),
         ),
+        Event::Sharded {
+            shard,
+            targets,
+            elsewhere,
+            unchanged,
+        } => one(
+            Status,
+            format!(
+                "stackbake: shard {shard} builds {}{}",
+                targets.join(", "),
+                others(*elsewhere, *unchanged)
+            ),
+        ),
+        Event::ShardEmpty {
+            shard,
+            elsewhere,
+            unchanged,
+        } => one(
+            Always,
+            format!(
+                "stackbake: shard {shard} has nothing to build{}; it pushes nothing and its report lists no target",
+                others(*elsewhere, *unchanged)
+            ),
+        ),
+        Event::ReportWritten(dir) => one(
+            Status,
+            format!(
+                "stackbake: shard report written to {} (no task definition: the assemble step writes it)",
+                dir.display()
+            ),
+        ),
         Event::Planned(report) => Some((Always, plan_table(report))),
         Event::Built(report) => Some((Always, summary(report))),
         Event::Diagnostic(line) => one(Always, line.trim_end().to_string()),
+    }
+}
+
+/// ` (N to build on other shards; M unchanged, left to the assemble step)`.
+fn others(elsewhere: usize, unchanged: usize) -> String {
+    let mut parts = Vec::new();
+    if elsewhere > 0 {
+        parts.push(format!(
+            "{elsewhere} target{} to build on other shards",
+            if elsewhere == 1 { "" } else { "s" }
+        ));
+    }
+    if unchanged > 0 {
+        parts.push(format!("{unchanged} unchanged, left to the assemble step"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
     }
 }
 
@@ -221,6 +271,7 @@ mod tests {
                 container: "log-router".into(),
                 image: "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable".into(),
             }],
+            shard: None,
         }
     }
 
