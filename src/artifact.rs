@@ -58,28 +58,42 @@ fn fail(what: String, source: std::io::Error) -> ArtifactError {
     ArtifactError { what, source }
 }
 
-/// Where the artifact's files come from.
+/// Where the artifact's files come from (the task definitions' paths are
+/// in the inputs).
 pub(crate) struct Paths<'a> {
-    /// `--taskdef`.
-    pub(crate) taskdef: &'a Path,
     /// `--appspec`.
     pub(crate) appspec: &'a Path,
     /// `--out`.
     pub(crate) out: &'a Path,
 }
 
-/// Every file of the artifact, in memory, in taskdef order: the report,
-/// `imagedefinitions.json`, `imageDetail.json` (for the appspec's
-/// load-balanced container), the appspec (when `--out` is not its
-/// directory), and last the taskdef with `pins` (container → image).
+/// Every file of the artifact, in memory, in write order: the report,
+/// `imagedefinitions.json` (every mapped container of every task
+/// definition, once), `imageDetail.json` (for the appspec's load-balanced
+/// container), the appspec (when `--out` is not its directory), and last
+/// every task definition with `pins` (container → image), each under its
+/// own file name, the appspec's last of all.
 pub(crate) fn files(
     paths: &Paths<'_>,
     inputs: &Inputs,
     pins: &BTreeMap<String, String>,
     report: &Report,
 ) -> Result<Vec<OutFile>, Error> {
-    let taskdef = td::rewrite::pin_images(&inputs.taskdef, pins)
-        .map_err(|e| input(paths.taskdef, e.to_string()))?;
+    let mut taskdefs = Vec::new();
+    for (path, taskdef) in inputs.taskdefs.iter().rev() {
+        let names = taskdef.container_names();
+        let own: BTreeMap<String, String> = pins
+            .iter()
+            .filter(|(c, _)| names.contains(c))
+            .map(|(c, i)| (c.clone(), i.clone()))
+            .collect();
+        let pinned =
+            td::rewrite::pin_images(taskdef, &own).map_err(|e| input(path, e.to_string()))?;
+        taskdefs.push(OutFile {
+            name: file_name(path)?,
+            content: pinned.into_bytes(),
+        });
+    }
     let definitions: Vec<(String, String)> = inputs
         .mappings
         .iter()
@@ -124,11 +138,8 @@ pub(crate) fn files(
             content: inputs.appspec_text.clone().into_bytes(),
         });
     }
-    // Last, so that whoever sees the new taskdef sees the rest with it.
-    files.push(OutFile {
-        name: file_name(paths.taskdef)?,
-        content: taskdef.into_bytes(),
-    });
+    // Last, so that whoever sees a new taskdef sees the rest with it.
+    files.extend(taskdefs);
     Ok(files)
 }
 

@@ -40,9 +40,14 @@ pub struct CommonArgs {
     /// Dockerfile, relative to --dir.
     #[arg(long, env = "STACKBAKE_DOCKERFILE", default_value = "Dockerfile")]
     pub dockerfile: PathBuf,
-    /// ECS task definition, relative to --dir.
-    #[arg(long, env = "STACKBAKE_TASKDEF", default_value = "taskdef.json")]
-    pub taskdef: PathBuf,
+    /// ECS task definition, relative to --dir. Repeat it to pin several from one build (staging and prod, or one per service): each keeps its file name in the artifact; the first is the appspec's. In STACKBAKE_TASKDEF, separate them with commas.
+    #[arg(
+        long,
+        env = "STACKBAKE_TASKDEF",
+        default_value = "taskdef.json",
+        value_delimiter = ','
+    )]
+    pub taskdef: Vec<PathBuf>,
     /// CodeDeploy appspec, relative to --dir.
     #[arg(long, env = "STACKBAKE_APPSPEC", default_value = "appspec.yaml")]
     pub appspec: PathBuf,

@@ -20,8 +20,10 @@ pub struct Settings {
     pub dir: PathBuf,
     /// Dockerfile path (resolved against `dir`).
     pub dockerfile: PathBuf,
-    /// taskdef.json path.
+    /// taskdef.json path: the first `--taskdef` (the appspec's).
     pub taskdef: PathBuf,
+    /// Every `--taskdef`, the first one first.
+    pub taskdefs: Vec<PathBuf>,
     /// appspec.yaml path.
     pub appspec: PathBuf,
     /// `--local`.
@@ -138,7 +140,11 @@ impl Settings {
         );
         // In place by default: next to the taskdef (which `--taskdef` may
         // put in a subdirectory), so the pinned one replaces it.
-        let taskdef = dir.join(&a.common.taskdef);
+        let taskdefs = taskdef_paths(&dir, &a.common.taskdef)?;
+        let taskdef = taskdefs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| dir.join("taskdef.json"));
         let out = match &a.out {
             Some(o) => o.clone(),
             None if a.local => dir.join("stackbake-out"),
@@ -149,6 +155,7 @@ impl Settings {
         Ok(Settings {
             dockerfile: dir.join(&a.common.dockerfile),
             taskdef,
+            taskdefs,
             appspec: dir.join(&a.common.appspec),
             dir,
             local: a.local,
@@ -168,6 +175,34 @@ impl Settings {
             shard,
         })
     }
+}
+
+/// The `--taskdef` paths resolved against `dir`; two with one file name are
+/// an error (each keeps its file name in the artifact, so one would
+/// overwrite the other).
+fn taskdef_paths(dir: &Path, given: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for t in given {
+        let path = dir.join(t);
+        if paths.contains(&path) {
+            continue;
+        }
+        if let Some(other) = paths
+            .iter()
+            .find(|p| p.file_name().is_some() && p.file_name() == path.file_name())
+        {
+            return Err(Error::Usage(format!(
+                "--taskdef {} and --taskdef {} have the same file name: each task definition keeps its file name in the artifact, so one would overwrite the other. Rename one (e.g. taskdef.staging.json, taskdef.prod.json)",
+                other.display(),
+                path.display()
+            )));
+        }
+        paths.push(path);
+    }
+    if paths.is_empty() {
+        paths.push(dir.join("taskdef.json"));
+    }
+    Ok(paths)
 }
 
 /// `--tag` as an image tag; the error names the flag.

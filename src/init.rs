@@ -46,8 +46,17 @@ pub(crate) fn init_with_env(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<PathBuf>, Error> {
     let dir = &args.common.dir;
+    let taskdef = match args.common.taskdef.as_slice() {
+        [] => PathBuf::from("taskdef.json"),
+        [one] => one.clone(),
+        _ => {
+            return Err(Error::Usage(
+                "stackbake init writes one task definition: pass one --taskdef (copy it for staging and prod afterwards)".to_string(),
+            ));
+        }
+    };
     let targets = [
-        dir.join(&args.common.taskdef),
+        dir.join(&taskdef),
         dir.join(&args.common.appspec),
         dir.join("buildspec.yml"),
     ];
@@ -506,7 +515,7 @@ mod tests {
             common: CommonArgs {
                 dir: dir.to_path_buf(),
                 dockerfile: "Dockerfile".into(),
-                taskdef: "taskdef.json".into(),
+                taskdef: vec!["taskdef.json".into()],
                 appspec: "appspec.yaml".into(),
                 json: false,
                 verbose: false,
@@ -530,6 +539,7 @@ mod tests {
             dir: dir.to_path_buf(),
             dockerfile: dir.join("Dockerfile"),
             taskdef: dir.join("taskdef.json"),
+            extra_taskdefs: Vec::new(),
             appspec: dir.join("appspec.yaml"),
             buildspec: dir.join("buildspec.yml"),
         }

@@ -28,6 +28,8 @@ mod unit;
 #[cfg(test)]
 mod fakes;
 #[cfg(test)]
+mod output_tests;
+#[cfg(test)]
 mod shard_tests;
 #[cfg(test)]
 mod tests;
@@ -112,7 +114,7 @@ async fn prepare(
 ) -> Result<Prepared, Error> {
     let mut inputs = inputs::load(
         &s.dockerfile,
-        &s.taskdef,
+        &s.taskdefs,
         &s.appspec,
         &s.dir,
         &s.targets,
@@ -359,6 +361,7 @@ fn preflight(s: &Settings, events: &Events) -> Result<(), Error> {
         dir: s.dir.clone(),
         dockerfile: s.dockerfile.clone(),
         taskdef: s.taskdef.clone(),
+        extra_taskdefs: s.taskdefs.iter().skip(1).cloned().collect(),
         appspec: s.appspec.clone(),
         buildspec: s.dir.join("buildspec.yml"),
     };

@@ -108,7 +108,6 @@ pub(crate) async fn publish<'a>(
     // Written and synced under temporary names: a full disk or an unwritable
     // out dir fails here, before `latest` moves.
     let paths = artifact::Paths {
-        taskdef: &s.taskdef,
         appspec: &s.appspec,
         out: &s.out,
     };

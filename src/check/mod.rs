@@ -25,6 +25,8 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 
+use taskdef_rules::Td;
+
 pub use finding::{Finding, Severity, render_human, render_json};
 
 /// Every rule id `check` can report, with its default severity.
@@ -84,8 +86,11 @@ pub struct ProjectFiles {
     pub dir: PathBuf,
     /// The Dockerfile.
     pub dockerfile: PathBuf,
-    /// The ECS task definition.
+    /// The ECS task definition (the first `--taskdef`, the appspec's).
     pub taskdef: PathBuf,
+    /// Further task definitions (`--taskdef` repeated), pinned from the
+    /// same build.
+    pub extra_taskdefs: Vec<PathBuf>,
     /// The CodeDeploy appspec.
     pub appspec: PathBuf,
     /// CodeBuild's buildspec (optional: a missing one is not a finding).
@@ -96,10 +101,14 @@ impl ProjectFiles {
     /// The files named by the common flags, resolved against `--dir`;
     /// the buildspec is always `DIR/buildspec.yml`.
     pub fn from_args(args: &crate::cli::CommonArgs) -> Self {
+        let mut taskdefs = args.taskdef.iter().map(|t| args.dir.join(t));
         Self {
             dir: args.dir.clone(),
             dockerfile: args.dir.join(&args.dockerfile),
-            taskdef: args.dir.join(&args.taskdef),
+            taskdef: taskdefs
+                .next()
+                .unwrap_or_else(|| args.dir.join("taskdef.json")),
+            extra_taskdefs: taskdefs.collect(),
             appspec: args.dir.join(&args.appspec),
             buildspec: args.dir.join("buildspec.yml"),
         }
@@ -181,11 +190,8 @@ pub fn check_with(
     registry: Option<&str>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let configured = [
-        file_name(&files.taskdef),
-        file_name(&files.appspec),
-        file_name(&files.buildspec),
-    ];
+    let mut configured = vec![file_name(&files.appspec), file_name(&files.buildspec)];
+    configured.extend(files.taskdefs().map(|p| file_name(p)));
     let near = names::rules(&files.dir, &configured, &mut out);
     let is_missing = |p: &Path| !p.exists() && !near.contains(&file_name(p));
 
@@ -200,28 +206,33 @@ pub fn check_with(
         }
     };
 
-    let td_name = shown(&files.dir, &files.taskdef);
-    let td = match read(&td_name, &files.taskdef, &mut out) {
-        Some(text) => {
-            let td = taskdef_rules::parse(&td_name, &text, &mut out);
-            if let Some(td) = &td {
-                taskdef_rules::rules(td, &mut out);
-                limits_rules::rules(td, &mut out);
-                secrets_rules::rules(td, &mut out);
-                placeholder_rules::taskdef(td, &mut out);
-                if let Some(df) = &dockerfile {
-                    dockerfile_rules::rules(df, td, targets, registry, &mut out);
+    let mut tds = Vec::new();
+    for path in files.taskdefs() {
+        let name = shown(&files.dir, path);
+        match read(&name, path, &mut out) {
+            Some(text) => tds.push(taskdef_rules::parse(&name, &text, &mut out)),
+            None => {
+                if is_missing(path) {
+                    missing(&name, "the task definition", &mut out);
                 }
+                tds.push(None);
             }
-            td
         }
-        None => {
-            if is_missing(&files.taskdef) {
-                missing(&td_name, "the task definition", &mut out);
-            }
-            None
-        }
-    };
+    }
+    let everywhere: Vec<String> = tds.iter().flatten().flat_map(Td::names).collect();
+    for (i, td) in tds.iter().enumerate() {
+        let Some(td) = td else { continue };
+        // A --target applies to the task definitions with that container; one
+        // naming a container of none is reported with the first.
+        let names = td.names();
+        let mine: Vec<(String, String)> = targets
+            .iter()
+            .filter(|(c, _)| names.contains(c) || (i == 0 && !everywhere.contains(c)))
+            .cloned()
+            .collect();
+        taskdef(td, dockerfile.as_ref(), &mine, registry, &mut out);
+    }
+    let td = tds.into_iter().next().flatten();
 
     let as_name = shown(&files.dir, &files.appspec);
     let info = match read(&as_name, &files.appspec, &mut out) {
@@ -240,8 +251,9 @@ pub fn check_with(
 
     let bs_name = shown(&files.dir, &files.buildspec);
     if let Some(text) = read(&bs_name, &files.buildspec, &mut out) {
+        let taskdefs: Vec<&str> = files.taskdefs().map(|p| file_name(p)).collect();
         let expected = buildspec_rules::Expected {
-            taskdef: file_name(&files.taskdef),
+            taskdefs: &taskdefs,
             appspec: file_name(&files.appspec),
             image_detail: info.is_some_and(|i| i.load_balanced),
         };
@@ -249,4 +261,29 @@ pub fn check_with(
         placeholder_rules::yaml(&bs_name, &text, &mut out);
     }
     out
+}
+
+impl ProjectFiles {
+    /// Every task definition, the appspec's first.
+    fn taskdefs(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.taskdef).chain(&self.extra_taskdefs)
+    }
+}
+
+/// The rules on one parsed task definition, and the Dockerfile's stages
+/// for its containers (`targets`: the `--target` flags that apply to it).
+fn taskdef(
+    td: &Td,
+    dockerfile: Option<&crate::dockerfile::Dockerfile>,
+    targets: &[(String, String)],
+    registry: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    taskdef_rules::rules(td, out);
+    limits_rules::rules(td, out);
+    secrets_rules::rules(td, out);
+    placeholder_rules::taskdef(td, out);
+    if let Some(df) = dockerfile {
+        dockerfile_rules::rules(df, td, targets, registry, out);
+    }
 }
