@@ -139,6 +139,9 @@ pub struct BuildArgs {
         value_name = "SECONDS"
     )]
     pub timeout: std::num::NonZeroU64,
+    /// Also write the result as KEY=VALUE lines (SB_<CONTAINER>_IMAGE, _DIGEST, _ACTION; SB_COMMIT_TAG, SB_REGISTRY), safe to `source`, for CodeBuild exported-variables or $GITHUB_OUTPUT (build only; replaced whole, with the artifact).
+    #[arg(long, env = "STACKBAKE_ENV_FILE", value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
     /// Build only shard K of N of the targets to build (a CodeBuild batch's shard build): push them with their commit and fingerprint tags and write the report; no task definition, no `latest`. A later plain `build` assembles the artifact.
     #[arg(long, env = "STACKBAKE_SHARD", value_name = "K/N")]
     pub shard: Option<String>,

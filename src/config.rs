@@ -56,6 +56,8 @@ pub struct Settings {
     pub retries: u32,
     /// `--shard K/N`.
     pub(crate) shard: Option<Shard>,
+    /// `--env-file`.
+    pub env_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -173,6 +175,7 @@ impl Settings {
             timeout: std::time::Duration::from_secs(a.timeout.get()),
             retries: a.retries.min(20),
             shard,
+            env_file: a.env_file.clone(),
         })
     }
 }

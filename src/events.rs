@@ -191,6 +191,18 @@ pub(crate) enum Event {
         /// Targets that need no build.
         unchanged: usize,
     },
+    /// `--env-file` was written.
+    EnvFileWritten {
+        /// Where.
+        path: PathBuf,
+        /// How many variables.
+        variables: usize,
+        /// Bytes of names and values.
+        bytes: usize,
+        /// CodePipeline's limit on one action's output variables, when the
+        /// file is larger.
+        over_limit: Option<usize>,
+    },
     /// A shard's report was written into this directory (a shard writes no
     /// task definition).
     ReportWritten(PathBuf),

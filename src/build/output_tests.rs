@@ -103,3 +103,29 @@ async fn one_container_name_with_two_images_is_bad_input() {
     );
     assert!(world.calls("build ").is_empty());
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_env_file_is_written_with_the_artifact_and_only_then() {
+    let p = Project::example();
+    let env = p.path().join("out-env/stackbake.env");
+    let env_arg = env.to_string_lossy().to_string();
+    let world = World::new();
+    world.script("sidecar", failing(1, "RUN false returned 1"));
+    let run = build(&world, &p.settings(&["--env-file", &env_arg])).await;
+    assert_eq!(run.failures().len(), 1);
+    assert!(!env.exists(), "a failed build writes no env file");
+
+    let world = World::new();
+    let report = build(&world, &p.settings(&["--env-file", &env_arg]))
+        .await
+        .result
+        .expect("builds");
+    let text = std::fs::read_to_string(&env).expect("env file");
+    for t in &report.targets {
+        let base = crate::envfile::names(&[t.container.as_str()])[&t.container].clone();
+        let image = t.image.as_deref().expect("image");
+        assert!(text.contains(&format!("{base}_IMAGE={image}\n")), "{text}");
+        assert!(text.contains(&format!("{base}_ACTION=built\n")), "{text}");
+    }
+    assert!(text.starts_with("SB_COMMIT_TAG=abc1234\n"), "{text}");
+}

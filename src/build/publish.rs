@@ -112,6 +112,7 @@ pub(crate) async fn publish<'a>(
         out: &s.out,
     };
     let staged = artifact::stage(&s.out, artifact::files(&paths, &p.inputs, &pins, &report)?)?;
+    let env_file = crate::envfile::prepare(s.env_file.as_deref(), &report)?;
     if state.is_cancelled() {
         return Err(Error::Interrupted);
     }
@@ -130,6 +131,10 @@ pub(crate) async fn publish<'a>(
         tracing::debug!(file = %f.display(), "artifact file written");
     }
     events.send(Event::ArtifactWritten(s.out.clone()));
+    if let Some((staged, written)) = env_file {
+        staged.commit()?;
+        events.send(written);
+    }
     Ok(report)
 }
 

@@ -166,7 +166,13 @@ pub(crate) fn finish<'a>(
         name: artifact::REPORT_FILE.to_string(),
         content: report.to_json().into_bytes(),
     };
-    artifact::stage(&s.out, vec![file])?.commit()?;
+    let staged = artifact::stage(&s.out, vec![file])?;
+    let env_file = crate::envfile::prepare(s.env_file.as_deref(), &report)?;
+    staged.commit()?;
     events.send(Event::ReportWritten(s.out.clone()));
+    if let Some((staged, written)) = env_file {
+        staged.commit()?;
+        events.send(written);
+    }
     Ok(report)
 }

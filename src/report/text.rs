@@ -119,6 +119,30 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
                 others(*elsewhere, *unchanged)
             ),
         ),
+        Event::EnvFileWritten {
+            path,
+            variables,
+            bytes,
+            over_limit: None,
+        } => one(
+            Status,
+            format!(
+                "stackbake: {variables} variables ({bytes} bytes) written to {}",
+                path.display()
+            ),
+        ),
+        Event::EnvFileWritten {
+            path,
+            variables,
+            bytes,
+            over_limit: Some(limit),
+        } => one(
+            Always,
+            format!(
+                "stackbake: warning: {variables} variables ({bytes} bytes) written to {}: more than CodePipeline keeps for one action ({limit} bytes); list only the ones the pipeline needs under exported-variables",
+                path.display()
+            ),
+        ),
         Event::ReportWritten(dir) => one(
             Status,
             format!(
