@@ -167,4 +167,7 @@ pub struct InitArgs {
     /// The container that receives load balancer traffic.
     #[arg(long, env = "STACKBAKE_LB_CONTAINER")]
     pub lb_container: Option<String>,
+    /// Write a CodeBuild batch buildspec: N shard builds (`build --shard K/N`) and one assemble build that waits for them and carries the artifact.
+    #[arg(long, env = "STACKBAKE_BATCH", value_name = "N")]
+    pub batch: Option<u32>,
 }

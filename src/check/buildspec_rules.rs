@@ -130,6 +130,7 @@ pub(crate) fn rules(file: &str, text: &str, expected: &Expected<'_>, out: &mut V
             "write `version: 0.2` (0.1 runs each command in a separate shell)",
         ));
     }
+    super::batch_rules::rules(file, &doc, &loc, out);
     if !commands(&doc).iter().any(|c| c.lines().any(runs_build)) {
         out.push(Finding::new(
             file,

@@ -10,6 +10,7 @@
 //! Rule ids: see [`RULES`].
 
 mod appspec_rules;
+mod batch_rules;
 mod buildspec_rules;
 mod dockerfile_rules;
 mod finding;
@@ -20,6 +21,8 @@ mod placeholder_rules;
 mod secrets_rules;
 mod taskdef_rules;
 
+#[cfg(test)]
+mod batch_tests;
 #[cfg(test)]
 mod tests;
 
@@ -77,6 +80,11 @@ pub const RULES: &[(&str, Severity)] = &[
     ("buildspec/version", Severity::Error),
     ("buildspec/no-stackbake-build", Severity::Error),
     ("buildspec/missing-artifact", Severity::Error),
+    ("buildspec/batch-identifier", Severity::Error),
+    ("buildspec/batch-depend-on", Severity::Error),
+    ("buildspec/batch-shards", Severity::Error),
+    ("buildspec/batch-assemble", Severity::Error),
+    ("buildspec/batch-ignore-failure", Severity::Warning),
 ];
 
 /// The files `check` reads, all resolved (joined to `dir` already).

@@ -9,6 +9,7 @@
 //! binary) is marked `TODO`, which `stackbake check` reports as
 //! `placeholder/todo` warnings; the files pass `check` with nothing else.
 
+pub(crate) mod batch;
 mod files;
 mod plan;
 #[cfg(test)]
@@ -58,6 +59,14 @@ pub(crate) fn init_with_env(
             ));
         }
     };
+    if let Some(n) = args.batch
+        && !(1..=batch::MAX_SHARDS).contains(&n)
+    {
+        return Err(Error::Usage(format!(
+            "--batch {n}: write 1 to {} shards (more than a batch build can usefully run at once)",
+            batch::MAX_SHARDS
+        )));
+    }
     let targets = [
         dir.join(&taskdef),
         dir.join(&args.common.appspec),
@@ -92,7 +101,10 @@ pub(crate) fn init_with_env(
         p.file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
     };
-    let buildspec = files::buildspec_yaml(&rel(&targets[0]), &rel(&targets[1]));
+    let buildspec = match args.batch {
+        Some(n) => batch::buildspec_yaml(&rel(&targets[0]), &rel(&targets[1]), n),
+        None => files::buildspec_yaml(&rel(&targets[0]), &rel(&targets[1])),
+    };
     let mut written = Vec::new();
     for (path, body) in targets.iter().zip([taskdef, appspec, buildspec]) {
         if let Err(e) = write_new(path, &body) {

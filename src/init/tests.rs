@@ -24,6 +24,7 @@ fn args(dir: &Path) -> InitArgs {
         region: Some("eu-west-1".into()),
         stages: Vec::new(),
         lb_container: None,
+        batch: None,
     }
 }
 
@@ -180,5 +181,39 @@ fn bad_input_is_a_usage_error() -> Result<(), Box<dyn std::error::Error>> {
         .err()
         .ok_or("ok")?;
     assert!(e.to_string().contains("no deployable stage"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn batch_writes_a_build_graph_that_passes_check() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    std::fs::write(tmp.path().join("Dockerfile"), EXAMPLE_DOCKERFILE)?;
+    let mut a = args(tmp.path());
+    a.batch = Some(3);
+    init_with_env(&a, &no_env)?;
+    let buildspec = std::fs::read_to_string(tmp.path().join("buildspec.yml"))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&buildspec)?;
+    let graph = doc["batch"]["build-graph"]
+        .as_sequence()
+        .ok_or("no graph")?;
+    let ids: Vec<&str> = graph
+        .iter()
+        .filter_map(|b| b["identifier"].as_str())
+        .collect();
+    assert_eq!(ids, ["shard_1", "shard_2", "shard_3", "assemble"]);
+    assert_eq!(graph[1]["env"]["variables"]["STACKBAKE_SHARD"], "2/3");
+    assert_eq!(graph[3]["depend-on"].as_sequence().map(Vec::len), Some(3));
+    assert_eq!(doc["artifacts"]["base-directory"], "stackbake-out");
+    only_todos(tmp.path());
+
+    for bad in [0, batch::MAX_SHARDS + 1] {
+        let tmp = tempfile::tempdir()?;
+        std::fs::write(tmp.path().join("Dockerfile"), EXAMPLE_DOCKERFILE)?;
+        let mut a = args(tmp.path());
+        a.batch = Some(bad);
+        let e = init_with_env(&a, &no_env).err().ok_or("accepted")?;
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(!tmp.path().join("buildspec.yml").exists());
+    }
     Ok(())
 }
