@@ -14,3 +14,4 @@ mod harness;
 mod harness_selftest;
 mod progress;
 mod proxy;
+mod shards;
