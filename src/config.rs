@@ -123,19 +123,7 @@ impl Settings {
                 "--registry-user needs --registry HOST[:PORT]".to_string(),
             ));
         }
-        let shard = a
-            .shard
-            .as_deref()
-            .map(|v| {
-                v.parse::<Shard>()
-                    .map_err(|e| Error::Usage(format!("--shard {e}")))
-            })
-            .transpose()?;
-        if shard.is_some() && a.local && a.registry.is_none() {
-            return Err(Error::Usage(
-                "--shard needs a registry: shards hand their images to the assemble step through it. Pass --registry HOST[:PORT] (or drop --local to use ECR)".to_string(),
-            ));
-        }
+        let shard = shard(a)?;
         let jobs = a.jobs.map_or_else(
             || std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             std::num::NonZeroUsize::get,
@@ -178,6 +166,22 @@ impl Settings {
             env_file: a.env_file.clone(),
         })
     }
+}
+
+/// `--shard K/N`, which needs a registry to hand images to the assemble step.
+fn shard(a: &BuildArgs) -> Result<Option<Shard>, Error> {
+    let Some(value) = a.shard.as_deref() else {
+        return Ok(None);
+    };
+    let shard = value
+        .parse::<Shard>()
+        .map_err(|e| Error::Usage(format!("--shard {e}")))?;
+    if a.local && a.registry.is_none() {
+        return Err(Error::Usage(
+            "--shard needs a registry: shards hand their images to the assemble step through it. Pass --registry HOST[:PORT] (or drop --local to use ECR)".to_string(),
+        ));
+    }
+    Ok(Some(shard))
 }
 
 /// The `--taskdef` paths resolved against `dir`; two with one file name are

@@ -95,6 +95,21 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
             Status,
             format!("stackbake: artifact written to {}", dir.display()),
         ),
+        Event::Sharded { .. }
+        | Event::ShardEmpty { .. }
+        | Event::EnvFileWritten { .. }
+        | Event::ReportWritten(_) => outputs(event),
+        Event::Planned(report) => Some((Always, plan_table(report))),
+        Event::Built(report) => Some((Always, summary(report))),
+        Event::Diagnostic(line) => one(Always, line.trim_end().to_string()),
+    }
+}
+
+/// The lines of a shard's selection and of the outputs besides the artifact.
+fn outputs(event: &Event) -> Option<(Loudness, Vec<String>)> {
+    use Loudness::{Always, Status};
+    let one = |l: Loudness, s: String| Some((l, vec![s]));
+    match event {
         Event::Sharded {
             shard,
             targets,
@@ -150,9 +165,7 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
                 dir.display()
             ),
         ),
-        Event::Planned(report) => Some((Always, plan_table(report))),
-        Event::Built(report) => Some((Always, summary(report))),
-        Event::Diagnostic(line) => one(Always, line.trim_end().to_string()),
+        _ => None,
     }
 }
 
