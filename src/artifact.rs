@@ -197,6 +197,13 @@ pub(crate) fn own_output(dir: &Path, out: &Path, taskdef: &Path) -> Vec<String> 
     }
 }
 
+/// `path` relative to `dir` when it lies inside it (it may not exist yet).
+pub(crate) fn inside(dir: &Path, path: &Path) -> Option<String> {
+    let (dir, path) = (resolved(dir)?, resolved(path)?);
+    let rel = path.strip_prefix(&dir).ok()?.to_str()?;
+    (!rel.is_empty()).then(|| rel.to_string())
+}
+
 /// `p` absolute with symlinks resolved, also when its last components do not
 /// exist yet (an `--out` directory the run will create).
 fn resolved(p: &Path) -> Option<PathBuf> {
@@ -302,6 +309,19 @@ mod tests {
             std::fs::read_to_string(dir.path().join("taskdef.prod.json")).expect("read"),
             "old"
         );
+    }
+
+    #[test]
+    fn a_path_inside_a_directory_is_found_relative_to_it() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = t.path().join("project");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        assert_eq!(
+            inside(&dir, &dir.join("out/x.env")),
+            Some("out/x.env".to_string())
+        );
+        assert_eq!(inside(&dir, &t.path().join("x.env")), None);
+        assert_eq!(inside(&dir, &dir), None);
     }
 
     #[test]

@@ -121,7 +121,14 @@ async fn prepare(
         &s.build_args,
         s.registry.as_deref(),
     )?;
-    let own = artifact::own_output(&s.dir, &s.out, &s.taskdef);
+    let mut own = artifact::own_output(&s.dir, &s.out, &s.taskdef);
+    // The --env-file changes every run: inside the context it would change
+    // the fingerprint of any stage that copies the whole context.
+    own.extend(
+        s.env_file
+            .as_deref()
+            .and_then(|f| artifact::inside(&s.dir, f)),
+    );
     if !own.is_empty() {
         let own: Vec<&str> = own.iter().map(String::as_str).collect();
         inputs.ignore = inputs

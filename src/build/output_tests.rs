@@ -129,3 +129,30 @@ async fn the_env_file_is_written_with_the_artifact_and_only_then() {
     }
     assert!(text.starts_with("SB_COMMIT_TAG=abc1234\n"), "{text}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_env_file_inside_the_project_is_not_part_of_any_fingerprint() {
+    let p = Project::example();
+    // sidecar copies the whole context.
+    let df = std::fs::read_to_string(p.path().join("Dockerfile")).expect("Dockerfile");
+    let df = df.replace(
+        "COPY app/sidecar/run.sh /srv/sidecar/run.sh",
+        "COPY . /srv/sidecar/",
+    );
+    std::fs::write(p.path().join("Dockerfile"), df).expect("write");
+    // Under app/, which the example's .dockerignore keeps in the context.
+    let env = p.path().join("app/stackbake.env").to_string_lossy().to_string();
+    let world = World::new();
+    build(&world, &p.settings(&["--env-file", &env]))
+        .await
+        .result
+        .expect("first build");
+    assert!(p.path().join("app/stackbake.env").exists());
+    let second = build(&world, &p.settings_tagged("def5678", &["--env-file", &env]))
+        .await
+        .result
+        .expect("second build");
+    for t in &second.targets {
+        assert_eq!(t.action, "reused", "{}", t.target);
+    }
+}
