@@ -141,7 +141,11 @@ async fn an_env_file_inside_the_project_is_not_part_of_any_fingerprint() {
     );
     std::fs::write(p.path().join("Dockerfile"), df).expect("write");
     // Under app/, which the example's .dockerignore keeps in the context.
-    let env = p.path().join("app/stackbake.env").to_string_lossy().to_string();
+    let env = p
+        .path()
+        .join("app/stackbake.env")
+        .to_string_lossy()
+        .to_string();
     let world = World::new();
     build(&world, &p.settings(&["--env-file", &env]))
         .await
