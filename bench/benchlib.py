@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 
 # Order of the sections in BENCHMARKS.md; "usage" is always last.
-SECTIONS = ["machine", "run", "fingerprint", "notes", "usage"]
+SECTIONS = ["machine", "run", "fingerprint", "shards", "notes", "usage"]
 
 USAGE = """## Benchmarks
 
@@ -47,7 +47,11 @@ copy of the binary), and rewrite only their own section of this file (the
 subset, `--jobs N` passes `--jobs` to stackbake, `--no-write` leaves this file
 alone. `bench/steps WORK/bench.log` (after `bench/run --keep`) splits each "one
 changed" and "alone" stackbake run into stackbake's own time and the engine's
-step times. On this 2-core machine `bench/run --reps 3` took 69 min,
+step times. `bench/shards` computes the balance of `build --shard K/N` on paper:
+stackbake's own assignment (`plan --shard K/N`) over per-target times measured
+in cold `build --jobs 1` runs of the 12-target stack and a skewed variant
+(`--reps N`, default 2; `--reps 3` took 10 min here), plus a cost model of a
+100-service monorepo. On this 2-core machine `bench/run --reps 3` took about 75 min,
 most of it the shell baseline on 12 targets (about 14 min per repetition);
 `bench/run --stacks 4 --reps 1` takes about 5 min and `bench/fingerprint` about
 2 min. Nothing timing-based is in the test suite.

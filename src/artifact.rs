@@ -58,28 +58,42 @@ fn fail(what: String, source: std::io::Error) -> ArtifactError {
     ArtifactError { what, source }
 }
 
-/// Where the artifact's files come from.
+/// Where the artifact's files come from (the task definitions' paths are
+/// in the inputs).
 pub(crate) struct Paths<'a> {
-    /// `--taskdef`.
-    pub(crate) taskdef: &'a Path,
     /// `--appspec`.
     pub(crate) appspec: &'a Path,
     /// `--out`.
     pub(crate) out: &'a Path,
 }
 
-/// Every file of the artifact, in memory, in taskdef order: the report,
-/// `imagedefinitions.json`, `imageDetail.json` (for the appspec's
-/// load-balanced container), the appspec (when `--out` is not its
-/// directory), and last the taskdef with `pins` (container → image).
+/// Every file of the artifact, in memory, in write order: the report,
+/// `imagedefinitions.json` (every mapped container of every task
+/// definition, once), `imageDetail.json` (for the appspec's load-balanced
+/// container), the appspec (when `--out` is not its directory), and last
+/// every task definition with `pins` (container → image), each under its
+/// own file name, the appspec's last of all.
 pub(crate) fn files(
     paths: &Paths<'_>,
     inputs: &Inputs,
     pins: &BTreeMap<String, String>,
     report: &Report,
 ) -> Result<Vec<OutFile>, Error> {
-    let taskdef = td::rewrite::pin_images(&inputs.taskdef, pins)
-        .map_err(|e| input(paths.taskdef, e.to_string()))?;
+    let mut taskdefs = Vec::new();
+    for (path, taskdef) in inputs.taskdefs.iter().rev() {
+        let names = taskdef.container_names();
+        let own: BTreeMap<String, String> = pins
+            .iter()
+            .filter(|(c, _)| names.contains(c))
+            .map(|(c, i)| (c.clone(), i.clone()))
+            .collect();
+        let pinned =
+            td::rewrite::pin_images(taskdef, &own).map_err(|e| input(path, e.to_string()))?;
+        taskdefs.push(OutFile {
+            name: file_name(path)?,
+            content: pinned.into_bytes(),
+        });
+    }
     let definitions: Vec<(String, String)> = inputs
         .mappings
         .iter()
@@ -124,11 +138,8 @@ pub(crate) fn files(
             content: inputs.appspec_text.clone().into_bytes(),
         });
     }
-    // Last, so that whoever sees the new taskdef sees the rest with it.
-    files.push(OutFile {
-        name: file_name(paths.taskdef)?,
-        content: taskdef.into_bytes(),
-    });
+    // Last, so that whoever sees a new taskdef sees the rest with it.
+    files.extend(taskdefs);
     Ok(files)
 }
 
@@ -184,6 +195,13 @@ pub(crate) fn own_output(dir: &Path, out: &Path, taskdef: &Path) -> Vec<String> 
     } else {
         vec![rel.to_string()]
     }
+}
+
+/// `path` relative to `dir` when it lies inside it (it may not exist yet).
+pub(crate) fn inside(dir: &Path, path: &Path) -> Option<String> {
+    let (dir, path) = (resolved(dir)?, resolved(path)?);
+    let rel = path.strip_prefix(&dir).ok()?.to_str()?;
+    (!rel.is_empty()).then(|| rel.to_string())
 }
 
 /// `p` absolute with symlinks resolved, also when its last components do not
@@ -291,6 +309,19 @@ mod tests {
             std::fs::read_to_string(dir.path().join("taskdef.prod.json")).expect("read"),
             "old"
         );
+    }
+
+    #[test]
+    fn a_path_inside_a_directory_is_found_relative_to_it() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let dir = t.path().join("project");
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        assert_eq!(
+            inside(&dir, &dir.join("out/x.env")),
+            Some("out/x.env".to_string())
+        );
+        assert_eq!(inside(&dir, &t.path().join("x.env")), None);
+        assert_eq!(inside(&dir, &dir), None);
     }
 
     #[test]

@@ -40,9 +40,14 @@ pub struct CommonArgs {
     /// Dockerfile, relative to --dir.
     #[arg(long, env = "STACKBAKE_DOCKERFILE", default_value = "Dockerfile")]
     pub dockerfile: PathBuf,
-    /// ECS task definition, relative to --dir.
-    #[arg(long, env = "STACKBAKE_TASKDEF", default_value = "taskdef.json")]
-    pub taskdef: PathBuf,
+    /// ECS task definition, relative to --dir. Repeat it to pin several from one build (staging and prod, or one per service): each keeps its file name in the artifact; the first is the appspec's. In STACKBAKE_TASKDEF, separate them with commas.
+    #[arg(
+        long,
+        env = "STACKBAKE_TASKDEF",
+        default_value = "taskdef.json",
+        value_delimiter = ','
+    )]
+    pub taskdef: Vec<PathBuf>,
     /// CodeDeploy appspec, relative to --dir.
     #[arg(long, env = "STACKBAKE_APPSPEC", default_value = "appspec.yaml")]
     pub appspec: PathBuf,
@@ -148,6 +153,12 @@ pub struct BuildArgs {
         value_name = "SECONDS"
     )]
     pub timeout: std::num::NonZeroU64,
+    /// Also write the result as KEY=VALUE lines (SB_<CONTAINER>_IMAGE, _DIGEST, _ACTION; SB_COMMIT_TAG, SB_REGISTRY), safe to `source`, for CodeBuild exported-variables or $GITHUB_OUTPUT (build only; replaced whole, with the artifact).
+    #[arg(long, env = "STACKBAKE_ENV_FILE", value_name = "PATH")]
+    pub env_file: Option<PathBuf>,
+    /// Build only shard K of N of the targets to build (a CodeBuild batch's shard build): push them with their commit and fingerprint tags and write the report; no task definition, no `latest`. A later plain `build` assembles the artifact.
+    #[arg(long, env = "STACKBAKE_SHARD", value_name = "K/N")]
+    pub shard: Option<String>,
 }
 
 /// Flags of `init`.
@@ -181,4 +192,7 @@ pub struct InitArgs {
         value_delimiter = ','
     )]
     pub mirrors: Vec<String>,
+    /// Write a CodeBuild batch buildspec: N shard builds (`build --shard K/N`) and one assemble build that waits for them and carries the artifact.
+    #[arg(long, env = "STACKBAKE_BATCH", value_name = "N")]
+    pub batch: Option<u32>,
 }

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::build::mirror::Mirror;
+use crate::build::shard::Shard;
 use crate::cli::BuildArgs;
 use crate::error::Error;
 use crate::reference::{Host, Tag};
@@ -20,8 +21,10 @@ pub struct Settings {
     pub dir: PathBuf,
     /// Dockerfile path (resolved against `dir`).
     pub dockerfile: PathBuf,
-    /// taskdef.json path.
+    /// taskdef.json path: the first `--taskdef` (the appspec's).
     pub taskdef: PathBuf,
+    /// Every `--taskdef`, the first one first.
+    pub taskdefs: Vec<PathBuf>,
     /// appspec.yaml path.
     pub appspec: PathBuf,
     /// `--local`.
@@ -59,6 +62,10 @@ pub struct Settings {
     /// `--allow-unresolved`: an input that cannot be resolved is
     /// fingerprinted by its text (with a warning) instead of stopping the run.
     pub allow_unresolved: bool,
+    /// `--shard K/N`.
+    pub(crate) shard: Option<Shard>,
+    /// `--env-file`.
+    pub env_file: Option<PathBuf>,
 }
 
 impl Settings {
@@ -130,13 +137,18 @@ impl Settings {
             .map(crate::build::expiry::parse_duration)
             .transpose()
             .map_err(|e| Error::Usage(format!("--max-age: {e}")))?;
+        let shard = shard(a)?;
         let jobs = a.jobs.map_or_else(
             || std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
             std::num::NonZeroUsize::get,
         );
         // In place by default: next to the taskdef (which `--taskdef` may
         // put in a subdirectory), so the pinned one replaces it.
-        let taskdef = dir.join(&a.common.taskdef);
+        let taskdefs = taskdef_paths(&dir, &a.common.taskdef)?;
+        let taskdef = taskdefs
+            .first()
+            .cloned()
+            .unwrap_or_else(|| dir.join("taskdef.json"));
         let out = match &a.out {
             Some(o) => o.clone(),
             None if a.local => dir.join("stackbake-out"),
@@ -147,6 +159,7 @@ impl Settings {
         Ok(Settings {
             dockerfile: dir.join(&a.common.dockerfile),
             taskdef,
+            taskdefs,
             appspec: dir.join(&a.common.appspec),
             dir,
             local: a.local,
@@ -171,8 +184,54 @@ impl Settings {
             retries: a.retries.min(20),
             max_age,
             allow_unresolved: a.allow_unresolved,
+            shard,
+            env_file: a.env_file.clone(),
         })
     }
+}
+
+/// `--shard K/N`, which needs a registry to hand images to the assemble step.
+fn shard(a: &BuildArgs) -> Result<Option<Shard>, Error> {
+    let Some(value) = a.shard.as_deref() else {
+        return Ok(None);
+    };
+    let shard = value
+        .parse::<Shard>()
+        .map_err(|e| Error::Usage(format!("--shard {e}")))?;
+    if a.local && a.registry.is_none() {
+        return Err(Error::Usage(
+            "--shard needs a registry: shards hand their images to the assemble step through it. Pass --registry HOST[:PORT] (or drop --local to use ECR)".to_string(),
+        ));
+    }
+    Ok(Some(shard))
+}
+
+/// The `--taskdef` paths resolved against `dir`; two with one file name are
+/// an error (each keeps its file name in the artifact, so one would
+/// overwrite the other).
+fn taskdef_paths(dir: &Path, given: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
+    let mut paths: Vec<PathBuf> = Vec::new();
+    for t in given {
+        let path = dir.join(t);
+        if paths.contains(&path) {
+            continue;
+        }
+        if let Some(other) = paths
+            .iter()
+            .find(|p| p.file_name().is_some() && p.file_name() == path.file_name())
+        {
+            return Err(Error::Usage(format!(
+                "--taskdef {} and --taskdef {} have the same file name: each task definition keeps its file name in the artifact, so one would overwrite the other. Rename one (e.g. taskdef.staging.json, taskdef.prod.json)",
+                other.display(),
+                path.display()
+            )));
+        }
+        paths.push(path);
+    }
+    if paths.is_empty() {
+        paths.push(dir.join("taskdef.json"));
+    }
+    Ok(paths)
 }
 
 /// `--tag` as an image tag; the error names the flag.

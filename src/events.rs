@@ -10,6 +10,7 @@ use std::sync::mpsc::Sender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::build::shard::Shard;
 use crate::report::Report;
 
 /// Build or reuse.
@@ -220,6 +221,41 @@ pub(crate) enum Event {
     CleanupFailed(String),
     /// The artifact files were renamed into place in this directory.
     ArtifactWritten(PathBuf),
+    /// `--shard K/N`: the targets this shard builds.
+    Sharded {
+        /// Which shard.
+        shard: Shard,
+        /// The targets it builds (stage names), in stage order.
+        targets: Vec<String>,
+        /// Targets to build that other shards build.
+        elsewhere: usize,
+        /// Targets that need no build (left to the assemble step).
+        unchanged: usize,
+    },
+    /// `--shard K/N` with nothing to build: a success, said so.
+    ShardEmpty {
+        /// Which shard.
+        shard: Shard,
+        /// Targets to build that other shards build.
+        elsewhere: usize,
+        /// Targets that need no build.
+        unchanged: usize,
+    },
+    /// `--env-file` was written.
+    EnvFileWritten {
+        /// Where.
+        path: PathBuf,
+        /// How many variables.
+        variables: usize,
+        /// Bytes of names and values.
+        bytes: usize,
+        /// CodePipeline's limit on one action's output variables, when the
+        /// file is larger.
+        over_limit: Option<usize>,
+    },
+    /// A shard's report was written into this directory (a shard writes no
+    /// task definition).
+    ReportWritten(PathBuf),
     /// `plan` finished: its report.
     Planned(Box<Report>),
     /// `build` finished: its report.

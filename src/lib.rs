@@ -20,6 +20,7 @@ pub mod context;
 mod diagnostics;
 pub mod dockerfile;
 mod engine;
+mod envfile;
 mod error;
 mod events;
 mod fingerprint;

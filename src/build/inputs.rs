@@ -3,7 +3,7 @@
 //! problem here is bad input (exit 2) that names the file.
 
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::context::dockerignore::DockerIgnore;
 use crate::dockerfile::{self, Dockerfile, StageGraph};
@@ -29,13 +29,16 @@ pub struct Inputs {
     pub dockerfile: Dockerfile,
     /// Its stage graph under the given build args.
     pub graph: StageGraph,
-    /// taskdef.json.
+    /// taskdef.json: the first `--taskdef`, the appspec's.
     pub taskdef: TaskDef,
+    /// Every `--taskdef` (path and content), the first one first.
+    pub taskdefs: Vec<(PathBuf, TaskDef)>,
     /// appspec.yaml.
     pub appspec: AppSpec,
     /// appspec.yaml as read (copied verbatim into the out dir).
     pub appspec_text: String,
-    /// Container → target or external.
+    /// Container → target or external, over every task definition: each
+    /// container name once (it has one image), an external once per image.
     pub mappings: Vec<Mapping>,
     /// The distinct targets, in stage order.
     pub targets: Vec<Target>,
@@ -76,10 +79,11 @@ fn read(path: &Path, what: &str, hint: &str) -> Result<String, Error> {
     })
 }
 
-/// Reads and validates every input.
+/// Reads and validates every input; `taskdef_paths` are the `--taskdef`
+/// files, the appspec's first.
 pub fn load(
     dockerfile_path: &Path,
-    taskdef_path: &Path,
+    taskdef_paths: &[PathBuf],
     appspec_path: &Path,
     context_dir: &Path,
     explicit: &[(String, String)],
@@ -96,12 +100,19 @@ pub fn load(
     let graph = dockerfile
         .graph(build_args)
         .map_err(|e| input(dockerfile_path, e.to_string()))?;
-    let td_text = read(
-        taskdef_path,
-        "the task definition",
-        "Pass --taskdef PATH, or create one with `stackbake init`",
-    )?;
-    let taskdef = TaskDef::parse(&td_text).map_err(|e| input(taskdef_path, e.to_string()))?;
+    let mut taskdefs = Vec::new();
+    for path in taskdef_paths {
+        let text = read(
+            path,
+            "the task definition",
+            "Pass --taskdef PATH, or create one with `stackbake init`",
+        )?;
+        let td = TaskDef::parse(&text).map_err(|e| input(path, e.to_string()))?;
+        taskdefs.push((path.clone(), td));
+    }
+    let Some((primary_path, primary)) = taskdefs.first().cloned() else {
+        return Err(Error::Usage("no --taskdef given".to_string()));
+    };
     let appspec_text = read(
         appspec_path,
         "the appspec",
@@ -109,20 +120,108 @@ pub fn load(
     )?;
     let appspec = AppSpec::parse(&appspec_text).map_err(|e| input(appspec_path, e.to_string()))?;
     appspec
-        .check_against(&taskdef)
+        .check_against(&primary)
         .map_err(|e| input(appspec_path, e.to_string()))?;
     let stage_names: Vec<String> = dockerfile
         .stages
         .iter()
         .map(|s| s.name.clone().unwrap_or_default())
         .collect();
-    let mappings = mapping::map_containers(&taskdef, &stage_names, explicit, registry)
-        .map_err(|e| input(taskdef_path, e.to_string()))?;
+    let mappings = map_all(&taskdefs, &stage_names, explicit, registry)?;
+    let targets = targets(&mappings, &dockerfile, dockerfile_path, &primary_path)?;
+    let ignore = DockerIgnore::load(context_dir)
+        .map_err(|e| input(context_dir.join(".dockerignore"), e.to_string()))?;
+    Ok(Inputs {
+        dockerfile,
+        graph,
+        taskdef: primary,
+        taskdefs,
+        appspec,
+        appspec_text,
+        mappings,
+        targets,
+        ignore,
+    })
+}
+
+/// Maps the containers of every task definition. A `--target` applies to
+/// the task definitions that have that container (and must name one of
+/// some task definition). A container name met again must have the same
+/// stage and repository: one build gives a container name one image.
+fn map_all(
+    taskdefs: &[(PathBuf, TaskDef)],
+    stage_names: &[String],
+    explicit: &[(String, String)],
+    registry: Option<&str>,
+) -> Result<Vec<Mapping>, Error> {
+    let mut out: Vec<Mapping> = Vec::new();
+    let mut seen: BTreeMap<String, (&Path, String, String)> = BTreeMap::new();
+    for (path, td) in taskdefs {
+        let names = td.container_names();
+        let mine: Vec<(String, String)> = explicit
+            .iter()
+            .filter(|(c, _)| names.contains(c))
+            .cloned()
+            .collect();
+        let mappings = mapping::map_containers(td, stage_names, &mine, registry)
+            .map_err(|e| input(path, e.to_string()))?;
+        for m in mappings {
+            let Mapping::Target {
+                container,
+                stage,
+                repository,
+                ..
+            } = &m
+            else {
+                if !out.contains(&m) {
+                    out.push(m);
+                }
+                continue;
+            };
+            match seen.get(container) {
+                Some((first, s0, r0)) if (s0, r0) != (stage, repository) => {
+                    return Err(input(
+                        path,
+                        format!(
+                            "container {container:?} is built from stage {stage:?} into repository {repository:?} here, but from stage {s0:?} into {r0:?} in {}. One build gives a container name one image (imagedefinitions.json and the report key containers by name): map both to one stage and repository, or rename one container",
+                            first.display()
+                        ),
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    seen.insert(container.clone(), (path, stage.clone(), repository.clone()));
+                    out.push(m);
+                }
+            }
+        }
+    }
+    if let Some((container, stage)) = explicit.iter().find(|(c, _)| {
+        !taskdefs
+            .iter()
+            .any(|(_, td)| td.container_names().contains(c))
+    }) && let Some((path, td)) = taskdefs.first()
+    {
+        let flag = [(container.clone(), stage.clone())];
+        mapping::map_containers(td, stage_names, &flag, registry)
+            .map_err(|e| input(path, e.to_string()))?;
+    }
+    Ok(out)
+}
+
+/// The distinct targets of `mappings`, in stage order, each with its
+/// repositories.
+fn targets(
+    mappings: &[Mapping],
+    dockerfile: &Dockerfile,
+    dockerfile_path: &Path,
+    taskdef_path: &Path,
+) -> Result<Vec<Target>, Error> {
     let mut by_stage: BTreeMap<usize, Target> = BTreeMap::new();
     // Each target's image is tagged `<repository>:<commit>` and pinned from
     // there: two stages in one repository would overwrite each other's tag.
     let mut repo_user: BTreeMap<&str, (&str, &str)> = BTreeMap::new();
-    for m in &mappings {
+    for m in mappings {
         if let Mapping::Target {
             container,
             stage,
@@ -161,18 +260,7 @@ pub fn load(
             }
         }
     }
-    let ignore = DockerIgnore::load(context_dir)
-        .map_err(|e| input(context_dir.join(".dockerignore"), e.to_string()))?;
-    Ok(Inputs {
-        dockerfile,
-        graph,
-        taskdef,
-        appspec,
-        appspec_text,
-        mappings,
-        targets: by_stage.into_values().collect(),
-        ignore,
-    })
+    Ok(by_stage.into_values().collect())
 }
 
 impl Inputs {
@@ -236,7 +324,7 @@ mod tests {
         .expect("write");
         load(
             &d.join("Dockerfile"),
-            &d.join("taskdef.json"),
+            &[d.join("taskdef.json")],
             &d.join("appspec.yaml"),
             d,
             &[],

@@ -8,11 +8,12 @@
 //! | 3 registry, credentials | `destination.rs` |
 //! | 4 inputs from outside the context, resolved | `crate::outside` |
 //! | 4 fingerprints, build or reuse, `--max-age` | `decide.rs`, `expiry.rs` |
+//! | 5 `--shard K/N`: this shard's targets | `shard.rs` (pure), `sharding.rs` |
 //! | 5–6 units and their order | `schedule.rs` |
 //! | 6 running the units | `execute.rs` |
 //! | 6–7 one unit: build, tag, push | `unit.rs` |
 //! | 7 one image to one repository: commit and fingerprint tags | `deliver.rs` |
-//! | 7–8 retag, verify, `latest`, artifact | `publish.rs` |
+//! | 7–8 retag, verify, `latest`, artifact | `publish.rs` (a shard: `sharding.rs`) |
 //!
 //! The engine, the registry and AWS are reached only through
 //! [`Services`], and everything a person sees leaves as an [`Event`].
@@ -27,12 +28,18 @@ pub(crate) mod mirror;
 mod publish;
 mod refuse;
 pub(crate) mod schedule;
+pub(crate) mod shard;
+mod sharding;
 mod unit;
 
 #[cfg(test)]
 pub(crate) mod fakes;
 #[cfg(test)]
+mod output_tests;
+#[cfg(test)]
 mod outside_tests;
+#[cfg(test)]
+mod shard_tests;
 #[cfg(test)]
 mod tests;
 
@@ -118,14 +125,21 @@ async fn prepare(
 ) -> Result<Prepared, Error> {
     let mut inputs = inputs::load(
         &s.dockerfile,
-        &s.taskdef,
+        &s.taskdefs,
         &s.appspec,
         &s.dir,
         &s.targets,
         &s.build_args,
         s.registry.as_deref(),
     )?;
-    let own = artifact::own_output(&s.dir, &s.out, &s.taskdef);
+    let mut own = artifact::own_output(&s.dir, &s.out, &s.taskdef);
+    // The --env-file changes every run: inside the context it would change
+    // the fingerprint of any stage that copies the whole context.
+    own.extend(
+        s.env_file
+            .as_deref()
+            .and_then(|f| artifact::inside(&s.dir, f)),
+    );
     if !own.is_empty() {
         let own: Vec<&str> = own.iter().map(String::as_str).collect();
         inputs.ignore = inputs
@@ -200,8 +214,15 @@ pub(crate) async fn plan(
         services.engine(quick, quick).await.ok().map(|c| c.engine)
     };
     let p = prepare(s, services, events, Intent::Plan, engine.as_deref()).await?;
+    let selection = match s.shard {
+        Some(shard) => Some(sharding::select(s, &p, shard, events).await?),
+        None => None,
+    };
     let mut targets = Vec::new();
     for (container, stage, repository, d) in p.mapped() {
+        if selection.as_ref().is_some_and(|sel| !sel.has(d)) {
+            continue;
+        }
         let digest = d
             .reuse
             .as_ref()
@@ -227,14 +248,22 @@ pub(crate) async fn plan(
     }
     Ok(Report {
         schema_version: crate::report::SCHEMA_VERSION,
-        external: p.externals(),
+        external: if selection.is_some() {
+            Vec::new()
+        } else {
+            p.externals()
+        },
         commit_tag: p.commit,
         registry: p.dest.map(|d| d.host),
         targets,
+        shard: selection.map(|sel| crate::report::ShardReport {
+            index: sel.shard.index,
+            count: sel.shard.count,
+        }),
     })
 }
 
-/// Runs `stackbake build`.
+/// Runs `stackbake build` (with `--shard`, one shard's part of it).
 pub(crate) async fn build(
     s: &Settings,
     services: &dyn Services,
@@ -245,51 +274,16 @@ pub(crate) async fn build(
     let connected = services.engine(s.timeout, s.timeout).await?;
     let engine = connected.engine.clone();
     let p = prepare(s, services, events, Intent::Build, Some(engine.as_ref())).await?;
-    let to_build: Vec<&Decision> = p.decisions.iter().filter(|d| d.reuse.is_none()).collect();
-    let mut outcomes = Vec::new();
-    let mut units = Vec::new();
-    if !to_build.is_empty() {
-        let entries = walk::list(&s.dir, &p.inputs.ignore, &[".dockerignore"])
-            .map_err(|e| input(&s.dir, format!("cannot read the build context: {e}")))?;
-        tracing::debug!(entries = entries.len(), "build context listed");
-        let cache_from = pull_latest(engine.as_ref(), p.dest.as_ref(), &to_build, events).await;
-        let stages = to_build.iter().map(|d| d.target.stage).collect();
-        units = schedule::schedule(&p.inputs.needed(), &stages);
-        let labels: Vec<String> = units
-            .iter()
-            .map(|u| p.inputs.stage_label(u.stage))
-            .collect();
-        let shared = Arc::new(unit::Shared {
-            builder: connected.builder.clone(),
-            engine: engine.clone(),
-            dest: p.dest.clone(),
-            commit: p.commit.clone(),
-            push_retries: destination::push_policy(s),
-            events: events.clone(),
-        });
-        let limits = execute::Limits {
-            jobs: s.jobs,
-            fail_fast: s.fail_fast,
-        };
-        let sources = unit::Sources {
-            inputs: &p.inputs,
-            decisions: &p.decisions,
-            root: &s.dir,
-            entries: &entries,
-            build_args: &s.build_args,
-            commit: &p.commit,
-            mirrors: &s.mirrors,
-            outside: &p.outside,
-        };
-        outcomes = execute::execute(&units, &labels, &limits, state, events, |i, built| {
-            // Cache sources: every image this run built so far, plus the pulled `latest`s.
-            let mut cache = cache_from.clone();
-            cache.extend(built);
-            let job = unit::job(&sources, &units[i], cache);
-            Box::pin(unit::run(shared.clone(), job))
-        })
-        .await;
-    }
+    let selection = match s.shard {
+        Some(shard) => Some(sharding::select(s, &p, shard, events).await?),
+        None => None,
+    };
+    let to_build: Vec<&Decision> = p
+        .decisions
+        .iter()
+        .filter(|d| d.reuse.is_none() && selection.as_ref().is_none_or(|sel| sel.has(d)))
+        .collect();
+    let (units, mut outcomes) = run_units(s, &p, &connected, &to_build, state, events).await?;
     match state.reason() {
         Some(CancelReason::Interrupted) => {
             connected.builder.remove_leftovers(events).await;
@@ -314,8 +308,68 @@ pub(crate) async fn build(
             .position(|u| u.stage == stage)
             .and_then(|i| outcomes.get(i))
     };
-    let report = publish::publish(s, &p, engine.as_ref(), state, events, outcome_of).await?;
-    Ok(report)
+    match &selection {
+        Some(sel) => sharding::finish(s, &p, sel, events, outcome_of),
+        None => publish::publish(s, &p, engine.as_ref(), state, events, outcome_of).await,
+    }
+}
+
+/// Steps 5–6 for the targets in `to_build`: pulls their `latest` as
+/// cache, schedules the units and runs them. Returns the units and their
+/// outcomes, in schedule order (none when there is nothing to build).
+async fn run_units(
+    s: &Settings,
+    p: &Prepared,
+    connected: &crate::services::Connected,
+    to_build: &[&Decision],
+    state: &RunState,
+    events: &Events,
+) -> Result<(Vec<schedule::Unit>, Vec<unit::UnitOutcome>), Error> {
+    if to_build.is_empty() {
+        return Ok((Vec::new(), Vec::new()));
+    }
+    let engine = connected.engine.clone();
+    let entries = walk::list(&s.dir, &p.inputs.ignore, &[".dockerignore"])
+        .map_err(|e| input(&s.dir, format!("cannot read the build context: {e}")))?;
+    tracing::debug!(entries = entries.len(), "build context listed");
+    let cache_from = pull_latest(engine.as_ref(), p.dest.as_ref(), to_build, events).await;
+    let stages = to_build.iter().map(|d| d.target.stage).collect();
+    let units = schedule::schedule(&p.inputs.needed(), &stages);
+    let labels: Vec<String> = units
+        .iter()
+        .map(|u| p.inputs.stage_label(u.stage))
+        .collect();
+    let shared = Arc::new(unit::Shared {
+        builder: connected.builder.clone(),
+        engine,
+        dest: p.dest.clone(),
+        commit: p.commit.clone(),
+        push_retries: destination::push_policy(s),
+        events: events.clone(),
+    });
+    let limits = execute::Limits {
+        jobs: s.jobs,
+        fail_fast: s.fail_fast,
+    };
+    let sources = unit::Sources {
+        inputs: &p.inputs,
+        decisions: &p.decisions,
+        root: &s.dir,
+        entries: &entries,
+        build_args: &s.build_args,
+        commit: &p.commit,
+        mirrors: &s.mirrors,
+        outside: &p.outside,
+    };
+    let outcomes = execute::execute(&units, &labels, &limits, state, events, |i, built| {
+        // Cache sources: every image this run built so far, plus the pulled `latest`s.
+        let mut cache = cache_from.clone();
+        cache.extend(built);
+        let job = unit::job(&sources, &units[i], cache);
+        Box::pin(unit::run(shared.clone(), job))
+    })
+    .await;
+    Ok((units, outcomes))
 }
 
 /// Pulls every target's `latest` (in parallel; a missing one is normal) and
@@ -366,6 +420,7 @@ fn preflight(s: &Settings, events: &Events) -> Result<(), Error> {
         dir: s.dir.clone(),
         dockerfile: s.dockerfile.clone(),
         taskdef: s.taskdef.clone(),
+        extra_taskdefs: s.taskdefs.iter().skip(1).cloned().collect(),
         appspec: s.appspec.clone(),
         buildspec: s.dir.join("buildspec.yml"),
     };

@@ -129,15 +129,16 @@ pub(crate) async fn publish<'a>(
         registry: dest.map(|d| d.host.clone()),
         targets,
         external: p.externals(),
+        shard: None,
     };
     // Written and synced under temporary names: a full disk or an unwritable
     // out dir fails here, before `latest` moves.
     let paths = artifact::Paths {
-        taskdef: &s.taskdef,
         appspec: &s.appspec,
         out: &s.out,
     };
     let staged = artifact::stage(&s.out, artifact::files(&paths, &p.inputs, &pins, &report)?)?;
+    let env_file = crate::envfile::prepare(s.env_file.as_deref(), &report)?;
     if state.is_cancelled() {
         return Err(Error::Interrupted);
     }
@@ -154,6 +155,10 @@ pub(crate) async fn publish<'a>(
         tracing::debug!(file = %f.display(), "artifact file written");
     }
     events.send(Event::ArtifactWritten(s.out.clone()));
+    if let Some((staged, written)) = env_file {
+        staged.commit()?;
+        events.send(written);
+    }
     Ok(report)
 }
 

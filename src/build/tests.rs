@@ -51,7 +51,7 @@ impl Project {
         std::fs::write(self.path().join(rel), content).expect("write a project file");
     }
 
-    fn out(&self) -> PathBuf {
+    pub(super) fn out(&self) -> PathBuf {
         self.path().join("out")
     }
 
@@ -115,7 +115,7 @@ pub(super) struct Run {
 }
 
 impl Run {
-    fn failures(&self) -> Vec<(String, String)> {
+    pub(super) fn failures(&self) -> Vec<(String, String)> {
         match &self.result {
             Err(Error::Targets { failures, .. }) => failures
                 .iter()
@@ -146,14 +146,14 @@ fn position(journal: &[String], entry: &str) -> usize {
         .unwrap_or_else(|| panic!("{entry:?} not in the journal: {journal:#?}"))
 }
 
-fn slow(seconds: u64) -> Script {
+pub(super) fn slow(seconds: u64) -> Script {
     Script {
         takes: Duration::from_secs(seconds),
         fails: None,
     }
 }
 
-fn failing(seconds: u64, message: &str) -> Script {
+pub(super) fn failing(seconds: u64, message: &str) -> Script {
     Script {
         takes: Duration::from_secs(seconds),
         fails: Some(message.to_string()),

@@ -388,7 +388,7 @@ mod tests {
         let args = BTreeMap::new();
         let inputs = crate::build::inputs::load(
             &root.join("Dockerfile"),
-            &root.join("taskdef.json"),
+            &[root.join("taskdef.json")],
             &root.join("appspec.yaml"),
             root,
             &[],

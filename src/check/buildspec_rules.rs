@@ -11,8 +11,8 @@ use crate::taskdef::appspec::yaml_syntax;
 
 /// What the artifact must contain.
 pub(crate) struct Expected<'a> {
-    /// File name of the task definition (`taskdef.json`).
-    pub taskdef: &'a str,
+    /// File names of the task definitions (`taskdef.json`).
+    pub taskdefs: &'a [&'a str],
     /// File name of the appspec (`appspec.yaml`).
     pub appspec: &'a str,
     /// Whether `imageDetail.json` is expected too.
@@ -173,6 +173,7 @@ pub(crate) fn rules(
             "write `version: 0.2` (0.1 runs each command in a separate shell)",
         ));
     }
+    super::batch_rules::rules(file, &doc, &loc, out);
     let facts = Facts {
         runs_build: commands(&doc).iter().any(|c| c.lines().any(runs_build)),
         mirror: has_setting(&doc, "mirror"),
@@ -199,10 +200,12 @@ pub(crate) fn rules(
     } else {
         pos("artifacts")
     };
-    let mut wanted = vec![
-        (expected.taskdef, Severity::Error),
-        (expected.appspec, Severity::Error),
-    ];
+    let mut wanted: Vec<(&str, Severity)> = expected
+        .taskdefs
+        .iter()
+        .map(|t| (*t, Severity::Error))
+        .collect();
+    wanted.push((expected.appspec, Severity::Error));
     if expected.image_detail {
         wanted.push(("imageDetail.json", Severity::Warning));
     }

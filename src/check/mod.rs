@@ -10,10 +10,12 @@
 //! Rule ids: see [`RULES`].
 
 mod appspec_rules;
+mod batch_rules;
 mod buildspec_rules;
 mod dialect_rules;
 mod dockerfile_rules;
 mod finding;
+mod limits_rules;
 mod locate;
 mod names;
 mod placeholder_rules;
@@ -22,9 +24,13 @@ mod secrets_rules;
 mod taskdef_rules;
 
 #[cfg(test)]
+mod batch_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
+
+use taskdef_rules::Td;
 
 pub use finding::{Finding, Severity, render_human, render_json};
 
@@ -53,6 +59,7 @@ pub const RULES: &[(&str, Severity)] = &[
     ("taskdef/no-essential-container", Severity::Error),
     ("taskdef/too-many-image-placeholders", Severity::Error),
     ("taskdef/invalid-image", Severity::Error),
+    ("taskdef/too-many-containers", Severity::Error),
     ("network/duplicate-port", Severity::Error),
     ("network/host-port-mismatch", Severity::Error),
     ("network/links-awsvpc", Severity::Error),
@@ -85,6 +92,11 @@ pub const RULES: &[(&str, Severity)] = &[
     ("buildspec/version", Severity::Error),
     ("buildspec/no-stackbake-build", Severity::Error),
     ("buildspec/missing-artifact", Severity::Error),
+    ("buildspec/batch-identifier", Severity::Error),
+    ("buildspec/batch-depend-on", Severity::Error),
+    ("buildspec/batch-shards", Severity::Error),
+    ("buildspec/batch-assemble", Severity::Error),
+    ("buildspec/batch-ignore-failure", Severity::Warning),
 ];
 
 /// The files `check` reads, all resolved (joined to `dir` already).
@@ -94,8 +106,11 @@ pub struct ProjectFiles {
     pub dir: PathBuf,
     /// The Dockerfile.
     pub dockerfile: PathBuf,
-    /// The ECS task definition.
+    /// The ECS task definition (the first `--taskdef`, the appspec's).
     pub taskdef: PathBuf,
+    /// Further task definitions (`--taskdef` repeated), pinned from the
+    /// same build.
+    pub extra_taskdefs: Vec<PathBuf>,
     /// The CodeDeploy appspec.
     pub appspec: PathBuf,
     /// CodeBuild's buildspec (optional: a missing one is not a finding).
@@ -106,10 +121,14 @@ impl ProjectFiles {
     /// The files named by the common flags, resolved against `--dir`;
     /// the buildspec is always `DIR/buildspec.yml`.
     pub fn from_args(args: &crate::cli::CommonArgs) -> Self {
+        let mut taskdefs = args.taskdef.iter().map(|t| args.dir.join(t));
         Self {
             dir: args.dir.clone(),
             dockerfile: args.dir.join(&args.dockerfile),
-            taskdef: args.dir.join(&args.taskdef),
+            taskdef: taskdefs
+                .next()
+                .unwrap_or_else(|| args.dir.join("taskdef.json")),
+            extra_taskdefs: taskdefs.collect(),
             appspec: args.dir.join(&args.appspec),
             buildspec: args.dir.join("buildspec.yml"),
         }
@@ -193,11 +212,8 @@ pub fn check_with(
     build_args: &std::collections::BTreeMap<String, String>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let configured = [
-        file_name(&files.taskdef),
-        file_name(&files.appspec),
-        file_name(&files.buildspec),
-    ];
+    let mut configured = vec![file_name(&files.appspec), file_name(&files.buildspec)];
+    configured.extend(files.taskdefs().map(|p| file_name(p)));
     let near = names::rules(&files.dir, &configured, &mut out);
     let is_missing = |p: &Path| !p.exists() && !near.contains(&file_name(p));
 
@@ -218,27 +234,36 @@ pub fn check_with(
         }
     };
 
-    let td_name = shown(&files.dir, &files.taskdef);
-    let td = match read(&td_name, &files.taskdef, &mut out) {
-        Some(text) => {
-            let td = taskdef_rules::parse(&td_name, &text, &mut out);
-            if let Some(td) = &td {
-                taskdef_rules::rules(td, &mut out);
-                secrets_rules::rules(td, &mut out);
-                placeholder_rules::taskdef(td, &mut out);
-                if let Some(df) = &dockerfile {
-                    dockerfile_rules::rules(df, td, targets, registry, &mut out);
+    let mut tds = Vec::new();
+    for path in files.taskdefs() {
+        let name = shown(&files.dir, path);
+        match read(&name, path, &mut out) {
+            Some(text) => tds.push(taskdef_rules::parse(&name, &text, &mut out)),
+            None => {
+                if is_missing(path) {
+                    missing(&name, "the task definition", &mut out);
                 }
+                tds.push(None);
             }
-            td
         }
-        None => {
-            if is_missing(&files.taskdef) {
-                missing(&td_name, "the task definition", &mut out);
-            }
-            None
-        }
-    };
+    }
+    let everywhere: Vec<String> = tds.iter().flatten().flat_map(Td::names).collect();
+    for (i, td) in tds.iter().enumerate() {
+        let Some(td) = td else { continue };
+        // A --target applies to the task definitions with that container; one
+        // naming a container of none is reported with the first.
+        let names = td.names();
+        let mine: Vec<(String, String)> = targets
+            .iter()
+            .filter(|(c, _)| names.contains(c) || (i == 0 && !everywhere.contains(c)))
+            .cloned()
+            .collect();
+        taskdef(td, dockerfile.as_ref(), &mine, registry, &mut out);
+    }
+    let mut repositories: Vec<String> = tds.iter().flatten().flat_map(ecr_repositories).collect();
+    repositories.sort();
+    repositories.dedup();
+    let td = tds.into_iter().next().flatten();
 
     let as_name = shown(&files.dir, &files.appspec);
     let info = match read(&as_name, &files.appspec, &mut out) {
@@ -258,8 +283,9 @@ pub fn check_with(
     let bs_name = shown(&files.dir, &files.buildspec);
     let mut facts = buildspec_rules::Facts::default();
     if let Some(text) = read(&bs_name, &files.buildspec, &mut out) {
+        let taskdefs: Vec<&str> = files.taskdefs().map(|p| file_name(p)).collect();
         let expected = buildspec_rules::Expected {
-            taskdef: file_name(&files.taskdef),
+            taskdefs: &taskdefs,
             appspec: file_name(&files.appspec),
             image_detail: info.is_some_and(|i| i.load_balanced),
         };
@@ -274,11 +300,10 @@ pub fn check_with(
     }
     let iam = files.dir.join(crate::policies::IAM_POLICY_FILE);
     if let Some(text) = read(crate::policies::IAM_POLICY_FILE, &iam, &mut out) {
-        let repos = td.as_ref().map(ecr_repositories).unwrap_or_default();
         policy_rules::iam(
             crate::policies::IAM_POLICY_FILE,
             &text,
-            &repos,
+            &repositories,
             facts.create_repos,
             &mut out,
         );
@@ -309,4 +334,29 @@ fn ecr_repositories(td: &taskdef_rules::Td) -> Vec<String> {
     out.sort();
     out.dedup();
     out
+}
+
+impl ProjectFiles {
+    /// Every task definition, the appspec's first.
+    fn taskdefs(&self) -> impl Iterator<Item = &PathBuf> {
+        std::iter::once(&self.taskdef).chain(&self.extra_taskdefs)
+    }
+}
+
+/// The rules on one parsed task definition, and the Dockerfile's stages
+/// for its containers (`targets`: the `--target` flags that apply to it).
+fn taskdef(
+    td: &Td,
+    dockerfile: Option<&crate::dockerfile::Dockerfile>,
+    targets: &[(String, String)],
+    registry: Option<&str>,
+    out: &mut Vec<Finding>,
+) {
+    taskdef_rules::rules(td, out);
+    limits_rules::rules(td, out);
+    secrets_rules::rules(td, out);
+    placeholder_rules::taskdef(td, out);
+    if let Some(df) = dockerfile {
+        dockerfile_rules::rules(df, td, targets, registry, out);
+    }
 }

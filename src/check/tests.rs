@@ -98,6 +98,7 @@ fn project(dir: &Path) -> ProjectFiles {
         dir: dir.to_path_buf(),
         dockerfile: dir.join("Dockerfile"),
         taskdef: dir.join("taskdef.json"),
+        extra_taskdefs: Vec::new(),
         appspec: dir.join("appspec.yaml"),
         buildspec: dir.join("buildspec.yml"),
     }
@@ -1187,7 +1188,7 @@ fn mutated_fixtures_never_panic() {
             let good_td = taskdef_rules::parse("taskdef.json", TASKDEF, &mut Vec::new());
             appspec_rules::rules("appspec.yaml", &text, good_td.as_ref(), &mut out);
             let expected = buildspec_rules::Expected {
-                taskdef: "taskdef.json",
+                taskdefs: &["taskdef.json"],
                 appspec: "appspec.yaml",
                 image_detail: true,
             };

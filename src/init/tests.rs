@@ -1,4 +1,9 @@
-//! `init` over real Dockerfiles: the containers it writes pass `check`, flags choose them, nothing is overwritten, bad input is a usage error.
+//! `stackbake init`: starters for the example and other Dockerfiles pass
+//! `check`; bad input writes nothing.
+
+use std::path::Path;
+
+use serde_json::Value;
 
 use super::*;
 use crate::check::{self, ProjectFiles, Severity};
@@ -9,7 +14,7 @@ fn args(dir: &Path) -> InitArgs {
         common: CommonArgs {
             dir: dir.to_path_buf(),
             dockerfile: "Dockerfile".into(),
-            taskdef: "taskdef.json".into(),
+            taskdef: vec!["taskdef.json".into()],
             appspec: "appspec.yaml".into(),
             json: false,
             verbose: false,
@@ -19,6 +24,7 @@ fn args(dir: &Path) -> InitArgs {
         region: Some("eu-west-1".into()),
         stages: Vec::new(),
         lb_container: None,
+        batch: None,
         create_repos: false,
         // Base images come from Docker Hub: pulled through a mirror, as
         // `check` advises for CodeBuild.
@@ -37,6 +43,7 @@ fn files(dir: &Path) -> ProjectFiles {
         dir: dir.to_path_buf(),
         dockerfile: dir.join("Dockerfile"),
         taskdef: dir.join("taskdef.json"),
+        extra_taskdefs: Vec::new(),
         appspec: dir.join("appspec.yaml"),
         buildspec: dir.join("buildspec.yml"),
     }
@@ -129,23 +136,6 @@ fn stages_without_expose_get_todo_ports_and_still_pass() -> Result<(), Box<dyn s
     Ok(())
 }
 
-/// Issue 14, item 1: buildkit, buildx, compose and the docker CLI pick
-/// a per-platform stage with `FROM binary-$TARGETOS`.
-#[test]
-fn platform_variant_stages_are_not_offered_as_containers() -> Result<(), Box<dyn std::error::Error>>
-{
-    let tmp = tempfile::tempdir()?;
-    std::fs::write(
-        tmp.path().join("Dockerfile"),
-        "FROM alpine:3.20 AS binary-linux\nRUN echo one > /x\nFROM alpine:3.20 AS binary-darwin\nRUN echo two > /x\nFROM binary-$TARGETOS AS binary\nFROM alpine:3.20 AS app\nCOPY --from=binary /x /x\nEXPOSE 80\n",
-    )?;
-    init_with_env(&args(tmp.path()), &no_env)?;
-    let td = std::fs::read_to_string(tmp.path().join("taskdef.json"))?;
-    assert!(td.contains("\"name\": \"app\""), "{td}");
-    assert!(!td.contains("binary"), "{td}");
-    Ok(())
-}
-
 #[test]
 fn refuses_to_overwrite_and_writes_nothing() -> Result<(), Box<dyn std::error::Error>> {
     let tmp = tempfile::tempdir()?;
@@ -195,6 +185,57 @@ fn bad_input_is_a_usage_error() -> Result<(), Box<dyn std::error::Error>> {
         .err()
         .ok_or("ok")?;
     assert!(e.to_string().contains("no deployable stage"), "{e}");
+    Ok(())
+}
+
+#[test]
+fn batch_writes_a_build_graph_that_passes_check() -> Result<(), Box<dyn std::error::Error>> {
+    let tmp = tempfile::tempdir()?;
+    std::fs::write(tmp.path().join("Dockerfile"), EXAMPLE_DOCKERFILE)?;
+    let mut a = args(tmp.path());
+    a.batch = Some(3);
+    init_with_env(&a, &no_env)?;
+    let buildspec = std::fs::read_to_string(tmp.path().join("buildspec.yml"))?;
+    let doc: serde_yaml::Value = serde_yaml::from_str(&buildspec)?;
+    let graph = doc["batch"]["build-graph"]
+        .as_sequence()
+        .ok_or("no graph")?;
+    let ids: Vec<&str> = graph
+        .iter()
+        .filter_map(|b| b["identifier"].as_str())
+        .collect();
+    assert_eq!(ids, ["shard_1", "shard_2", "shard_3", "assemble"]);
+    assert_eq!(graph[1]["env"]["variables"]["STACKBAKE_SHARD"], "2/3");
+    assert_eq!(graph[3]["depend-on"].as_sequence().map(Vec::len), Some(3));
+    assert_eq!(doc["artifacts"]["base-directory"], "stackbake-out");
+    only_todos(tmp.path());
+
+    for bad in [0, batch::MAX_SHARDS + 1] {
+        let tmp = tempfile::tempdir()?;
+        std::fs::write(tmp.path().join("Dockerfile"), EXAMPLE_DOCKERFILE)?;
+        let mut a = args(tmp.path());
+        a.batch = Some(bad);
+        let e = init_with_env(&a, &no_env).err().ok_or("accepted")?;
+        assert_eq!(e.exit_code(), 2, "{e}");
+        assert!(!tmp.path().join("buildspec.yml").exists());
+    }
+    Ok(())
+}
+
+/// Issue 14, item 1: buildkit, buildx, compose and the docker CLI pick
+/// a per-platform stage with `FROM binary-$TARGETOS`.
+#[test]
+fn platform_variant_stages_are_not_offered_as_containers() -> Result<(), Box<dyn std::error::Error>>
+{
+    let tmp = tempfile::tempdir()?;
+    std::fs::write(
+        tmp.path().join("Dockerfile"),
+        "FROM alpine:3.20 AS binary-linux\nRUN echo one > /x\nFROM alpine:3.20 AS binary-darwin\nRUN echo two > /x\nFROM binary-$TARGETOS AS binary\nFROM alpine:3.20 AS app\nCOPY --from=binary /x /x\nEXPOSE 80\n",
+    )?;
+    init_with_env(&args(tmp.path()), &no_env)?;
+    let td = std::fs::read_to_string(tmp.path().join("taskdef.json"))?;
+    assert!(td.contains("\"name\": \"app\""), "{td}");
+    assert!(!td.contains("binary"), "{td}");
     Ok(())
 }
 

@@ -24,6 +24,19 @@ pub struct Report {
     pub targets: Vec<TargetReport>,
     /// Containers whose images are in another registry, left untouched.
     pub external: Vec<ExternalReport>,
+    /// `--shard K/N`: which shard wrote this report (it lists only that
+    /// shard's targets). Absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ShardReport>,
+}
+
+/// Which shard of a batch a report comes from.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct ShardReport {
+    /// K, from 1.
+    pub index: u32,
+    /// N.
+    pub count: u32,
 }
 
 /// One mapped container.

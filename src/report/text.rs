@@ -135,6 +135,10 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
             Status,
             format!("stackbake: artifact written to {}", dir.display()),
         ),
+        Event::Sharded { .. }
+        | Event::ShardEmpty { .. }
+        | Event::EnvFileWritten { .. }
+        | Event::ReportWritten(_) => outputs(event),
         Event::Planned(report) => Some((Always, plan_table(report))),
         Event::Built(report) => Some((Always, summary(report))),
         Event::Diagnostic(line) => one(Always, line.trim_end().to_string()),
@@ -146,6 +150,89 @@ fn short(digest: &str) -> String {
     match digest.split_once(':') {
         Some((algo, hex)) if hex.len() > 12 => format!("{algo}:{}…", &hex[..12]),
         _ => digest.to_string(),
+    }
+}
+
+/// The lines of a shard's selection and of the outputs besides the artifact.
+fn outputs(event: &Event) -> Option<(Loudness, Vec<String>)> {
+    use Loudness::{Always, Status};
+    let one = |l: Loudness, s: String| Some((l, vec![s]));
+    match event {
+        Event::Sharded {
+            shard,
+            targets,
+            elsewhere,
+            unchanged,
+        } => one(
+            Status,
+            format!(
+                "stackbake: shard {shard} builds {}{}",
+                targets.join(", "),
+                others(*elsewhere, *unchanged)
+            ),
+        ),
+        Event::ShardEmpty {
+            shard,
+            elsewhere,
+            unchanged,
+        } => one(
+            Always,
+            format!(
+                "stackbake: shard {shard} has nothing to build{}; it pushes nothing and its report lists no target",
+                others(*elsewhere, *unchanged)
+            ),
+        ),
+        Event::EnvFileWritten {
+            path,
+            variables,
+            bytes,
+            over_limit: None,
+        } => one(
+            Status,
+            format!(
+                "stackbake: {variables} variables ({bytes} bytes) written to {}",
+                path.display()
+            ),
+        ),
+        Event::EnvFileWritten {
+            path,
+            variables,
+            bytes,
+            over_limit: Some(limit),
+        } => one(
+            Always,
+            format!(
+                "stackbake: warning: {variables} variables ({bytes} bytes) written to {}: more than CodePipeline keeps for one action ({limit} bytes); list only the ones the pipeline needs under exported-variables",
+                path.display()
+            ),
+        ),
+        Event::ReportWritten(dir) => one(
+            Status,
+            format!(
+                "stackbake: shard report written to {} (no task definition: the assemble step writes it)",
+                dir.display()
+            ),
+        ),
+        _ => None,
+    }
+}
+
+/// ` (N to build on other shards; M unchanged, left to the assemble step)`.
+fn others(elsewhere: usize, unchanged: usize) -> String {
+    let mut parts = Vec::new();
+    if elsewhere > 0 {
+        parts.push(format!(
+            "{elsewhere} target{} to build on other shards",
+            if elsewhere == 1 { "" } else { "s" }
+        ));
+    }
+    if unchanged > 0 {
+        parts.push(format!("{unchanged} unchanged, left to the assemble step"));
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", parts.join("; "))
     }
 }
 
@@ -280,6 +367,7 @@ mod tests {
                 container: "log-router".into(),
                 image: "public.ecr.aws/aws-observability/aws-for-fluent-bit:stable".into(),
             }],
+            shard: None,
         }
     }
 

@@ -22,4 +22,5 @@ mod harness_selftest;
 mod outside_inputs;
 mod progress;
 mod proxy;
+mod shards;
 mod static_binary;
