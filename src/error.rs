@@ -165,6 +165,13 @@ pub enum Error {
     /// A findings-based refusal (`check` found errors).
     #[error("{0}")]
     Findings(String),
+    /// The builder or engine cannot run what the Dockerfile asks (or a
+    /// required secret is missing): found before anything was built.
+    #[error("{}", refused(refusals))]
+    Refused {
+        /// Each instruction it cannot run.
+        refusals: Vec<crate::build::capabilities::Refusal>,
+    },
     /// SIGINT/SIGTERM.
     #[error("interrupted: no artifact was written")]
     Interrupted,
@@ -186,7 +193,9 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) | Self::Input { .. } | Self::Findings(_) => exit_code::BAD_INPUT,
+            Self::Usage(_) | Self::Input { .. } | Self::Findings(_) | Self::Refused { .. } => {
+                exit_code::BAD_INPUT
+            }
             Self::Engine(_)
             | Self::Registry(_)
             | Self::Aws(_)
@@ -235,6 +244,16 @@ impl Error {
             other => format!("error: {}", chain(other)),
         }
     }
+}
+
+fn refused(refusals: &[crate::build::capabilities::Refusal]) -> String {
+    let mut out =
+        "nothing was built: the Dockerfile asks for what this build cannot run".to_string();
+    for r in refusals {
+        out.push_str("\n  ");
+        out.push_str(&r.to_string());
+    }
+    out
 }
 
 /// `e` and each of its sources, joined with `: `; a source whose text the

@@ -346,11 +346,22 @@ pub(crate) struct FakeServices(pub(crate) Arc<World>);
 
 #[async_trait]
 impl Services for FakeServices {
-    async fn engine(&self, _timeout: Duration, _idle: Duration) -> Result<Connected, EngineError> {
+    async fn engine(
+        &self,
+        _timeout: Duration,
+        _idle: Duration,
+        _choice: crate::cli::BuilderFlag,
+    ) -> Result<Connected, EngineError> {
         let e = Arc::new(FakeEngine(self.0.clone()));
         Ok(Connected {
             builder: e.clone(),
             engine: e,
+            caps: crate::build::capabilities::Capabilities {
+                builder: crate::build::capabilities::BuilderKind::Classic,
+                engine: "26.1.5".to_string(),
+            },
+            description: "fake".to_string(),
+            fallback: None,
         })
     }
 

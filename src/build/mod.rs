@@ -6,6 +6,7 @@
 //! | 1–2 inputs, taskdef mapping | `inputs.rs` |
 //! | 3 registry, credentials | `destination.rs` |
 //! | 4 fingerprints, build or reuse | `decide.rs` |
+//! | 5–6 what the builder and engine can run | `capabilities.rs` |
 //! | 5–6 units and their order | `schedule.rs` |
 //! | 6 running the units | `execute.rs` |
 //! | 6–7 one unit: build, tag, push | `unit.rs` |
@@ -14,6 +15,7 @@
 //! The engine, the registry and AWS are reached only through
 //! [`Services`], and everything a person sees leaves as an [`Event`].
 
+pub(crate) mod capabilities;
 pub(crate) mod decide;
 pub(crate) mod destination;
 mod execute;
@@ -145,7 +147,12 @@ pub(crate) async fn plan(
     events: &Events,
 ) -> Result<Report, Error> {
     let engine = if s.local && s.registry.is_none() {
-        Some(services.engine(s.timeout, s.timeout).await?.engine)
+        Some(
+            services
+                .engine(s.timeout, s.timeout, s.builder)
+                .await?
+                .engine,
+        )
     } else {
         None
     };
@@ -192,17 +199,29 @@ pub(crate) async fn build(
     state: &RunState,
 ) -> Result<Report, Error> {
     preflight(s, events)?;
-    let connected = services.engine(s.timeout, s.timeout).await?;
+    let connected = services.engine(s.timeout, s.timeout, s.builder).await?;
+    events.send(Event::Notice(crate::events::Notice::Builder {
+        description: connected.description.clone(),
+        fallback: connected.fallback.clone(),
+    }));
     let engine = connected.engine.clone();
     let p = prepare(s, services, events, Intent::Build, Some(engine.as_ref())).await?;
     let to_build: Vec<&Decision> = p.decisions.iter().filter(|d| d.reuse.is_none()).collect();
+    refuse_unbuildable(s, &p, &to_build, &connected.caps)?;
     let mut outcomes = Vec::new();
     let mut units = Vec::new();
     if !to_build.is_empty() {
         let entries = walk::list(&s.dir, &p.inputs.ignore, &[".dockerignore"])
             .map_err(|e| input(&s.dir, format!("cannot read the build context: {e}")))?;
         tracing::debug!(entries = entries.len(), "build context listed");
-        let cache_from = pull_latest(engine.as_ref(), p.dest.as_ref(), &to_build, events).await;
+        let cache_from = match connected.caps.builder {
+            // BuildKit reads the previous images' cache from the registry
+            // itself, lazily; nothing needs pulling first.
+            capabilities::BuilderKind::BuildKit => latest_refs(p.dest.as_ref(), &to_build),
+            capabilities::BuilderKind::Classic => {
+                pull_latest(engine.as_ref(), p.dest.as_ref(), &to_build, events).await
+            }
+        };
         let stages = to_build.iter().map(|d| d.target.stage).collect();
         units = schedule::schedule(&p.inputs.needed(), &stages);
         let labels: Vec<String> = units
@@ -228,6 +247,8 @@ pub(crate) async fn build(
             entries: &entries,
             build_args: &s.build_args,
             commit: &p.commit,
+            dest: p.dest.as_ref(),
+            secrets: &s.secrets,
         };
         outcomes = execute::execute(&units, &labels, &limits, state, events, |i, built| {
             // Cache sources: every image this run built so far, plus the pulled `latest`s.
@@ -266,6 +287,44 @@ pub(crate) async fn build(
     Ok(report)
 }
 
+/// Refuses (exit 2) what the builder and engine cannot run in the stages
+/// of the targets to build, and required secrets that were not given.
+fn refuse_unbuildable(
+    s: &Settings,
+    p: &Prepared,
+    to_build: &[&Decision],
+    caps: &capabilities::Capabilities,
+) -> Result<(), Error> {
+    let needed = p.inputs.needed();
+    let mut stages: Vec<usize> = to_build
+        .iter()
+        .filter_map(|d| needed.get(d.target.stage))
+        .flatten()
+        .copied()
+        .collect();
+    stages.sort_unstable();
+    stages.dedup();
+    let given = s.secrets.keys().cloned().collect();
+    let refusals = capabilities::refusals(&p.inputs.dockerfile, &stages, caps, &given);
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Refused { refusals })
+    }
+}
+
+/// Every target's `latest` reference.
+fn latest_refs(dest: Option<&Destination>, to_build: &[&Decision]) -> Vec<String> {
+    to_build
+        .iter()
+        .filter_map(|d| d.target.repositories.first())
+        .map(|repo| match dest {
+            Some(d) => format!("{}:latest", d.repository(repo)),
+            None => format!("{repo}:latest"),
+        })
+        .collect()
+}
+
 /// Pulls every target's `latest` (in parallel; a missing one is normal) and
 /// returns the cache sources for the builds.
 async fn pull_latest(
@@ -274,14 +333,7 @@ async fn pull_latest(
     to_build: &[&Decision],
     events: &Events,
 ) -> Vec<String> {
-    let refs: Vec<String> = to_build
-        .iter()
-        .filter_map(|d| d.target.repositories.first())
-        .map(|repo| match dest {
-            Some(d) => format!("{}:latest", d.repository(repo)),
-            None => format!("{repo}:latest"),
-        })
-        .collect();
+    let refs = latest_refs(dest, to_build);
     let Some(d) = dest else {
         // Local only: the previous run's local `latest` tags are the cache.
         return refs;

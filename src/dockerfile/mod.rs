@@ -19,6 +19,7 @@ mod parser;
 mod tests;
 
 pub use context::ContextSource;
+pub(crate) use graph::mount_fields;
 pub use graph::{BaseRef, StageGraph};
 pub use parser::parse;
 

@@ -51,6 +51,25 @@ pub(crate) enum EngineError {
         /// The engine's message.
         message: String,
     },
+    /// A BuildKit build step failed.
+    #[error("step `{step}` failed: {message}")]
+    BuildStep {
+        /// The step as BuildKit names it (`[api 3/4] RUN make`).
+        step: String,
+        /// BuildKit's message.
+        message: String,
+        /// The step's last log lines.
+        log: Vec<String>,
+    },
+    /// `--builder buildkit` on an engine whose BuildKit cannot be reached.
+    #[error(
+        "BuildKit is not available on this engine ({detail}); use `--builder classic` (or `auto`), \
+         or point DOCKER_HOST at a local unix socket of Docker 18.09 or newer"
+    )]
+    NoBuildKit {
+        /// Why.
+        detail: String,
+    },
     /// A build or push stream stayed silent longer than `--timeout`.
     #[error(
         "{action} made no progress for {seconds} s (--timeout); the engine or the registry looks hung"
@@ -114,6 +133,17 @@ pub(crate) struct DockerEngine {
     /// Intermediate containers of classic builds that were started and not
     /// yet removed.
     containers: Arc<Mutex<BTreeSet<String>>>,
+    /// What the engine said about itself.
+    facts: Arc<EngineFacts>,
+}
+
+/// What the engine says about itself at connect time.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EngineFacts {
+    /// The engine's version (`20.10.24+dfsg1`, `26.1.5`).
+    pub(crate) version: String,
+    /// Whether images live in the containerd image store (not a graph driver).
+    pub(crate) containerd_store: bool,
 }
 
 /// The engine's credential struct, built at the call that needs it: it
@@ -142,11 +172,37 @@ impl DockerEngine {
         // bollard defaults to an API version newer than Docker 20.10 speaks.
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
+        let version = docker.version().await.map_err(unreachable)?;
+        // Only a detail: an engine that will not tell is taken as a graph driver.
+        let containerd_store = docker.info().await.ok().is_some_and(|i| {
+            i.driver_status.unwrap_or_default().iter().any(|kv| {
+                kv.first().is_some_and(|k| k == "driver-type")
+                    && kv
+                        .get(1)
+                        .is_some_and(|v| v.contains("containerd.snapshotter"))
+            })
+        });
+        let facts = EngineFacts {
+            version: version.version.unwrap_or_default(),
+            containerd_store,
+        };
+        tracing::debug!(?facts, "engine");
         Ok(DockerEngine {
             docker,
             idle,
             containers: Arc::default(),
+            facts: Arc::new(facts),
         })
+    }
+
+    /// What the engine said about itself.
+    pub(crate) fn facts(&self) -> &EngineFacts {
+        &self.facts
+    }
+
+    /// The bollard client (cheap to clone).
+    pub(crate) fn client(&self) -> bollard::Docker {
+        self.docker.clone()
     }
 
     /// Notes a build log line, tracking the intermediate containers it names.
@@ -282,7 +338,24 @@ impl DockerEngine {
 
 #[async_trait]
 impl Builder for DockerEngine {
-    async fn build(&self, job: BuildJob, events: &UnitEvents) -> Result<BuiltImage, EngineError> {
+    async fn build(
+        &self,
+        mut job: BuildJob,
+        events: &UnitEvents,
+    ) -> Result<BuiltImage, EngineError> {
+        if self.facts.containerd_store && !job.cache_from.is_empty() {
+            // There the classic builder fails the whole build on a cache
+            // image ("failed to read diff archive", FIELD-NOTES).
+            for source in std::mem::take(&mut job.cache_from) {
+                events.send(Event::CacheSkipped {
+                    unit: events.unit().to_string(),
+                    source,
+                    reason: "the classic builder cannot use cache images on the containerd \
+                             image store (use BuildKit: --builder auto)"
+                        .to_string(),
+                });
+            }
+        }
         let context = crate::context::tarball::tar_stream(
             job.root.clone(),
             job.entries.clone(),
@@ -593,6 +666,7 @@ mod tests {
             docker,
             idle: Duration::from_secs(1),
             containers: Arc::default(),
+            facts: Arc::default(),
         };
         e.observe_build_line(" ---> Running in 3f2a1b");
         e.observe_build_line(" ---> Running in 99aa");

@@ -1,19 +1,22 @@
 //! The image builder and the engine's image operations, behind two traits:
 //! [`Builder`] runs one build, [`Engine`] pulls, tags, pushes and looks
-//! images up. [`docker::Docker`] implements both over the Docker Engine API
-//! (bollard, classic builder); the orchestrator only sees the traits, so
-//! its tests run against in-memory fakes.
+//! images up. [`docker::DockerEngine`] implements both over the Docker
+//! Engine API (bollard, classic builder); [`buildkit::BuildKit`] is the
+//! other builder, through the engine's own BuildKit. The orchestrator only
+//! sees the traits, so its tests run against in-memory fakes.
 
+pub(crate) mod buildkit;
 pub(crate) mod docker;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::context::walk::Entry;
 use crate::events::{Events, UnitEvents};
-use crate::registry::Credentials;
+use crate::registry::{Credentials, Secret};
 
 pub(crate) use docker::EngineError;
 
@@ -43,6 +46,15 @@ pub(crate) struct BuildJob {
     pub(crate) cache_from: Vec<String>,
     /// Credentials for private registries the Dockerfile pulls from.
     pub(crate) auth: Option<RegistryAuth>,
+    /// `--secret` values by id, for `RUN --mount=type=secret` (BuildKit).
+    pub(crate) secrets: Arc<HashMap<String, Secret>>,
+    /// References the built image is exported under (BuildKit; empty for a
+    /// shared stage, which is only built into the builder's cache).
+    pub(crate) names: Vec<String>,
+    /// Repositories (with host) whose registry cache this build reads.
+    pub(crate) cache_repos: Vec<String>,
+    /// The repository (with host) this build writes its registry cache to.
+    pub(crate) cache_to: Option<String>,
 }
 
 /// A built image.
