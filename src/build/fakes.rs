@@ -357,7 +357,7 @@ impl Services for FakeServices {
             builder: e.clone(),
             engine: e,
             caps: crate::build::capabilities::Capabilities {
-                builder: crate::build::capabilities::BuilderKind::Classic,
+                builder: crate::build::capabilities::BuilderKind::BuildKit,
                 engine: "26.1.5".to_string(),
             },
             description: "fake".to_string(),

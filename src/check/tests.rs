@@ -155,6 +155,7 @@ fn rule_ids_are_unique_kebab_case_with_known_prefixes() {
         "placeholder/",
         "stages/",
         "buildspec/",
+        "engine/",
     ];
     let mut seen = std::collections::BTreeSet::new();
     for (id, _) in RULES {
