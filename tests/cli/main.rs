@@ -6,6 +6,7 @@
 //! project copy, so tests run in parallel and leave no image behind.
 
 mod build;
+mod buildkit;
 mod check;
 mod ecr;
 mod faults;
