@@ -10,8 +10,8 @@ use std::path::Path;
 
 use crate::build::step_runs;
 use crate::harness::{
-    Engine26, Fixture, Images26, Outcome, Project, Sb, assert_secret_nowhere, docker, docker_ok,
-    docker_run, docker26, push_unusable_cache, registry_base, report_target, unique_id,
+    Engine26, Fixture, Images26, Outcome, Project, Sb, assert_secret_nowhere, docker, docker_run,
+    docker26, push_unusable_cache, registry_base, report_target, unique_id,
 };
 
 /// The shared stage's first step.
