@@ -89,7 +89,7 @@ impl Services for Real {
         if choice == BuilderFlag::Classic {
             return Ok(classic(None));
         }
-        match connect_buildkit(&docker).await {
+        match connect_buildkit(&docker, idle).await {
             Ok(bk) => {
                 let cache = if bk.registry_cache() {
                     "registry cache in <repository>:buildcache"
@@ -137,7 +137,7 @@ impl Services for Real {
 /// The engine's BuildKit, if this engine offers it here: a local unix
 /// socket (BuildKit's upgrades need it), Docker 18.09 or newer, and an
 /// answer on `/grpc`.
-async fn connect_buildkit(docker: &DockerEngine) -> Result<BuildKit, String> {
+async fn connect_buildkit(docker: &DockerEngine, idle: Duration) -> Result<BuildKit, String> {
     let host = std::env::var("DOCKER_HOST").ok();
     let socket = crate::engine::buildkit::socket_from_env(host.as_deref())
         .ok_or_else(|| "DOCKER_HOST is not a unix socket".to_string())?;
@@ -149,7 +149,7 @@ async fn connect_buildkit(docker: &DockerEngine) -> Result<BuildKit, String> {
             api.major_version, api.minor_version
         ));
     }
-    BuildKit::connect(client, socket, &api)
+    BuildKit::connect(client, socket, &api, idle)
         .await
         .map_err(|e| e.to_string())
 }

@@ -21,7 +21,8 @@ pub(crate) mod solve;
 mod status;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use bollard_buildkit_proto::moby::buildkit::v1::control_client::ControlClient;
@@ -61,7 +62,13 @@ pub(crate) struct BuildKit {
     docker: bollard::Docker,
     /// Whether the engine can export registry cache (containerd image store).
     registry_cache: bool,
+    /// How long a build may stay silent while it waits on anything but a
+    /// `RUN` step (a registry that stalls a cache import or a pull).
+    idle: Duration,
 }
+
+/// When the build last said anything, and what it was waiting on then.
+type Watch = Arc<Mutex<(Instant, Option<String>)>>;
 
 /// Aborts a spawned task when dropped (a cancelled build).
 struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
@@ -80,6 +87,7 @@ impl BuildKit {
         docker: bollard::Docker,
         socket: std::path::PathBuf,
         api: &bollard::ClientVersion,
+        idle: Duration,
     ) -> Result<BuildKit, BuildKitError> {
         let door = Door {
             socket,
@@ -104,6 +112,7 @@ impl BuildKit {
             control,
             docker,
             registry_cache,
+            idle,
         })
     }
 
@@ -114,7 +123,7 @@ impl BuildKit {
 
     /// Follows the status of build `reference`, saying what happens through
     /// `events`; returns what it saw when the build ends.
-    fn follow(&self, reference: String, events: UnitEvents) -> AbortOnDrop<Tracker> {
+    fn follow(&self, reference: String, events: UnitEvents, watch: Watch) -> AbortOnDrop<Tracker> {
         let mut control = self.control.clone();
         AbortOnDrop(tokio::spawn(async move {
             let mut tracker = Tracker::default();
@@ -127,9 +136,23 @@ impl BuildKit {
                 for said in tracker.update(&msg) {
                     tell(&events, said);
                 }
+                let mut w = watch.lock().unwrap_or_else(|p| p.into_inner());
+                *w = (Instant::now(), tracker.waiting_on());
             }
             tracker
         }))
+    }
+
+    /// [`EngineError::Stalled`] when the build said nothing for `idle`
+    /// while waiting on something other than a `RUN` step. Returning it
+    /// drops the `Solve` call, which makes BuildKit cancel the build.
+    fn stalled(&self, watch: &Watch) -> Option<EngineError> {
+        let w = watch.lock().unwrap_or_else(|p| p.into_inner());
+        let on = w.1.as_ref()?;
+        (w.0.elapsed() > self.idle).then(|| EngineError::Stalled {
+            action: format!("the build (waiting on {on})"),
+            seconds: self.idle.as_secs(),
+        })
     }
 
     /// The engine error for a failed `Solve`.
@@ -211,8 +234,21 @@ impl Builder for BuildKit {
         let reference = session::new_id();
         let cache = solve::cache_plan(&job, self.registry_cache);
         let request = solve::request(&job, &session.id, &reference, &cache);
-        let status = self.follow(reference, events.clone());
-        let solved = self.control.clone().solve(request).await;
+        let watch: Watch = Arc::new(Mutex::new((Instant::now(), None)));
+        let status = self.follow(reference, events.clone(), Arc::clone(&watch));
+        let mut control = self.control.clone();
+        let solve = control.solve(request);
+        tokio::pin!(solve);
+        let solved = loop {
+            tokio::select! {
+                r = &mut solve => break r,
+                () = tokio::time::sleep(Duration::from_secs(1)) => {
+                    if let Some(e) = self.stalled(&watch) {
+                        return Err(e);
+                    }
+                }
+            }
+        };
         // The status stream ends with the build; give it a moment to drain.
         let mut status = status;
         let tracker = tokio::time::timeout(std::time::Duration::from_secs(5), &mut status.0)

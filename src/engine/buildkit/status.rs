@@ -168,6 +168,26 @@ impl Tracker {
             .map(|s| (s.name.clone(), s.tail.clone()))
     }
 
+    /// What the build is waiting on, when silence would mean a hang: the
+    /// first running vertex, unless a `RUN` step runs (a command may print
+    /// nothing for long); "the build" when nothing runs at all.
+    pub(crate) fn waiting_on(&self) -> Option<String> {
+        let running: Vec<&VertexState> = self
+            .vertices
+            .values()
+            .filter(|s| s.started && !s.done)
+            .collect();
+        if running.iter().any(|s| s.name.contains("] RUN ")) {
+            return None;
+        }
+        Some(
+            running
+                .iter()
+                .min_by_key(|s| s.number)
+                .map_or_else(|| "the build".to_string(), |s| format!("`{}`", s.name)),
+        )
+    }
+
     /// How many build steps ran and how many came from the cache.
     #[cfg(test)]
     pub(crate) fn counts(&self) -> (usize, usize) {
@@ -323,6 +343,31 @@ mod tests {
                 vec!["one".to_string(), "two".to_string(), "three".to_string()]
             ))
         );
+    }
+
+    #[test]
+    fn silence_is_a_hang_only_when_no_run_step_runs() {
+        let mut t = Tracker::default();
+        assert_eq!(t.waiting_on().as_deref(), Some("the build"));
+        t.update(&msg(
+            vec![v(
+                "c",
+                "importing cache manifest from r/x:latest",
+                true,
+                false,
+                false,
+            )],
+            vec![],
+        ));
+        assert_eq!(
+            t.waiting_on().as_deref(),
+            Some("`importing cache manifest from r/x:latest`")
+        );
+        t.update(&msg(
+            vec![v("a", "[api 2/3] RUN make", true, false, false)],
+            vec![],
+        ));
+        assert_eq!(t.waiting_on(), None);
     }
 
     #[test]
