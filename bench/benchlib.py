@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 
 # Order of the sections in BENCHMARKS.md; "usage" is always last.
-SECTIONS = ["machine", "run", "fingerprint", "notes", "usage"]
+SECTIONS = ["machine", "run", "fresh", "fingerprint", "notes", "usage"]
 
 USAGE = """## Benchmarks
 
