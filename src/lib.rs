@@ -151,9 +151,12 @@ async fn engine_findings(files: &check::ProjectFiles) -> Vec<check::Finding> {
         .and_then(|v| cli::BuilderFlag::from_str(&v, true).ok())
         .unwrap_or(cli::BuilderFlag::Auto);
     let limit = std::time::Duration::from_secs(5);
-    let connect = services::Services::engine(&services::Real, limit, limit, choice);
+    let connect = async {
+        let connected = services::Services::engine(&services::Real, limit, limit).await?;
+        connected.builders.choose(choice).await
+    };
     match tokio::time::timeout(limit, connect).await {
-        Ok(Ok(connected)) => check::engine_findings(files, &connected.caps),
+        Ok(Ok(chosen)) => check::engine_findings(files, &chosen.caps),
         _ => Vec::new(),
     }
 }

@@ -15,32 +15,42 @@ use crate::engine::{Builder, Engine, EngineError};
 use crate::registry::ecr::Aws;
 use crate::registry::{AwsError, Client, Credentials, Registry, RegistryError, RetryPolicy};
 
-/// A connected engine: its builder and its image store.
+/// A connected engine: its image store, and the builders it offers.
 #[derive(Clone)]
 pub(crate) struct Connected {
-    /// Runs builds.
-    pub(crate) builder: Arc<dyn Builder>,
     /// Pulls, tags, pushes and looks up images.
     pub(crate) engine: Arc<dyn Engine>,
+    /// Picks the builder (asked only when something is to be built).
+    pub(crate) builders: Arc<dyn ChooseBuilder>,
+}
+
+/// The builder a run uses.
+#[derive(Clone)]
+pub(crate) struct Chosen {
+    /// Runs builds.
+    pub(crate) builder: Arc<dyn Builder>,
     /// Which builder, on which engine.
     pub(crate) caps: Capabilities,
-    /// How the builder was chosen, for the run's notice.
+    /// What builds, for the run's notice.
     pub(crate) description: String,
     /// Why `auto` chose the classic builder, if it did.
     pub(crate) fallback: Option<String>,
 }
 
+/// Picks the builder `--builder` asks for.
+#[async_trait]
+pub(crate) trait ChooseBuilder: Send + Sync {
+    /// `auto`: BuildKit wherever the engine offers it, else classic;
+    /// `buildkit`: BuildKit or an error; `classic`: classic.
+    async fn choose(&self, choice: BuilderFlag) -> Result<Chosen, EngineError>;
+}
+
 /// Where a run's I/O goes.
 #[async_trait]
 pub(crate) trait Services: Send + Sync {
-    /// Connects to the engine and picks the builder `choice` asks for;
-    /// `timeout` bounds each call, `idle` each silence of a stream.
-    async fn engine(
-        &self,
-        timeout: Duration,
-        idle: Duration,
-        choice: BuilderFlag,
-    ) -> Result<Connected, EngineError>;
+    /// Connects to the engine; `timeout` bounds each call, `idle` each
+    /// silence of a stream.
+    async fn engine(&self, timeout: Duration, idle: Duration) -> Result<Connected, EngineError>;
 
     /// Connects to AWS (STS, ECR) in the region from the environment or `region_hint`.
     async fn aws(
@@ -63,55 +73,12 @@ pub(crate) struct Real;
 
 #[async_trait]
 impl Services for Real {
-    async fn engine(
-        &self,
-        timeout: Duration,
-        idle: Duration,
-        choice: BuilderFlag,
-    ) -> Result<Connected, EngineError> {
+    async fn engine(&self, timeout: Duration, idle: Duration) -> Result<Connected, EngineError> {
         let docker = Arc::new(DockerEngine::connect(timeout, idle).await?);
-        let facts = docker.facts().clone();
-        let store = if facts.containerd_store {
-            "containerd image store"
-        } else {
-            "graph driver"
-        };
-        let classic = |fallback: Option<String>| Connected {
-            builder: docker.clone(),
+        Ok(Connected {
             engine: docker.clone(),
-            caps: Capabilities {
-                builder: BuilderKind::Classic,
-                engine: facts.version.clone(),
-            },
-            description: format!("classic builder of Docker {} ({store})", facts.version),
-            fallback,
-        };
-        if choice == BuilderFlag::Classic {
-            return Ok(classic(None));
-        }
-        match connect_buildkit(&docker, idle).await {
-            Ok(bk) => {
-                let cache = if bk.registry_cache() {
-                    "registry cache in <repository>:buildcache"
-                } else {
-                    "inline cache"
-                };
-                Ok(Connected {
-                    description: format!("BuildKit of Docker {} ({store}, {cache})", facts.version),
-                    builder: Arc::new(bk),
-                    engine: docker.clone(),
-                    caps: Capabilities {
-                        builder: BuilderKind::BuildKit,
-                        engine: facts.version.clone(),
-                    },
-                    fallback: None,
-                })
-            }
-            Err(detail) if choice == BuilderFlag::Auto => Ok(classic(Some(format!(
-                "BuildKit is not reachable: {detail}"
-            )))),
-            Err(detail) => Err(EngineError::NoBuildKit { detail }),
-        }
+            builders: Arc::new(RealBuilders { docker, idle }),
+        })
     }
 
     async fn aws(
@@ -131,6 +98,59 @@ impl Services for Real {
         policy: RetryPolicy,
     ) -> Result<Arc<dyn Registry>, RegistryError> {
         Ok(Arc::new(Client::new(host, credentials, policy)?))
+    }
+}
+
+/// The real engine's builders.
+struct RealBuilders {
+    docker: Arc<DockerEngine>,
+    idle: Duration,
+}
+
+#[async_trait]
+impl ChooseBuilder for RealBuilders {
+    async fn choose(&self, choice: BuilderFlag) -> Result<Chosen, EngineError> {
+        let docker = &self.docker;
+        let facts = docker.facts().clone();
+        let store = if facts.containerd_store {
+            "containerd image store"
+        } else {
+            "graph driver"
+        };
+        let classic = |fallback: Option<String>| Chosen {
+            builder: docker.clone(),
+            caps: Capabilities {
+                builder: BuilderKind::Classic,
+                engine: facts.version.clone(),
+            },
+            description: format!("classic builder of Docker {} ({store})", facts.version),
+            fallback,
+        };
+        if choice == BuilderFlag::Classic {
+            return Ok(classic(None));
+        }
+        match connect_buildkit(docker, self.idle).await {
+            Ok(bk) => {
+                let cache = if bk.registry_cache() {
+                    "registry cache in <repository>:buildcache"
+                } else {
+                    "inline cache"
+                };
+                Ok(Chosen {
+                    description: format!("BuildKit of Docker {} ({store}, {cache})", facts.version),
+                    builder: Arc::new(bk),
+                    caps: Capabilities {
+                        builder: BuilderKind::BuildKit,
+                        engine: facts.version.clone(),
+                    },
+                    fallback: None,
+                })
+            }
+            Err(detail) if choice == BuilderFlag::Auto => Ok(classic(Some(format!(
+                "BuildKit is not reachable: {detail}"
+            )))),
+            Err(detail) => Err(EngineError::NoBuildKit { detail }),
+        }
     }
 }
 

@@ -341,27 +341,34 @@ impl Aws for FakeAws {
     }
 }
 
-/// Services that are all fakes over one world.
-pub(crate) struct FakeServices(pub(crate) Arc<World>);
-
 #[async_trait]
-impl Services for FakeServices {
-    async fn engine(
+impl crate::services::ChooseBuilder for FakeEngine {
+    async fn choose(
         &self,
-        _timeout: Duration,
-        _idle: Duration,
         _choice: crate::cli::BuilderFlag,
-    ) -> Result<Connected, EngineError> {
-        let e = Arc::new(FakeEngine(self.0.clone()));
-        Ok(Connected {
-            builder: e.clone(),
-            engine: e,
+    ) -> Result<crate::services::Chosen, EngineError> {
+        Ok(crate::services::Chosen {
+            builder: Arc::new(FakeEngine(self.0.clone())),
             caps: crate::build::capabilities::Capabilities {
                 builder: crate::build::capabilities::BuilderKind::BuildKit,
                 engine: "26.1.5".to_string(),
             },
             description: "fake".to_string(),
             fallback: None,
+        })
+    }
+}
+
+/// Services that are all fakes over one world.
+pub(crate) struct FakeServices(pub(crate) Arc<World>);
+
+#[async_trait]
+impl Services for FakeServices {
+    async fn engine(&self, _timeout: Duration, _idle: Duration) -> Result<Connected, EngineError> {
+        let e = Arc::new(FakeEngine(self.0.clone()));
+        Ok(Connected {
+            engine: e.clone(),
+            builders: e,
         })
     }
 

@@ -147,12 +147,7 @@ pub(crate) async fn plan(
     events: &Events,
 ) -> Result<Report, Error> {
     let engine = if s.local && s.registry.is_none() {
-        Some(
-            services
-                .engine(s.timeout, s.timeout, s.builder)
-                .await?
-                .engine,
-        )
+        Some(services.engine(s.timeout, s.timeout).await?.engine)
     } else {
         None
     };
@@ -199,73 +194,37 @@ pub(crate) async fn build(
     state: &RunState,
 ) -> Result<Report, Error> {
     preflight(s, events)?;
-    let connected = services.engine(s.timeout, s.timeout, s.builder).await?;
-    events.send(Event::Notice(crate::events::Notice::Builder {
-        description: connected.description.clone(),
-        fallback: connected.fallback.clone(),
-    }));
+    let connected = services.engine(s.timeout, s.timeout).await?;
     let engine = connected.engine.clone();
     let p = prepare(s, services, events, Intent::Build, Some(engine.as_ref())).await?;
     let to_build: Vec<&Decision> = p.decisions.iter().filter(|d| d.reuse.is_none()).collect();
-    refuse_unbuildable(s, &p, &to_build, &connected.caps)?;
     let mut outcomes = Vec::new();
     let mut units = Vec::new();
+    let mut builder = None;
     if !to_build.is_empty() {
-        let entries = walk::list(&s.dir, &p.inputs.ignore, &[".dockerignore"])
-            .map_err(|e| input(&s.dir, format!("cannot read the build context: {e}")))?;
-        tracing::debug!(entries = entries.len(), "build context listed");
-        let cache_from = match connected.caps.builder {
-            // BuildKit reads the previous images' cache from the registry
-            // itself, lazily; nothing needs pulling first.
-            capabilities::BuilderKind::BuildKit => latest_refs(p.dest.as_ref(), &to_build),
-            capabilities::BuilderKind::Classic => {
-                pull_latest(engine.as_ref(), p.dest.as_ref(), &to_build, events).await
-            }
-        };
-        let stages = to_build.iter().map(|d| d.target.stage).collect();
-        units = schedule::schedule(&p.inputs.needed(), &stages);
-        let labels: Vec<String> = units
-            .iter()
-            .map(|u| p.inputs.stage_label(u.stage))
-            .collect();
-        let shared = Arc::new(unit::Shared {
-            builder: connected.builder.clone(),
-            engine: engine.clone(),
-            dest: p.dest.clone(),
-            commit: p.commit.clone(),
-            push_retries: destination::push_policy(s),
-            events: events.clone(),
-        });
-        let limits = execute::Limits {
-            jobs: s.jobs,
-            fail_fast: s.fail_fast,
-        };
-        let sources = unit::Sources {
-            inputs: &p.inputs,
-            decisions: &p.decisions,
-            root: &s.dir,
-            entries: &entries,
-            build_args: &s.build_args,
-            commit: &p.commit,
-            dest: p.dest.as_ref(),
-            secrets: &s.secrets,
-        };
-        outcomes = execute::execute(&units, &labels, &limits, state, events, |i, built| {
-            // Cache sources: every image this run built so far, plus the pulled `latest`s.
-            let mut cache = cache_from.clone();
-            cache.extend(built);
-            let job = unit::job(&sources, &units[i], cache);
-            Box::pin(unit::run(shared.clone(), job))
-        })
-        .await;
+        // Only now: a run that reuses everything never asks for a builder.
+        let chosen = connected.builders.choose(s.builder).await?;
+        events.send(Event::Notice(crate::events::Notice::Builder {
+            description: chosen.description.clone(),
+            fallback: chosen.fallback.clone(),
+        }));
+        refuse_unbuildable(s, &p, &to_build, &chosen.caps)?;
+        units = schedule::schedule(
+            &p.inputs.needed(),
+            &to_build.iter().map(|d| d.target.stage).collect(),
+        );
+        outcomes = run_units(s, &p, &to_build, &units, &chosen, &engine, state, events).await?;
+        builder = Some(chosen.builder);
     }
-    match state.reason() {
-        Some(CancelReason::Interrupted) => {
-            connected.builder.remove_leftovers(events).await;
+    match (state.reason(), &builder) {
+        (Some(CancelReason::Interrupted), b) => {
+            if let Some(b) = b {
+                b.remove_leftovers(events).await;
+            }
             return Err(Error::Interrupted);
         }
-        Some(CancelReason::TargetFailed) => connected.builder.remove_leftovers(events).await,
-        None => {}
+        (Some(CancelReason::TargetFailed), Some(b)) => b.remove_leftovers(events).await,
+        _ => {}
     }
     // Every failure is reported (a registry failure of one target must not
     // hide another's build error).
@@ -285,6 +244,68 @@ pub(crate) async fn build(
     };
     let report = publish::publish(s, &p, engine.as_ref(), state, events, outcome_of).await?;
     Ok(report)
+}
+
+/// SPEC step 6: builds `units` (the targets to build and the stages they
+/// share) with the chosen builder; one outcome per unit.
+#[allow(clippy::too_many_arguments)]
+async fn run_units(
+    s: &Settings,
+    p: &Prepared,
+    to_build: &[&Decision],
+    units: &[schedule::Unit],
+    chosen: &crate::services::Chosen,
+    engine: &Arc<dyn Engine>,
+    state: &RunState,
+    events: &Events,
+) -> Result<Vec<unit::UnitOutcome>, Error> {
+    let entries = walk::list(&s.dir, &p.inputs.ignore, &[".dockerignore"])
+        .map_err(|e| input(&s.dir, format!("cannot read the build context: {e}")))?;
+    tracing::debug!(entries = entries.len(), "build context listed");
+    let cache_from = match chosen.caps.builder {
+        // BuildKit reads the previous images' cache from the registry
+        // itself, lazily; nothing needs pulling first.
+        capabilities::BuilderKind::BuildKit => latest_refs(p.dest.as_ref(), to_build),
+        capabilities::BuilderKind::Classic => {
+            pull_latest(engine.as_ref(), p.dest.as_ref(), to_build, events).await
+        }
+    };
+    let labels: Vec<String> = units
+        .iter()
+        .map(|u| p.inputs.stage_label(u.stage))
+        .collect();
+    let shared = Arc::new(unit::Shared {
+        builder: chosen.builder.clone(),
+        engine: engine.clone(),
+        dest: p.dest.clone(),
+        commit: p.commit.clone(),
+        push_retries: destination::push_policy(s),
+        events: events.clone(),
+    });
+    let limits = execute::Limits {
+        jobs: s.jobs,
+        fail_fast: s.fail_fast,
+    };
+    let sources = unit::Sources {
+        inputs: &p.inputs,
+        decisions: &p.decisions,
+        root: &s.dir,
+        entries: &entries,
+        build_args: &s.build_args,
+        commit: &p.commit,
+        dest: p.dest.as_ref(),
+        secrets: &s.secrets,
+    };
+    Ok(
+        execute::execute(units, &labels, &limits, state, events, |i, built| {
+            // Cache sources: every image this run built so far, plus the pulled `latest`s.
+            let mut cache = cache_from.clone();
+            cache.extend(built);
+            let job = unit::job(&sources, &units[i], cache);
+            Box::pin(unit::run(shared.clone(), job))
+        })
+        .await,
+    )
 }
 
 /// Refuses (exit 2) what the builder and engine cannot run in the stages
