@@ -130,7 +130,7 @@ pub struct BuildArgs {
     /// Rebuild every target, whatever the registry holds.
     #[arg(long, env = "STACKBAKE_FORCE")]
     pub force: bool,
-    /// Targets built at once (default: number of CPUs).
+    /// Targets built at once (default: number of CPUs with the classic builder; with BuildKit, which schedules the steps itself, every target whose stages are ready).
     #[arg(long, env = "STACKBAKE_JOBS")]
     pub jobs: Option<NonZeroUsize>,
     /// Create missing ECR repositories.

@@ -41,6 +41,8 @@ pub struct Settings {
     pub force: bool,
     /// `--jobs`.
     pub jobs: usize,
+    /// Whether `--jobs` was given (BuildKit's default is every ready unit).
+    pub jobs_given: bool,
     /// `--create-repos`.
     pub create_repos: bool,
     /// Where the artifact goes.
@@ -153,6 +155,7 @@ impl Settings {
             no_latest: a.no_latest,
             force: a.force,
             jobs,
+            jobs_given: a.jobs.is_some(),
             create_repos: a.create_repos,
             out,
             fail_fast: a.fail_fast,

@@ -282,8 +282,15 @@ async fn run_units(
         push_retries: destination::push_policy(s),
         events: events.clone(),
     });
+    let jobs = match chosen.caps.builder {
+        // BuildKit runs the steps of concurrent builds under its own
+        // scheduler (as `docker buildx bake` does); much of a build's time
+        // is registry I/O (cache export, push), not CPU.
+        capabilities::BuilderKind::BuildKit if !s.jobs_given => units.len(),
+        _ => s.jobs,
+    };
     let limits = execute::Limits {
-        jobs: s.jobs,
+        jobs,
         fail_fast: s.fail_fast,
     };
     let sources = unit::Sources {

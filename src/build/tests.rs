@@ -196,6 +196,18 @@ async fn jobs_bounds_how_many_units_build_at_once() {
             .expect("the build succeeds");
         assert_eq!(world.most_running(), expected, "--jobs {jobs}");
     }
+    // Without --jobs, BuildKit (the fakes' builder) gets every ready target
+    // at once, whatever the number of CPUs.
+    let p = Project::example();
+    let world = World::new();
+    for t in TARGETS {
+        world.script(t, slow(10));
+    }
+    build(&world, &p.settings(&[]))
+        .await
+        .result
+        .expect("the build succeeds");
+    assert_eq!(world.most_running(), TARGETS.len());
 }
 
 #[tokio::test(start_paused = true)]
