@@ -7,6 +7,7 @@
 //! cache source that cannot be used is skipped with a line.
 
 use std::path::Path;
+use std::time::{Duration, Instant};
 
 use crate::build::step_runs;
 use crate::harness::{
@@ -408,4 +409,35 @@ fn a_failing_step_shows_its_last_lines_in_the_error_on_docker_26() {
         .build_on(engine.host(), &base, &fx.tag, fx.project.out())
         .run();
     assert_failing_step(&run);
+}
+
+#[test]
+fn an_interrupted_buildkit_build_exits_130_and_the_next_build_works() {
+    let fx = Fixture::local_only();
+    fx.project
+        .add_step_after("COPY app/api/ /srv/api/", "RUN sleep 30");
+    let mut running = fx.build().spawn();
+    let sleeping =
+        running.wait_for_stderr(Duration::from_secs(90), |e| e.contains("] RUN sleep 30"));
+    assert!(
+        sleeping,
+        "never reached `RUN sleep 30`: {}",
+        running.stderr_so_far()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    running.signal("INT");
+    let signalled = Instant::now();
+    let run = running.wait(Duration::from_secs(60));
+    run.assert_code(130);
+    assert!(
+        signalled.elapsed() < Duration::from_secs(15),
+        "took {:?} to stop:\n{run}",
+        signalled.elapsed()
+    );
+    assert!(Project::files_in(fx.project.out()).is_empty(), "{run}");
+    // The cancelled build and its session are gone from the engine: the
+    // next run (new session ids) builds.
+    fx.project
+        .edit("Dockerfile", |t| t.replace("RUN sleep 30\n", ""));
+    fx.build().run().assert_success();
 }

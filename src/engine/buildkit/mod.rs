@@ -234,7 +234,8 @@ impl Builder for BuildKit {
         let reference = session::new_id();
         let cache = solve::cache_plan(&job, self.registry_cache);
         let request = solve::request(&job, &session.id, &reference, &cache);
-        let watch: Watch = Arc::new(Mutex::new((Instant::now(), None)));
+        let start = Some("the start of the build".to_string());
+        let watch: Watch = Arc::new(Mutex::new((Instant::now(), start)));
         let status = self.follow(reference, events.clone(), Arc::clone(&watch));
         let mut control = self.control.clone();
         let solve = control.solve(request);
