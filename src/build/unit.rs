@@ -344,7 +344,7 @@ async fn push(
                 .push(full_repo, &shared.commit, auth.as_ref(), events)
                 .await
             {
-                Err(e) if engine::docker::is_transient(&e) => Attempt::Retry {
+                Err(e) if engine::is_transient(&e) => Attempt::Retry {
                     last: Err(e),
                     after: None,
                 },

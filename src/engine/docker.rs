@@ -24,101 +24,14 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
-use super::{BuildJob, Builder, BuiltImage, Engine, Pushed, RegistryAuth};
+use super::error::is_not_found;
+use super::{BuildJob, Builder, BuiltImage, Engine, EngineError, Pushed, RegistryAuth};
 use crate::events::{Event, Events, UnitEvents};
 
 /// Name of the Dockerfile inside each context tar. The tarball module lists
 /// it in the tar's .dockerignore, so the daemon removes it from the context
 /// before building (as docker CLI does for `-f -`).
 const DOCKERFILE_IN_CONTEXT: &str = ".dockerfile.stackbake";
-
-/// What can go wrong talking to the engine.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum EngineError {
-    /// The daemon does not answer.
-    #[error(
-        "cannot reach the Docker daemon ({detail}). Start it (`dockerd`, `systemctl start docker`), \
-         check DOCKER_HOST, and in CodeBuild enable \"privileged\" mode on the project's environment \
-         (it is needed to run Docker inside the build container)"
-    )]
-    Unreachable {
-        /// What bollard said.
-        detail: String,
-    },
-    /// A build stream reported an error.
-    #[error("{message}")]
-    Build {
-        /// The engine's message.
-        message: String,
-    },
-    /// A BuildKit build step failed.
-    #[error("step `{step}` failed: {message}")]
-    BuildStep {
-        /// The step as BuildKit names it (`[api 3/4] RUN make`).
-        step: String,
-        /// BuildKit's message.
-        message: String,
-        /// The step's last log lines.
-        log: Vec<String>,
-    },
-    /// `--builder buildkit` on an engine whose BuildKit cannot be reached.
-    #[error(
-        "BuildKit is not available on this engine ({detail}); use `--builder classic` (or `auto`), \
-         or point DOCKER_HOST at a local unix socket of Docker 18.09 or newer"
-    )]
-    NoBuildKit {
-        /// Why.
-        detail: String,
-    },
-    /// A build or push stream stayed silent longer than `--timeout`.
-    #[error(
-        "{action} made no progress for {seconds} s (--timeout); the engine or the registry looks hung"
-    )]
-    Stalled {
-        /// What we were doing.
-        action: String,
-        /// The idle limit.
-        seconds: u64,
-    },
-    /// The build finished without reporting an image id.
-    #[error("the engine finished the build without reporting an image id")]
-    NoImageId,
-    /// A push stream reported an error.
-    #[error("push of {image} failed: {message}")]
-    Push {
-        /// The image reference.
-        image: String,
-        /// The engine's message.
-        message: String,
-    },
-    /// The push finished without reporting a digest.
-    #[error("push of {image} finished without reporting a digest")]
-    NoDigest {
-        /// The image reference.
-        image: String,
-    },
-    /// Any other engine call failed.
-    #[error("{action} failed: {message}")]
-    Call {
-        /// What we asked for.
-        action: String,
-        /// What the engine said.
-        message: String,
-    },
-}
-
-impl EngineError {
-    /// The registry of the image a push was about, if it names one.
-    pub(crate) fn registry_host(&self) -> Option<&str> {
-        match self {
-            EngineError::Push { image, .. } | EngineError::NoDigest { image } => image
-                .split_once('/')
-                .map(|(first, _)| first)
-                .filter(|h| h.contains(['.', ':']) || *h == "localhost"),
-            _ => None,
-        }
-    }
-}
 
 /// How long a silent build waits for the engine to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(30);
@@ -512,57 +425,6 @@ fn error_message(e: &bollard::errors::Error) -> String {
     }
 }
 
-/// Whether a failed push is worth another attempt: the network or the
-/// registry hiccuped, as opposed to a refusal (auth, missing repository).
-pub(crate) fn is_transient(e: &EngineError) -> bool {
-    let m = match e {
-        EngineError::Push { message, .. } | EngineError::Call { message, .. } => {
-            message.to_ascii_lowercase()
-        }
-        EngineError::Stalled { .. } => return true,
-        _ => return false,
-    };
-    if is_refusal(&m) || m.contains("name unknown") || m.contains("not found") {
-        return false;
-    }
-    let transient = [
-        "connection reset",
-        "connection refused",
-        "broken pipe",
-        "eof",
-        "timeout",
-        "timed out",
-        "502",
-        "503",
-        "504",
-        "500 internal",
-        "toomanyrequests",
-        "too many requests",
-        "service unavailable",
-        "bad gateway",
-        "i/o",
-    ];
-    transient.iter().any(|t| m.contains(t))
-}
-
-/// Whether a pull failed because the image is not there. A refusal is not
-/// that, although Docker words it "pull access denied for X, repository does
-/// not exist or may require 'docker login'".
-fn is_not_found(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    !is_refusal(&m)
-        && (m.contains("not found")
-            || m.contains("manifest unknown")
-            || m.contains("does not exist"))
-}
-
-/// Whether a lowercased engine message says the registry refused us (auth).
-fn is_refusal(m: &str) -> bool {
-    ["unauthorized", "denied", "authentication required"]
-        .iter()
-        .any(|r| m.contains(r))
-}
-
 /// Parses `"<tag>: digest: sha256:<hex> size: <n>"`.
 pub(crate) fn parse_push_digest(status: &str) -> Option<String> {
     let rest = status.split(": digest: ").nth(1)?;
@@ -600,6 +462,7 @@ impl LineBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::error::is_transient;
 
     #[test]
     fn push_digest_is_read_from_the_status_line() {

@@ -7,6 +7,7 @@
 
 pub(crate) mod buildkit;
 pub(crate) mod docker;
+mod error;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -18,7 +19,7 @@ use crate::context::walk::Entry;
 use crate::events::{Events, UnitEvents};
 use crate::registry::{Credentials, Secret};
 
-pub(crate) use docker::EngineError;
+pub(crate) use error::{EngineError, is_transient};
 
 /// Credentials for one registry, handed to the engine per request; never
 /// stored in the engine's own (printable) credential type.
