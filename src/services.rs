@@ -35,6 +35,10 @@ pub(crate) struct Chosen {
     pub(crate) description: String,
     /// Why `auto` chose the classic builder, if it did.
     pub(crate) fallback: Option<String>,
+    /// Whether builds in flight at once run a step they share only once
+    /// (BuildKit): then every target starts at once, with no shared-stage
+    /// unit first.
+    pub(crate) merges_shared_steps: bool,
 }
 
 /// Picks the builder `--builder` asks for.
@@ -125,6 +129,7 @@ impl ChooseBuilder for RealBuilders {
             },
             description: format!("classic builder of Docker {} ({store})", facts.version),
             fallback,
+            merges_shared_steps: false,
         };
         if choice == BuilderFlag::Classic {
             return Ok(classic(None));
@@ -144,6 +149,7 @@ impl ChooseBuilder for RealBuilders {
                         engine: facts.version.clone(),
                     },
                     fallback: None,
+                    merges_shared_steps: true,
                 })
             }
             Err(detail) if choice == BuilderFlag::Auto => Ok(classic(Some(format!(

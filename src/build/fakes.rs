@@ -355,6 +355,7 @@ impl crate::services::ChooseBuilder for FakeEngine {
             },
             description: "fake".to_string(),
             fallback: None,
+            merges_shared_steps: false,
         })
     }
 }

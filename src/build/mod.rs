@@ -209,10 +209,12 @@ pub(crate) async fn build(
             fallback: chosen.fallback.clone(),
         }));
         refuse_unbuildable(s, &p, &to_build, &chosen.caps)?;
-        units = schedule::schedule(
-            &p.inputs.needed(),
-            &to_build.iter().map(|d| d.target.stage).collect(),
-        );
+        let targets = to_build.iter().map(|d| d.target.stage).collect();
+        units = if chosen.merges_shared_steps {
+            schedule::together(&p.inputs.needed(), &targets)
+        } else {
+            schedule::schedule(&p.inputs.needed(), &targets)
+        };
         outcomes = run_units(s, &p, &to_build, &units, &chosen, &engine, state, events).await?;
         builder = Some(chosen.builder);
     }

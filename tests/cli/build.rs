@@ -78,7 +78,8 @@ fn assert_taskdef_pinned(input: &str, output: &str, images: &BTreeMap<&str, Stri
 /// over all `[prefix] ` streams of a `--progress plain` log: the classic
 /// builder's (`Step 2/5 : RUN …` then `---> Running in` or `---> Using
 /// cache`) and BuildKit's (`#5 [base 2/3] RUN …` then `#5 DONE` or `#5
-/// CACHED`).
+/// CACHED`; `#5 SHARED with [unit]` is the same run of a step that builds
+/// in flight together share, counted once, where it says `DONE`).
 pub(crate) fn step_runs(stderr: &str, step: &str) -> (usize, usize) {
     let mut pending = BTreeSet::new();
     let mut vertices: BTreeSet<(String, String)> = BTreeSet::new();

@@ -299,10 +299,10 @@ fn modern_features_and_secrets_build_on_docker_26_and_the_secret_leaks_nowhere()
     }
     // The engine is shared with other tests (warm): the step may be cached,
     // but never run twice.
-    let (executed, cached) = step_runs(&run.stderr, BASE_STEP);
+    let (executed, _) = step_runs(&run.stderr, BASE_STEP);
     assert!(
-        executed <= 1 && executed + cached == 4,
-        "{executed}/{cached}:\n{run}"
+        executed <= 1,
+        "the shared step ran {executed} times:\n{run}"
     );
     assert_secret_nowhere(
         &value,

@@ -42,6 +42,8 @@ const GO_SETUID: u32 = 1 << 23;
 const GO_SETGID: u32 = 1 << 22;
 const GO_STICKY: u32 = 1 << 20;
 const CHUNK: usize = 32 * 1024;
+/// Files sent at once.
+const SENDERS: usize = 16;
 
 /// The two directories a build reads through the session.
 #[derive(Clone)]
@@ -398,6 +400,11 @@ async fn send(
     if tx.send(Ok(packet(PacketType::PacketStat))).await.is_err() {
         return;
     }
+    // Files are sent by several tasks at once, as fsutil's own sender
+    // does: the receiver keeps several requests open, and one file at a
+    // time made every small file cost a round trip.
+    let mut sending = tokio::task::JoinSet::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(SENDERS));
     while let Some(msg) = inbound.next().await {
         let Ok(p) = msg else { return };
         match PacketType::try_from(p.r#type) {
@@ -407,12 +414,19 @@ async fn send(
                     let _ = tx.send(Err(e)).await;
                     return;
                 };
-                if let Err(e) = send_file(p.id, src, &tx).await {
-                    let _ = tx.send(Err(e)).await;
+                let Ok(slot) = Arc::clone(&slots).acquire_owned().await else {
                     return;
-                }
+                };
+                let tx = tx.clone();
+                sending.spawn(async move {
+                    if let Err(e) = send_file(p.id, src, &tx).await {
+                        let _ = tx.send(Err(e)).await;
+                    }
+                    drop(slot);
+                });
             }
             Ok(PacketType::PacketFin) => {
+                while sending.join_next().await.is_some() {}
                 let _ = tx.send(Ok(packet(PacketType::PacketFin))).await;
                 return;
             }

@@ -62,6 +62,9 @@ pub(crate) struct BuildKit {
     docker: bollard::Docker,
     /// Whether the engine can export registry cache (containerd image store).
     registry_cache: bool,
+    /// Which build of the run first reported each step (steps that
+    /// concurrent builds share run once).
+    owners: status::Owners,
     /// How long a build may stay silent while it waits on anything but a
     /// `RUN` step (a registry that stalls a cache import or a pull).
     idle: Duration,
@@ -113,6 +116,7 @@ impl BuildKit {
             docker,
             registry_cache,
             idle,
+            owners: status::Owners::default(),
         })
     }
 
@@ -125,8 +129,8 @@ impl BuildKit {
     /// `events`; returns what it saw when the build ends.
     fn follow(&self, reference: String, events: UnitEvents, watch: Watch) -> AbortOnDrop<Tracker> {
         let mut control = self.control.clone();
+        let mut tracker = Tracker::for_unit(events.unit(), Arc::clone(&self.owners));
         AbortOnDrop(tokio::spawn(async move {
-            let mut tracker = Tracker::default();
             // BuildKit waits for the build to appear, so this may start first.
             let Ok(stream) = control.status(StatusRequest { r#ref: reference }).await else {
                 return tracker;

@@ -8,8 +8,15 @@
 //! wins, `cached` sticks, and each line is printed once. A cache import that
 //! failed (`importing cache manifest from …` with an error) is a skipped
 //! cache source, never a failed build.
+//!
+//! Builds in flight at the same time share a step they have in common
+//! (BuildKit runs a vertex once for every build that needs it, and every
+//! one of them reports it). The first build to report it owns it; the
+//! others say `#5 SHARED with [base-owner]` instead of `DONE`, and leave
+//! its output to the owner, so a shared stage reads as what it is: run once.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use bollard_buildkit_proto::google::protobuf::Timestamp;
 use bollard_buildkit_proto::moby::buildkit::v1::{StatusResponse, Vertex, VertexLog};
@@ -47,13 +54,20 @@ struct VertexState {
     started_at: Option<f64>,
     partial: HashMap<i64, String>,
     tail: Vec<String>,
+    /// The build that owns this step, when it is not this one.
+    shared_with: Option<String>,
 }
+
+/// Which build of the run first reported each step (vertex digest → unit).
+pub(crate) type Owners = Arc<Mutex<HashMap<String, String>>>;
 
 /// Merges status messages of one build.
 #[derive(Debug, Default)]
 pub(crate) struct Tracker {
     vertices: HashMap<String, VertexState>,
     next_number: usize,
+    /// This build's unit and the run's step owners.
+    claim: Option<(String, Owners)>,
 }
 
 fn seconds(t: Option<&Timestamp>) -> Option<f64> {
@@ -62,6 +76,22 @@ fn seconds(t: Option<&Timestamp>) -> Option<f64> {
 }
 
 impl Tracker {
+    /// A tracker for `unit`'s build, sharing step ownership through `owners`.
+    pub(crate) fn for_unit(unit: &str, owners: Owners) -> Tracker {
+        Tracker {
+            claim: Some((unit.to_string(), owners)),
+            ..Tracker::default()
+        }
+    }
+
+    /// The unit that owns step `digest` if another one does; claims it otherwise.
+    fn owner(&self, digest: &str) -> Option<String> {
+        let (me, owners) = self.claim.as_ref()?;
+        let mut o = owners.lock().unwrap_or_else(|p| p.into_inner());
+        let owner = o.entry(digest.to_string()).or_insert_with(|| me.clone());
+        (owner != me).then(|| owner.clone())
+    }
+
     /// What `msg` adds to what was said.
     pub(crate) fn update(&mut self, msg: &StatusResponse) -> Vec<Said> {
         let mut out = Vec::new();
@@ -90,6 +120,20 @@ impl Tracker {
         if s.name.is_empty() && !v.name.is_empty() {
             s.name.clone_from(&v.name);
         }
+        if v.started.is_some() && !s.started && !v.cached && is_step(&v.name) {
+            let owner = self.owner(&v.digest);
+            if let Some(s) = self.vertices.get_mut(&v.digest) {
+                s.shared_with = owner;
+            }
+        }
+        self.vertex_rest(v, out);
+    }
+
+    /// A vertex update, once its step's owner is known.
+    fn vertex_rest(&mut self, v: &Vertex, out: &mut Vec<Said>) {
+        let Some(s) = self.vertices.get_mut(&v.digest) else {
+            return;
+        };
         let n = s.number;
         let announce = |s: &mut VertexState, out: &mut Vec<Said>| {
             if !s.announced {
@@ -131,6 +175,10 @@ impl Tracker {
             announce(s, out);
             flush_partial(s, out);
             s.done = true;
+            if let Some(owner) = &s.shared_with {
+                out.push(Said::Line(format!("#{n} SHARED with [{owner}]")));
+                return;
+            }
             let took = match (s.started_at, seconds(v.completed.as_ref())) {
                 (Some(a), Some(b)) if b >= a => format!(" {:.1}s", b - a),
                 _ => String::new(),
@@ -141,6 +189,9 @@ impl Tracker {
 
     fn log(&mut self, l: &VertexLog, out: &mut Vec<Said>) {
         let s = self.state(&l.vertex);
+        if s.shared_with.is_some() {
+            return;
+        }
         let n = s.number;
         let text = String::from_utf8_lossy(&l.msg);
         let buf = s.partial.entry(l.stream).or_default();
@@ -285,6 +336,32 @@ mod tests {
             1
         );
         assert_eq!(t.counts(), (1, 0));
+    }
+
+    #[test]
+    fn a_step_two_builds_share_is_done_once_and_shared_once() {
+        let owners = Owners::default();
+        let mut a = Tracker::for_unit("api", owners.clone());
+        let mut b = Tracker::for_unit("web", owners);
+        let step = |done| v("s", "[base 2/3] RUN make", true, done, false);
+        let log = VertexLog {
+            vertex: "s".into(),
+            stream: 1,
+            msg: b"compiling\n".to_vec(),
+            ..Default::default()
+        };
+        let mut said_a = a.update(&msg(vec![step(false)], vec![log.clone()]));
+        let mut said_b = b.update(&msg(vec![step(false)], vec![log]));
+        said_a.extend(a.update(&msg(vec![step(true)], vec![])));
+        said_b.extend(b.update(&msg(vec![step(true)], vec![])));
+        assert_eq!(
+            lines(&said_a),
+            ["#1 [base 2/3] RUN make", "#1 compiling", "#1 DONE 2.0s"]
+        );
+        assert_eq!(
+            lines(&said_b),
+            ["#1 [base 2/3] RUN make", "#1 SHARED with [api]"]
+        );
     }
 
     #[test]
