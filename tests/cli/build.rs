@@ -129,6 +129,13 @@ pub(crate) fn step_runs(stderr: &str, step: &str) -> (usize, usize) {
 #[test]
 fn cold_build_pushes_pins_and_writes_the_artifact() {
     let fx = Fixture::with_registry();
+    // The shared step leaves a mark no second run of it could repeat.
+    fx.project.edit("Dockerfile", |t| {
+        t.replace(
+            "> /srv/base.txt",
+            "> /srv/base.txt && cat /proc/sys/kernel/random/uuid > /srv/base-run",
+        )
+    });
     let registry = fx.registry();
     let run = fx.build().arg("--json").run();
     run.assert_success();
@@ -247,6 +254,15 @@ fn cold_build_pushes_pins_and_writes_the_artifact() {
     assert_eq!(
         executed, 1,
         "the shared `base` step ran {executed} times ({cached} cache hits):\n{run}"
+    );
+    let marks: BTreeSet<String> = TARGETS
+        .iter()
+        .map(|(container, _, _)| docker_run(&pinned[container], &["cat", "/srv/base-run"]))
+        .collect();
+    assert_eq!(
+        marks.len(),
+        1,
+        "the shared step ran more than once: {marks:?}"
     );
 }
 
