@@ -115,7 +115,7 @@ struct RealBuilders {
 impl ChooseBuilder for RealBuilders {
     async fn choose(&self, choice: BuilderFlag) -> Result<Chosen, EngineError> {
         let docker = &self.docker;
-        let facts = docker.facts().clone();
+        let facts = docker.facts().await?;
         let store = if facts.containerd_store {
             "containerd image store"
         } else {

@@ -46,11 +46,11 @@ pub(crate) struct DockerEngine {
     /// Intermediate containers of classic builds that were started and not
     /// yet removed.
     containers: Arc<Mutex<BTreeSet<String>>>,
-    /// What the engine said about itself.
-    facts: Arc<EngineFacts>,
+    /// What the engine said about itself, once asked.
+    facts: Arc<tokio::sync::OnceCell<EngineFacts>>,
 }
 
-/// What the engine says about itself at connect time.
+/// What the engine says about itself (its version, its image store).
 #[derive(Debug, Clone, Default)]
 pub(crate) struct EngineFacts {
     /// The engine's version (`20.10.24+dfsg1`, `26.1.5`).
@@ -85,32 +85,45 @@ impl DockerEngine {
         // bollard defaults to an API version newer than Docker 20.10 speaks.
         let docker = docker.negotiate_version().await.map_err(unreachable)?;
         docker.ping().await.map_err(unreachable)?;
-        let version = docker.version().await.map_err(unreachable)?;
-        // Only a detail: an engine that will not tell is taken as a graph driver.
-        let containerd_store = docker.info().await.ok().is_some_and(|i| {
-            i.driver_status.unwrap_or_default().iter().any(|kv| {
-                kv.first().is_some_and(|k| k == "driver-type")
-                    && kv
-                        .get(1)
-                        .is_some_and(|v| v.contains("containerd.snapshotter"))
-            })
-        });
-        let facts = EngineFacts {
-            version: version.version.unwrap_or_default(),
-            containerd_store,
-        };
-        tracing::debug!(?facts, "engine");
         Ok(DockerEngine {
             docker,
             idle,
             containers: Arc::default(),
-            facts: Arc::new(facts),
+            facts: Arc::default(),
         })
     }
 
-    /// What the engine said about itself.
-    pub(crate) fn facts(&self) -> &EngineFacts {
-        &self.facts
+    /// What the engine says about itself, asked once, when first needed (a
+    /// run that builds nothing never asks).
+    pub(crate) async fn facts(&self) -> Result<EngineFacts, EngineError> {
+        let facts = self
+            .facts
+            .get_or_try_init(|| async {
+                let version =
+                    self.docker
+                        .version()
+                        .await
+                        .map_err(|e| EngineError::Unreachable {
+                            detail: e.to_string(),
+                        })?;
+                // Only a detail: an engine that will not tell is taken as a graph driver.
+                let containerd_store = self.docker.info().await.ok().is_some_and(|i| {
+                    i.driver_status.unwrap_or_default().iter().any(|kv| {
+                        kv.first().is_some_and(|k| k == "driver-type")
+                            && kv
+                                .get(1)
+                                .is_some_and(|v| v.contains("containerd.snapshotter"))
+                    })
+                });
+                let facts = EngineFacts {
+                    version: version.version.unwrap_or_default(),
+                    containerd_store,
+                };
+                tracing::debug!(?facts, "engine");
+                Ok::<_, EngineError>(facts)
+            })
+            .await?;
+        Ok(facts.clone())
     }
 
     /// The bollard client (cheap to clone).
@@ -256,7 +269,7 @@ impl Builder for DockerEngine {
         mut job: BuildJob,
         events: &UnitEvents,
     ) -> Result<BuiltImage, EngineError> {
-        if self.facts.containerd_store && !job.cache_from.is_empty() {
+        if !job.cache_from.is_empty() && self.facts().await?.containerd_store {
             // There the classic builder fails the whole build on a cache
             // image ("failed to read diff archive", FIELD-NOTES).
             for source in std::mem::take(&mut job.cache_from) {
