@@ -50,7 +50,15 @@ changed" and "alone" stackbake run into stackbake's own time and the engine's
 step times. On this 2-core machine `bench/run --reps 3` took 69 min,
 most of it the shell baseline on 12 targets (about 14 min per repetition);
 `bench/run --stacks 4 --reps 1` takes about 5 min and `bench/fingerprint` about
-2 min. Nothing timing-based is in the test suite.
+2 min. `bench/fresh` (as root) compares `docker buildx bake` with ECR-style
+registry cache (`cache-to type=registry,mode=max,image-manifest=true,
+oci-mediatypes=true`, `cache-from` the same, `--push`, provenance off) with
+`stackbake build` on the side engine of `scripts/docker26` (Docker 26, containerd
+image store), every scenario on a freshly wiped engine (as CodeBuild starts),
+the base image from a loopback registry with one fixed digest; same stacks and
+options as `bench/run` (`--reps`, `--stacks`, `--files`, `--tools bake,stackbake`,
+`--jobs`, `--binary`, `--keep`, `--no-write`); `bench/fresh --reps 3` took about
+11 min here. Nothing timing-based is in the test suite.
 """
 
 
@@ -187,7 +195,7 @@ def update_section(name, body):
     parts["usage"] = USAGE.strip("\n")
     out = [
         "# Benchmarks\n",
-        "Written by `bench/run` and `bench/fingerprint` (see the end of this file); "
+        "Written by `bench/run`, `bench/fresh` and `bench/fingerprint` (see the end of this file); "
         "each script rewrites only its own section.\n",
     ]
     for s in SECTIONS:
