@@ -267,7 +267,9 @@ async fn run_units(
     let cache_from = match chosen.caps.builder {
         // BuildKit reads the previous images' cache from the registry
         // itself, lazily; nothing needs pulling first.
-        capabilities::BuilderKind::BuildKit => latest_refs(p.dest.as_ref(), to_build),
+        capabilities::BuilderKind::BuildKit => {
+            local_or_registry_refs(engine.as_ref(), p.dest.as_ref(), to_build).await
+        }
         capabilities::BuilderKind::Classic => {
             pull_latest(engine.as_ref(), p.dest.as_ref(), to_build, events).await
         }
@@ -341,6 +343,27 @@ fn refuse_unbuildable(
     } else {
         Err(Error::Refused { refusals })
     }
+}
+
+/// The previous `latest` images BuildKit may read cache from: in the
+/// registry, all (BuildKit skips a missing one); without a registry, those
+/// the engine has (else BuildKit would look for them on Docker Hub).
+async fn local_or_registry_refs(
+    engine: &dyn Engine,
+    dest: Option<&Destination>,
+    to_build: &[&Decision],
+) -> Vec<String> {
+    let refs = latest_refs(dest, to_build);
+    if dest.is_some() {
+        return refs;
+    }
+    let mut local = Vec::new();
+    for r in refs {
+        if engine.image_exists(&r).await.unwrap_or(false) {
+            local.push(r);
+        }
+    }
+    local
 }
 
 /// Every target's `latest` reference.

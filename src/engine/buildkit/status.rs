@@ -212,9 +212,10 @@ impl Tracker {
 
     /// The step that failed, with its last log lines, if a vertex failed.
     pub(crate) fn failed_step(&self) -> Option<(String, Vec<String>)> {
+        // A cache import or export never fails a build (BuildKit skips it).
         self.vertices
             .values()
-            .filter(|s| s.error.is_some())
+            .filter(|s| s.error.is_some() && !is_cache_work(&s.name))
             .max_by_key(|s| (is_step(&s.name), s.number))
             .map(|s| (s.name.clone(), s.tail.clone()))
     }
@@ -267,6 +268,11 @@ fn flush_partial(s: &mut VertexState, out: &mut Vec<Said>) {
         push_tail(s, &line);
         out.push(Said::Line(format!("#{} {line}", s.number)));
     }
+}
+
+/// BuildKit reading or writing build cache.
+fn is_cache_work(name: &str) -> bool {
+    name.starts_with("importing cache manifest from ") || name.starts_with("exporting cache")
 }
 
 /// A Dockerfile step (`[api 2/3] RUN …`), as opposed to BuildKit's own
@@ -463,5 +469,7 @@ mod tests {
             source: "r/x:buildcache".into(),
             reason: "not found".into()
         }));
+        // Nor is it the failed step when the build fails otherwise.
+        assert_eq!(t.failed_step(), None);
     }
 }
