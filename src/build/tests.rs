@@ -343,6 +343,18 @@ async fn transient_push_failures_are_retried_and_refusals_are_not() {
     assert_eq!(failures.len(), 1);
     assert!(failures[0].1.contains("denied"), "{failures:?}");
 
+    // "authentication required" with credentials the registry just took:
+    // tried once more, and a second one is final.
+    let unauthenticated = "unauthorized: authentication required";
+    for (fails, pushes, ok) in [(1, 2, true), (2, 2, false)] {
+        let p = Project::example();
+        let world = World::new();
+        world.fail_pushes("bash-dog-api", &vec![unauthenticated; fails]);
+        let run = build(&world, &p.settings(&[])).await;
+        assert_eq!(world.calls("push bash-dog-api:").len(), pushes);
+        assert_eq!(run.result.is_ok(), ok);
+    }
+
     // As many attempts as --retries allows, then a failure.
     let p = Project::example();
     let world = World::new();

@@ -124,6 +124,17 @@ pub(crate) fn is_transient(e: &EngineError) -> bool {
     transient.iter().any(|t| m.contains(t))
 }
 
+/// Whether a failed push was answered "authentication required" (401: the
+/// request came without valid credentials), as opposed to "denied" (403).
+pub(crate) fn is_push_unauthenticated(e: &EngineError) -> bool {
+    match e {
+        EngineError::Push { message, .. } => message
+            .to_ascii_lowercase()
+            .contains("authentication required"),
+        _ => false,
+    }
+}
+
 /// Whether a pull failed because the image is not there. A refusal is not
 /// that, although Docker words it "pull access denied for X, repository does
 /// not exist or may require 'docker login'".

@@ -19,7 +19,7 @@ use crate::context::walk::Entry;
 use crate::events::{Events, UnitEvents};
 use crate::registry::{Credentials, Secret};
 
-pub(crate) use error::{EngineError, is_transient};
+pub(crate) use error::{EngineError, is_push_unauthenticated, is_transient};
 
 /// Credentials for one registry, handed to the engine per request; never
 /// stored in the engine's own (printable) credential type.
