@@ -2,6 +2,7 @@
 # The example stack: three deployable targets (api, sidecar, nginx) over a
 # shared `base` stage, plus an `assets` stage that only nginx copies from.
 # Tests build it with --build-arg BASE=stackbake-test/busybox:latest.
+# It needs BuildKit (stackbake's default builder): api's RUN has a cache mount.
 ARG BASE=busybox:1.36.1
 
 FROM ${BASE} AS base
@@ -16,7 +17,11 @@ RUN cp -r /srv/assets /srv/www/static
 FROM base AS api
 ARG API_GREETING=hello
 COPY app/api/ /srv/api/
-RUN echo "${API_GREETING} from api" > /srv/api/greeting.txt
+# A cache mount: /root/.cache outlives the build (BuildKit keeps it between
+# builds, as a package manager's download cache) and is never in the image.
+RUN --mount=type=cache,target=/root/.cache \
+    echo "${API_GREETING} from api" > /srv/api/greeting.txt \
+ && echo "api built" >> /root/.cache/builds.log
 EXPOSE 8080
 CMD ["httpd", "-f", "-p", "8080", "-h", "/srv/api"]
 

@@ -18,7 +18,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS_MD = ROOT / "BENCHMARKS.md"
 
 # Order of the sections in BENCHMARKS.md; "usage" is always last.
-SECTIONS = ["machine", "run", "fingerprint", "shards", "notes", "usage"]
+SECTIONS = ["machine", "run", "fresh", "fingerprint", "shards", "notes", "usage"]
 
 USAGE = """## Benchmarks
 
@@ -54,7 +54,15 @@ in cold `build --jobs 1` runs of the 12-target stack and a skewed variant
 100-service monorepo. On this 2-core machine `bench/run --reps 3` took about 75 min,
 most of it the shell baseline on 12 targets (about 14 min per repetition);
 `bench/run --stacks 4 --reps 1` takes about 5 min and `bench/fingerprint` about
-2 min. Nothing timing-based is in the test suite.
+2 min. `bench/fresh` (as root) compares `docker buildx bake` with ECR-style
+registry cache (`cache-to type=registry,mode=max,image-manifest=true,
+oci-mediatypes=true`, `cache-from` the same, `--push`, provenance off) with
+`stackbake build` on the side engine of `scripts/docker26` (Docker 26, containerd
+image store), every scenario on a freshly wiped engine (as CodeBuild starts),
+the base image from a loopback registry with one fixed digest; same stacks and
+options as `bench/run` (`--reps`, `--stacks`, `--files`, `--tools bake,stackbake`,
+`--jobs`, `--binary`, `--keep`, `--no-write`); `bench/fresh --reps 3` took about
+11 min here. Nothing timing-based is in the test suite.
 """
 
 
@@ -191,7 +199,7 @@ def update_section(name, body):
     parts["usage"] = USAGE.strip("\n")
     out = [
         "# Benchmarks\n",
-        "Written by `bench/run` and `bench/fingerprint` (see the end of this file); "
+        "Written by `bench/run`, `bench/fresh` and `bench/fingerprint` (see the end of this file); "
         "each script rewrites only its own section.\n",
     ]
     for s in SECTIONS:

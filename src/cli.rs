@@ -72,6 +72,17 @@ pub enum Progress {
     Quiet,
 }
 
+/// Which builder runs the builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BuilderFlag {
+    /// BuildKit wherever the engine offers it, else the classic builder.
+    Auto,
+    /// The engine's BuildKit (an error where it cannot be reached).
+    Buildkit,
+    /// The engine's classic builder.
+    Classic,
+}
+
 /// Flags of `build` and `plan`.
 #[derive(Debug, Args, Clone)]
 pub struct BuildArgs {
@@ -104,6 +115,17 @@ pub struct BuildArgs {
         value_delimiter = '\n'
     )]
     pub build_args: Vec<String>,
+    /// Which builder runs the builds: BuildKit wherever the engine offers it (auto), or the one named.
+    #[arg(long, env = "STACKBAKE_BUILDER", value_enum, default_value = "auto")]
+    pub builder: BuilderFlag,
+    /// A build secret for `RUN --mount=type=secret`, as docker buildx: id=ID[,src=PATH|,env=VAR] (repeatable; in STACKBAKE_SECRET, one per line).
+    #[arg(
+        long = "secret",
+        env = "STACKBAKE_SECRET",
+        value_name = "id=ID[,src=PATH|,env=VAR]",
+        value_delimiter = '\n'
+    )]
+    pub secrets: Vec<String>,
     /// The commit tag (default: first 7 characters of CODEBUILD_RESOLVED_SOURCE_VERSION, else of `git rev-parse HEAD`).
     #[arg(long, env = "STACKBAKE_TAG")]
     pub tag: Option<String>,
@@ -113,7 +135,7 @@ pub struct BuildArgs {
     /// Rebuild every target, whatever the registry holds.
     #[arg(long, env = "STACKBAKE_FORCE")]
     pub force: bool,
-    /// Targets built at once (default: number of CPUs).
+    /// Targets built at once (default: number of CPUs with the classic builder; with BuildKit, which schedules the steps itself, every target whose stages are ready).
     #[arg(long, env = "STACKBAKE_JOBS")]
     pub jobs: Option<NonZeroUsize>,
     /// Create missing ECR repositories (scan on push; tags immutable except latest and buildcache).

@@ -2,12 +2,13 @@
 //! defaults, resolved by clap) turned into typed values, with every usage
 //! error found here, before any file, engine or network is touched.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use crate::build::mirror::Mirror;
 use crate::build::shard::Shard;
-use crate::cli::BuildArgs;
+use crate::cli::{BuildArgs, BuilderFlag};
 use crate::error::Error;
 use crate::reference::{Host, Tag};
 use crate::registry::{Credentials, Secret};
@@ -45,6 +46,8 @@ pub struct Settings {
     pub force: bool,
     /// `--jobs`.
     pub jobs: usize,
+    /// Whether `--jobs` was given (BuildKit's default is every ready unit).
+    pub jobs_given: bool,
     /// `--create-repos`.
     pub create_repos: bool,
     /// `--mirror`s.
@@ -57,6 +60,10 @@ pub struct Settings {
     pub timeout: std::time::Duration,
     /// `--retries`: extra attempts for transient registry and push failures.
     pub retries: u32,
+    /// `--builder`.
+    pub builder: BuilderFlag,
+    /// `--secret` values by id, read at startup (never printed).
+    pub(crate) secrets: Arc<HashMap<String, Secret>>,
     /// `--max-age`: reusable images older than this are rebuilt.
     pub max_age: Option<std::time::Duration>,
     /// `--allow-unresolved`: an input that cannot be resolved is
@@ -156,7 +163,10 @@ impl Settings {
                 .parent()
                 .map_or_else(|| dir.clone(), Path::to_path_buf),
         };
+        let secrets = Arc::new(load_secrets(&a.secrets, &dir)?);
         Ok(Settings {
+            builder: a.builder,
+            secrets,
             dockerfile: dir.join(&a.common.dockerfile),
             taskdef,
             taskdefs,
@@ -171,6 +181,7 @@ impl Settings {
             no_latest: a.no_latest,
             force: a.force,
             jobs,
+            jobs_given: a.jobs.is_some(),
             create_repos: a.create_repos,
             mirrors: a
                 .mirrors
@@ -283,6 +294,94 @@ pub fn commit_tag(s: &Settings) -> Result<String, Error> {
             s.dir.display()
         ))),
     }
+}
+
+/// Where a `--secret` value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum SecretSource {
+    /// A file (relative paths against the project directory).
+    File(PathBuf),
+    /// An environment variable.
+    Env(String),
+}
+
+/// Parses one `--secret id=ID[,src=PATH|,env=VAR]` (as docker buildx:
+/// `source=` for `src=`, `type=file|env` to say which; with neither, the
+/// variable named like the id).
+fn parse_secret(spec: &str) -> Result<(String, SecretSource), Error> {
+    let bad = |why: &str| {
+        Error::Usage(format!(
+            "--secret {spec}: {why}; expected id=ID[,src=PATH|,env=VARIABLE], e.g. --secret id=npmrc,src=$HOME/.npmrc"
+        ))
+    };
+    let (mut id, mut src, mut env, mut kind) = (None, None, None, None);
+    for field in spec.split(',') {
+        let (k, v) = field
+            .split_once('=')
+            .ok_or_else(|| bad(&format!("`{field}` is not KEY=VALUE")))?;
+        let v = v.trim();
+        if v.is_empty() {
+            return Err(bad(&format!("`{}` is empty", k.trim())));
+        }
+        match k.trim() {
+            "id" => id = Some(v.to_string()),
+            "src" | "source" => src = Some(v.to_string()),
+            "env" => env = Some(v.to_string()),
+            "type" if matches!(v, "file" | "env") => kind = Some(v.to_string()),
+            other => return Err(bad(&format!("unknown key `{other}`"))),
+        }
+    }
+    let id = id.ok_or_else(|| bad("the id is missing"))?;
+    let source = match (src, env, kind.as_deref()) {
+        (Some(_), Some(_), _) => return Err(bad("give either src= or env=, not both")),
+        (Some(p), None, None | Some("file")) => SecretSource::File(PathBuf::from(p)),
+        (Some(v), None, Some(_)) | (None, Some(v), _) => SecretSource::Env(v),
+        (None, None, Some("file")) => SecretSource::File(PathBuf::from(&id)),
+        (None, None, _) => SecretSource::Env(id.clone()),
+    };
+    Ok((id, source))
+}
+
+/// Reads every `--secret` now, so that a missing file or variable stops
+/// the run before anything is built. Messages name the id and where the
+/// value was to come from, never the value.
+fn load_secrets(specs: &[String], dir: &Path) -> Result<HashMap<String, Secret>, Error> {
+    let mut out = HashMap::new();
+    for spec in specs.iter().filter(|s| !s.trim().is_empty()) {
+        let (id, source) = parse_secret(spec.trim())?;
+        let value = match &source {
+            SecretSource::File(p) => {
+                let path = if p.is_absolute() {
+                    p.clone()
+                } else {
+                    dir.join(p)
+                };
+                let bytes = std::fs::read(&path).map_err(|e| {
+                    Error::Usage(format!(
+                        "--secret id={id}: cannot read its file {}: {e}",
+                        path.display()
+                    ))
+                })?;
+                String::from_utf8(bytes).map_err(|_| {
+                    Error::Usage(format!(
+                        "--secret id={id}: {} is not UTF-8 text; stackbake passes text secrets only",
+                        path.display()
+                    ))
+                })?
+            }
+            SecretSource::Env(var) => std::env::var(var).map_err(|_| {
+                Error::Usage(format!(
+                    "--secret id={id}: the environment variable {var} is not set (or not UTF-8)"
+                ))
+            })?,
+        };
+        if out.insert(id.clone(), Secret::new(value)).is_some() {
+            return Err(Error::Usage(format!(
+                "--secret id={id} is given twice; give each id once"
+            )));
+        }
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -409,5 +508,46 @@ mod tests {
             m.starts_with("--registry \"x:0\": ") && m.contains("1 to 65535"),
             "{m}"
         );
+    }
+
+    #[test]
+    fn secrets_are_read_at_startup_and_never_shown() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        std::fs::write(dir.path().join("tok.txt"), "s3cret-value").expect("write");
+        let s = settings_in(dir.path(), &["--secret", "id=tok,src=tok.txt"]);
+        assert_eq!(
+            s.secrets.get("tok").map(Secret::expose),
+            Some("s3cret-value")
+        );
+        assert_eq!(format!("{:?}", s.secrets.get("tok")), "Some(<redacted>)");
+        for (spec, needle) in [
+            ("id=tok,src=missing.txt", "cannot read its file"),
+            ("src=tok.txt", "the id is missing"),
+            ("id=tok,src=tok.txt,env=X", "not both"),
+            ("id=tok,bogus=1", "unknown key `bogus`"),
+            (
+                "id=x,env=STACKBAKE_TEST_SURELY_UNSET_VAR",
+                "STACKBAKE_TEST_SURELY_UNSET_VAR is not set",
+            ),
+            ("nonsense", "not KEY=VALUE"),
+        ] {
+            let d = dir.path().to_string_lossy().to_string();
+            let cli = crate::cli::Cli::try_parse_from([
+                "stackbake",
+                "build",
+                "--dir",
+                d.as_str(),
+                "--secret",
+                spec,
+            ])
+            .expect("parse");
+            let crate::cli::Command::Build(b) = cli.command else {
+                panic!("not a build command")
+            };
+            let err = Settings::from_args(&b).err().map(|e| e.to_string());
+            let err = err.unwrap_or_default();
+            assert!(err.contains(needle), "{spec}: {err}");
+            assert!(!err.contains("s3cret-value"), "{err}");
+        }
     }
 }

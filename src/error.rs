@@ -198,6 +198,13 @@ pub enum Error {
     /// A findings-based refusal (`check` found errors).
     #[error("{0}")]
     Findings(String),
+    /// The builder or engine cannot run what the Dockerfile asks (or a
+    /// required secret is missing): found before anything was built.
+    #[error("{}", refused(refusals))]
+    Refused {
+        /// Each instruction it cannot run.
+        refusals: Vec<crate::build::capabilities::Refusal>,
+    },
     /// SIGINT/SIGTERM.
     #[error("interrupted: no artifact was written")]
     Interrupted,
@@ -219,7 +226,9 @@ impl Error {
     /// The process exit code for this error.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) | Self::Input { .. } | Self::Findings(_) => exit_code::BAD_INPUT,
+            Self::Usage(_) | Self::Input { .. } | Self::Findings(_) | Self::Refused { .. } => {
+                exit_code::BAD_INPUT
+            }
             Self::Engine(_)
             | Self::Registry(_)
             | Self::Aws(_)
@@ -313,6 +322,16 @@ fn unresolved_message(failures: &[crate::outside::ResolveError]) -> String {
              CodeBuild's: pull base images through an ECR pull-through cache with --mirror \
              docker.io=ACCOUNT.dkr.ecr.REGION.amazonaws.com/docker-hub (STACKBAKE_MIRROR)",
         );
+    }
+    out
+}
+
+fn refused(refusals: &[crate::build::capabilities::Refusal]) -> String {
+    let mut out =
+        "nothing was built: the Dockerfile asks for what this build cannot run".to_string();
+    for r in refusals {
+        out.push_str("\n  ");
+        out.push_str(&r.to_string());
     }
     out
 }

@@ -95,6 +95,13 @@ pub(crate) enum Notice {
         /// Whether its tags are mutable.
         mutable: bool,
     },
+    /// The builder in use, and why when it is not the one asked for.
+    Builder {
+        /// What builds (`BuildKit v0.13 in Docker 26.1.5, …`).
+        description: String,
+        /// Why `auto` fell back to the classic builder, if it did.
+        fallback: Option<String>,
+    },
 }
 
 /// One thing that happened, for the reporters.
@@ -146,6 +153,22 @@ pub(crate) enum Event {
         image: String,
         /// What happened.
         outcome: CachePull,
+    },
+    /// A cache source a build could not use; the build goes on without it.
+    CacheSkipped {
+        /// The unit.
+        unit: String,
+        /// The image or cache reference.
+        source: String,
+        /// Why.
+        reason: String,
+    },
+    /// A build could not write its registry cache; the build still succeeded.
+    CacheNotWritten {
+        /// The unit.
+        unit: String,
+        /// Why.
+        reason: String,
     },
     /// A unit (a target, or a stage several targets share) started building.
     UnitStarted {

@@ -121,7 +121,8 @@ async fn dispatch(cli: Cli, events: Events) -> Result<(), Error> {
         }
         Command::Check(args) => {
             let files = check::ProjectFiles::from_args(&args);
-            let findings = check::check(&files);
+            let mut findings = check::check(&files);
+            findings.extend(engine_findings(&files).await);
             if args.json {
                 emit(std::io::stdout(), &check::render_json(&findings));
             }
@@ -143,6 +144,26 @@ async fn dispatch(cli: Cli, events: Events) -> Result<(), Error> {
             }
             Ok(())
         }
+    }
+}
+
+/// `check`'s engine rules, when an engine answers within a few seconds
+/// (`check` stays an offline lint without one). The builder is the one
+/// `STACKBAKE_BUILDER` names, else `auto`.
+async fn engine_findings(files: &check::ProjectFiles) -> Vec<check::Finding> {
+    use clap::ValueEnum;
+    let choice = std::env::var("STACKBAKE_BUILDER")
+        .ok()
+        .and_then(|v| cli::BuilderFlag::from_str(&v, true).ok())
+        .unwrap_or(cli::BuilderFlag::Auto);
+    let limit = std::time::Duration::from_secs(5);
+    let connect = async {
+        let connected = services::Services::engine(&services::Real, limit, limit).await?;
+        connected.builders.choose(choice).await
+    };
+    match tokio::time::timeout(limit, connect).await {
+        Ok(Ok(chosen)) => check::engine_findings(files, &chosen.caps),
+        _ => Vec::new(),
     }
 }
 

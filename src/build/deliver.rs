@@ -49,7 +49,7 @@ pub(crate) async fn deliver(
                 .await
             {
                 Ok(p) => p,
-                Err(e) if engine::docker::is_tag_immutable(&e) => {
+                Err(e) if engine::is_tag_immutable(&e) => {
                     dest.policies.learn(repo, commit);
                     let existing = registry
                         .manifest_digest(repo, commit)
@@ -127,17 +127,31 @@ async fn push(
     let auth = dest.auth();
     let (result, _) = retry::run_observed(
         &shared.push_retries,
-        |_| async {
-            match shared
-                .engine
-                .push(full_repo, &shared.commit, auth.as_ref(), events)
-                .await
-            {
-                Err(e) if engine::docker::is_transient(&e) => Attempt::Retry {
-                    last: Err(e),
-                    after: None,
-                },
-                other => Attempt::Done(other),
+        |attempt| {
+            let auth = auth.clone();
+            async move {
+                match shared
+                    .engine
+                    .push(full_repo, &shared.commit, auth.as_ref(), events)
+                    .await
+                {
+                    Err(e) if engine::is_transient(&e) => Attempt::Retry {
+                        last: Err(e),
+                        after: None,
+                    },
+                    // The registry accepted these credentials moments ago (the
+                    // fingerprint lookups): a first "authentication required"
+                    // is most likely the engine's auth handshake meeting a 5xx
+                    // (it then goes on without credentials). A second one is
+                    // the answer; "denied" is final at once.
+                    Err(e) if attempt == 1 && engine::is_push_unauthenticated(&e) => {
+                        Attempt::Retry {
+                            last: Err(e),
+                            after: None,
+                        }
+                    }
+                    other => Attempt::Done(other),
+                }
             }
         },
         |_, wait, last| {

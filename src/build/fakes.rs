@@ -579,6 +579,25 @@ impl Aws for FakeAws {
     }
 }
 
+#[async_trait]
+impl crate::services::ChooseBuilder for FakeEngine {
+    async fn choose(
+        &self,
+        _choice: crate::cli::BuilderFlag,
+    ) -> Result<crate::services::Chosen, EngineError> {
+        Ok(crate::services::Chosen {
+            builder: Arc::new(FakeEngine(self.0.clone())),
+            caps: crate::build::capabilities::Capabilities {
+                builder: crate::build::capabilities::BuilderKind::BuildKit,
+                engine: "26.1.5".to_string(),
+            },
+            description: "fake".to_string(),
+            fallback: None,
+            merges_shared_steps: false,
+        })
+    }
+}
+
 /// Services that are all fakes over one world.
 pub(crate) struct FakeServices(pub(crate) Arc<World>);
 
@@ -587,8 +606,8 @@ impl Services for FakeServices {
     async fn engine(&self, _timeout: Duration, _idle: Duration) -> Result<Connected, EngineError> {
         let e = Arc::new(FakeEngine(self.0.clone()));
         Ok(Connected {
-            builder: e.clone(),
-            engine: e,
+            engine: e.clone(),
+            builders: e,
         })
     }
 

@@ -8,6 +8,7 @@
 //! | 3 registry, credentials | `destination.rs` |
 //! | 4 inputs from outside the context, resolved | `crate::outside` |
 //! | 4 fingerprints, build or reuse, `--max-age` | `decide.rs`, `expiry.rs` |
+//! | 5–6 what the builder and engine can run | `capabilities.rs` |
 //! | 5 `--shard K/N`: this shard's targets | `shard.rs` (pure), `sharding.rs` |
 //! | 5–6 units and their order | `schedule.rs` |
 //! | 6 running the units | `execute.rs` |
@@ -18,6 +19,7 @@
 //! The engine, the registry and AWS are reached only through
 //! [`Services`], and everything a person sees leaves as an [`Event`].
 
+pub(crate) mod capabilities;
 pub(crate) mod decide;
 mod deliver;
 pub(crate) mod destination;
@@ -283,14 +285,35 @@ pub(crate) async fn build(
         .iter()
         .filter(|d| d.reuse.is_none() && selection.as_ref().is_none_or(|sel| sel.has(d)))
         .collect();
-    let (units, mut outcomes) = run_units(s, &p, &connected, &to_build, state, events).await?;
-    match state.reason() {
-        Some(CancelReason::Interrupted) => {
-            connected.builder.remove_leftovers(events).await;
+    let mut outcomes = Vec::new();
+    let mut units = Vec::new();
+    let mut builder = None;
+    if !to_build.is_empty() {
+        // Only now: a run that reuses everything never asks for a builder.
+        let chosen = connected.builders.choose(s.builder).await?;
+        events.send(Event::Notice(crate::events::Notice::Builder {
+            description: chosen.description.clone(),
+            fallback: chosen.fallback.clone(),
+        }));
+        refuse_unbuildable(s, &p, &to_build, &chosen.caps)?;
+        let targets = to_build.iter().map(|d| d.target.stage).collect();
+        units = if chosen.merges_shared_steps {
+            schedule::together(&p.inputs.needed(), &targets)
+        } else {
+            schedule::schedule(&p.inputs.needed(), &targets)
+        };
+        outcomes = run_units(s, &p, &to_build, &units, &chosen, &engine, state, events).await?;
+        builder = Some(chosen.builder);
+    }
+    match (state.reason(), &builder) {
+        (Some(CancelReason::Interrupted), b) => {
+            if let Some(b) = b {
+                b.remove_leftovers(events).await;
+            }
             return Err(Error::Interrupted);
         }
-        Some(CancelReason::TargetFailed) => connected.builder.remove_leftovers(events).await,
-        None => {}
+        (Some(CancelReason::TargetFailed), Some(b)) => b.remove_leftovers(events).await,
+        _ => {}
     }
     // Every failure is reported (a registry failure of one target must not
     // hide another's build error).
@@ -314,41 +337,53 @@ pub(crate) async fn build(
     }
 }
 
-/// Steps 5–6 for the targets in `to_build`: pulls their `latest` as
-/// cache, schedules the units and runs them. Returns the units and their
-/// outcomes, in schedule order (none when there is nothing to build).
+/// SPEC step 6: builds `units` (the targets to build and the stages they
+/// share) with the chosen builder; one outcome per unit.
+#[allow(clippy::too_many_arguments)]
 async fn run_units(
     s: &Settings,
     p: &Prepared,
-    connected: &crate::services::Connected,
     to_build: &[&Decision],
+    units: &[schedule::Unit],
+    chosen: &crate::services::Chosen,
+    engine: &Arc<dyn Engine>,
     state: &RunState,
     events: &Events,
-) -> Result<(Vec<schedule::Unit>, Vec<unit::UnitOutcome>), Error> {
-    if to_build.is_empty() {
-        return Ok((Vec::new(), Vec::new()));
-    }
-    let engine = connected.engine.clone();
+) -> Result<Vec<unit::UnitOutcome>, Error> {
     let entries = walk::list(&s.dir, &p.inputs.ignore, &[".dockerignore"])
         .map_err(|e| input(&s.dir, format!("cannot read the build context: {e}")))?;
     tracing::debug!(entries = entries.len(), "build context listed");
-    let cache_from = pull_latest(engine.as_ref(), p.dest.as_ref(), to_build, events).await;
-    let stages = to_build.iter().map(|d| d.target.stage).collect();
-    let units = schedule::schedule(&p.inputs.needed(), &stages);
+    let cache_from = match chosen.caps.builder {
+        // BuildKit reads the previous images' cache from the registry
+        // itself, lazily; nothing needs pulling first.
+        capabilities::BuilderKind::BuildKit => {
+            local_or_registry_refs(engine.as_ref(), p.dest.as_ref(), to_build).await
+        }
+        capabilities::BuilderKind::Classic => {
+            pull_latest(engine.as_ref(), p.dest.as_ref(), to_build, events).await
+        }
+    };
     let labels: Vec<String> = units
         .iter()
         .map(|u| p.inputs.stage_label(u.stage))
         .collect();
     let shared = Arc::new(unit::Shared {
-        builder: connected.builder.clone(),
-        engine,
+        builder: chosen.builder.clone(),
+        engine: engine.clone(),
         dest: p.dest.clone(),
         commit: p.commit.clone(),
         push_retries: destination::push_policy(s),
         events: events.clone(),
     });
+    let jobs = match chosen.caps.builder {
+        // BuildKit runs the steps of concurrent builds under its own
+        // scheduler (as `docker buildx bake` does); much of a build's time
+        // is registry I/O (cache export, push), not CPU.
+        capabilities::BuilderKind::BuildKit if !s.jobs_given => units.len(),
+        _ => s.jobs,
+    };
     let limits = execute::Limits {
-        jobs: s.jobs,
+        jobs,
         fail_fast: s.fail_fast,
     };
     let sources = unit::Sources {
@@ -360,16 +395,78 @@ async fn run_units(
         commit: &p.commit,
         mirrors: &s.mirrors,
         outside: &p.outside,
+        dest: p.dest.as_ref(),
+        secrets: &s.secrets,
     };
-    let outcomes = execute::execute(&units, &labels, &limits, state, events, |i, built| {
-        // Cache sources: every image this run built so far, plus the pulled `latest`s.
-        let mut cache = cache_from.clone();
-        cache.extend(built);
-        let job = unit::job(&sources, &units[i], cache);
-        Box::pin(unit::run(shared.clone(), job))
-    })
-    .await;
-    Ok((units, outcomes))
+    Ok(
+        execute::execute(units, &labels, &limits, state, events, |i, built| {
+            // Cache sources: every image this run built so far, plus the pulled `latest`s.
+            let mut cache = cache_from.clone();
+            cache.extend(built);
+            let job = unit::job(&sources, &units[i], cache);
+            Box::pin(unit::run(shared.clone(), job))
+        })
+        .await,
+    )
+}
+
+/// Refuses (exit 2) what the builder and engine cannot run in the stages
+/// of the targets to build, and required secrets that were not given.
+fn refuse_unbuildable(
+    s: &Settings,
+    p: &Prepared,
+    to_build: &[&Decision],
+    caps: &capabilities::Capabilities,
+) -> Result<(), Error> {
+    let needed = p.inputs.needed();
+    let mut stages: Vec<usize> = to_build
+        .iter()
+        .filter_map(|d| needed.get(d.target.stage))
+        .flatten()
+        .copied()
+        .collect();
+    stages.sort_unstable();
+    stages.dedup();
+    let given = s.secrets.keys().cloned().collect();
+    let refusals = capabilities::refusals(&p.inputs.dockerfile, &stages, caps, &given);
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Refused { refusals })
+    }
+}
+
+/// The previous `latest` images BuildKit may read cache from: in the
+/// registry, all (BuildKit skips a missing one); without a registry, those
+/// the engine has (else BuildKit would look for them on Docker Hub).
+async fn local_or_registry_refs(
+    engine: &dyn Engine,
+    dest: Option<&Destination>,
+    to_build: &[&Decision],
+) -> Vec<String> {
+    let refs = latest_refs(dest, to_build);
+    if dest.is_some() {
+        return refs;
+    }
+    let mut local = Vec::new();
+    for r in refs {
+        if engine.image_exists(&r).await.unwrap_or(false) {
+            local.push(r);
+        }
+    }
+    local
+}
+
+/// Every target's `latest` reference.
+fn latest_refs(dest: Option<&Destination>, to_build: &[&Decision]) -> Vec<String> {
+    to_build
+        .iter()
+        .filter_map(|d| d.target.repositories.first())
+        .map(|repo| match dest {
+            Some(d) => format!("{}:latest", d.repository(repo)),
+            None => format!("{repo}:latest"),
+        })
+        .collect()
 }
 
 /// Pulls every target's `latest` (in parallel; a missing one is normal) and
@@ -380,14 +477,7 @@ async fn pull_latest(
     to_build: &[&Decision],
     events: &Events,
 ) -> Vec<String> {
-    let refs: Vec<String> = to_build
-        .iter()
-        .filter_map(|d| d.target.repositories.first())
-        .map(|repo| match dest {
-            Some(d) => format!("{}:latest", d.repository(repo)),
-            None => format!("{repo}:latest"),
-        })
-        .collect();
+    let refs = latest_refs(dest, to_build);
     let Some(d) = dest else {
         // Local only: the previous run's local `latest` tags are the cache.
         return refs;

@@ -6,8 +6,11 @@
 //! (FIELD-NOTES), and two builds that start together both execute a shared
 //! stage. So each unit is sent a Dockerfile pruned to the stages it needs,
 //! and a stage needed by two or more targets becomes a unit of its own that
-//! is built first; the targets then find its layers in the cache. Pure:
-//! no engine, no network.
+//! is built first; the targets then find its layers in the cache.
+//! BuildKit runs a step once for all the builds in flight that share it,
+//! so with it every target is one unit and all start at once
+//! ([`together`]): each build's context is sent while the shared stages
+//! run. Pure: no engine, no network.
 
 use std::collections::BTreeSet;
 
@@ -72,6 +75,24 @@ pub(crate) fn schedule(needed: &[Vec<usize>], targets: &BTreeSet<usize>) -> Vec<
                 .map(|(i, _)| i)
                 .collect(),
             is_target: targets.contains(&s),
+        })
+        .collect()
+}
+
+/// Every target as one unit, all startable at once: for BuildKit, which
+/// runs a step that concurrent builds share once (it merges equal steps of
+/// builds in flight) and transfers each build's context while the shared
+/// stages run.
+pub(crate) fn together(needed: &[Vec<usize>], targets: &BTreeSet<usize>) -> Vec<Unit> {
+    targets
+        .iter()
+        .filter_map(|&t| {
+            needed.get(t).map(|keep| Unit {
+                stage: t,
+                keep: keep.clone(),
+                after: Vec::new(),
+                is_target: true,
+            })
         })
         .collect()
 }
@@ -159,6 +180,17 @@ impl<'a> Tracker<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn together_every_target_starts_at_once_with_all_it_needs() {
+        // 0 base, 1 assets (FROM base), 2 api, 3 sidecar, 4 nginx (+ COPY --from=assets)
+        let needed = vec![vec![0], vec![0, 1], vec![0, 2], vec![0, 3], vec![0, 1, 4]];
+        let units = together(&needed, &set(&[2, 3, 4]));
+        let stages: Vec<_> = units.iter().map(|u| u.stage).collect();
+        assert_eq!(stages, [2, 3, 4]);
+        assert!(units.iter().all(|u| u.is_target && u.after.is_empty()));
+        assert_eq!(units[2].keep, [0, 1, 4]);
+    }
 
     fn set(v: &[usize]) -> BTreeSet<usize> {
         v.iter().copied().collect()

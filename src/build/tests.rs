@@ -201,6 +201,18 @@ async fn jobs_bounds_how_many_units_build_at_once() {
             .expect("the build succeeds");
         assert_eq!(world.most_running(), expected, "--jobs {jobs}");
     }
+    // Without --jobs, BuildKit (the fakes' builder) gets every ready target
+    // at once, whatever the number of CPUs.
+    let p = Project::example();
+    let world = World::new();
+    for t in TARGETS {
+        world.script(t, slow(10));
+    }
+    build(&world, &p.settings(&[]))
+        .await
+        .result
+        .expect("the build succeeds");
+    assert_eq!(world.most_running(), TARGETS.len());
 }
 
 #[tokio::test(start_paused = true)]
@@ -335,6 +347,18 @@ async fn transient_push_failures_are_retried_and_refusals_are_not() {
     let failures = run.failures();
     assert_eq!(failures.len(), 1);
     assert!(failures[0].1.contains("denied"), "{failures:?}");
+
+    // "authentication required" with credentials the registry just took:
+    // tried once more, and a second one is final.
+    let unauthenticated = "unauthorized: authentication required";
+    for (fails, pushes, ok) in [(1, 2, true), (2, 2, false)] {
+        let p = Project::example();
+        let world = World::new();
+        world.fail_pushes("bash-dog-api", &vec![unauthenticated; fails]);
+        let run = build(&world, &p.settings(&[])).await;
+        assert_eq!(world.calls("push bash-dog-api:").len(), pushes);
+        assert_eq!(run.result.is_ok(), ok);
+    }
 
     // As many attempts as --retries allows, then a failure.
     let p = Project::example();

@@ -108,6 +108,36 @@ pub(crate) struct Sources<'a> {
     pub(crate) mirrors: &'a [Mirror],
     /// What the inputs from outside the context resolved to.
     pub(crate) outside: &'a Outside,
+    /// Where images go (`None`: only tagged in the local engine).
+    pub(crate) dest: Option<&'a Destination>,
+    /// `--secret` values.
+    pub(crate) secrets: &'a Arc<std::collections::HashMap<String, crate::registry::Secret>>,
+}
+
+/// The repositories (with host) whose registry cache `unit` reads: those of
+/// every target being built that needs its stage (for a target, its own
+/// first), and the one it writes to (a target's first repository). None
+/// without a registry.
+fn cache_repos(src: &Sources<'_>, unit: &Unit) -> (Vec<String>, Option<String>) {
+    let Some(dest) = src.dest else {
+        return (Vec::new(), None);
+    };
+    let needed = src.inputs.needed();
+    let own = product(unit, src.decisions)
+        .and_then(|p| p.repositories.first().map(|r| dest.repository(r)));
+    let mut repos: Vec<String> = own.iter().cloned().collect();
+    for d in src.decisions.iter().filter(|d| d.reuse.is_none()) {
+        let uses = needed
+            .get(d.target.stage)
+            .is_some_and(|n| n.contains(&unit.stage));
+        if let (true, Some(r)) = (uses, d.target.repositories.first()) {
+            let r = dest.repository(r);
+            if !repos.contains(&r) {
+                repos.push(r);
+            }
+        }
+    }
+    (repos, own)
 }
 
 /// The job for `unit`: its pruned Dockerfile (external images pinned to
@@ -125,7 +155,10 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
         commit,
         mirrors,
         outside,
+        dest,
+        secrets,
     } = *src;
+    let (cache_repos, cache_to) = cache_repos(src, unit);
     let label = inputs.stage_label(unit.stage);
     let product = product(unit, decisions);
     // The engine is sent each outside image pinned to the digest it was
@@ -164,6 +197,16 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
         .iter()
         .filter(|d| d.reason == Reason::Expired)
         .any(|d| inputs.graph.needed(d.target.stage).contains(&unit.stage));
+    // The names the image is exported under: what it is tagged as first.
+    let names = product.as_ref().map_or_else(Vec::new, |p| {
+        p.repositories
+            .iter()
+            .map(|r| match dest {
+                Some(d) => format!("{}:{commit}", d.repository(r)),
+                None => format!("{r}:{commit}"),
+            })
+            .collect()
+    });
     UnitJob {
         build: BuildJob {
             dockerfile,
@@ -174,6 +217,10 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
             auth: None,
             base_images: base_images(inputs, &unit.keep, &image),
             no_cache,
+            secrets: Arc::clone(secrets),
+            names,
+            cache_repos,
+            cache_to,
         },
         label,
         product,
@@ -230,7 +277,14 @@ async fn run_unit(shared: Arc<Shared>, job: UnitJob) -> UnitOutcome {
     let mut outcome = work(&shared, job, &events).await;
     outcome.seconds = started.elapsed().as_secs_f64();
     if let Some(f) = &mut outcome.failure {
-        f.log_tail = events.tail();
+        // A failed BuildKit step carries its own last lines (other steps'
+        // output may be interleaved with them in the unit's log).
+        f.log_tail = match &mut f.cause {
+            Cause::Engine(crate::engine::EngineError::BuildStep { log, .. }) if !log.is_empty() => {
+                std::mem::take(log)
+            }
+            _ => events.tail(),
+        };
     }
     tracing::debug!(
         seconds = outcome.seconds,

@@ -3,7 +3,8 @@
 //! buildspec.yml) that finds in milliseconds what would otherwise fail a
 //! ten-minute build or a deployment. Each rule has a stable kebab-case id
 //! grouped by prefix (`names/`, `appspec/`, `taskdef/`, `network/`,
-//! `secrets/`, `placeholder/`, `stages/`, `buildspec/`); findings carry
+//! `secrets/`, `placeholder/`, `stages/`, `buildspec/`, and `engine/` when
+//! a Docker engine answers); findings carry
 //! `file:line:col`, a severity, a one-line message and a `help:` line.
 //! `build` runs the same checks first and refuses to start on any error.
 //!
@@ -97,6 +98,7 @@ pub const RULES: &[(&str, Severity)] = &[
     ("buildspec/batch-shards", Severity::Error),
     ("buildspec/batch-assemble", Severity::Error),
     ("buildspec/batch-ignore-failure", Severity::Warning),
+    ("engine/unsupported", Severity::Error),
 ];
 
 /// The files `check` reads, all resolved (joined to `dir` already).
@@ -133,6 +135,43 @@ impl ProjectFiles {
             buildspec: args.dir.join("buildspec.yml"),
         }
     }
+}
+
+/// What the engine in reach cannot run (`engine/unsupported`): the same
+/// rules `build` applies before building, over every stage. Required
+/// secrets are not checked here (`check` is not given them).
+pub(crate) fn engine_findings(
+    files: &ProjectFiles,
+    caps: &crate::build::capabilities::Capabilities,
+) -> Vec<Finding> {
+    let Ok(text) = std::fs::read_to_string(&files.dockerfile) else {
+        return Vec::new();
+    };
+    let Ok(df) = crate::dockerfile::parse(&text) else {
+        return Vec::new();
+    };
+    let stages: Vec<usize> = (0..df.stages.len()).collect();
+    let all_secrets = df
+        .stages
+        .iter()
+        .flat_map(|s| &s.instructions)
+        .flat_map(crate::build::capabilities::secret_mounts)
+        .map(|(id, _)| id)
+        .collect();
+    let file = shown(&files.dir, &files.dockerfile);
+    crate::build::capabilities::refusals(&df, &stages, caps, &all_secrets)
+        .into_iter()
+        .map(|r| {
+            Finding::new(
+                &file,
+                (r.line, 1),
+                Severity::Error,
+                "engine/unsupported",
+                format!("`{}`: {}", r.instruction, r.problem),
+                r.fix,
+            )
+        })
+        .collect()
 }
 
 /// Whether any finding is an error (`check` exits 2, `build` refuses to start).

@@ -157,6 +157,7 @@ fn rule_ids_are_unique_kebab_case_with_known_prefixes() {
         "stages/",
         "buildspec/",
         "policies/",
+        "engine/",
     ];
     let mut seen = std::collections::BTreeSet::new();
     for (id, _) in RULES {

@@ -28,6 +28,7 @@ pub use context::ContextSource;
 pub(crate) use context::is_git_url;
 pub(crate) use features::{Feature, FeatureUse};
 pub(crate) use graph::from_values;
+pub(crate) use graph::mount_fields;
 pub use graph::{BaseRef, StageGraph};
 pub use parser::parse;
 pub(crate) use prune::Rewrites;

@@ -24,7 +24,8 @@ use bollard::query_parameters::{
 };
 use futures_util::{Stream, StreamExt};
 
-use super::{BuildJob, Builder, BuiltImage, Engine, Pushed, RegistryAuth};
+use super::error::is_not_found;
+use super::{BuildJob, Builder, BuiltImage, Engine, EngineError, Pushed, RegistryAuth};
 use crate::events::{Event, Events, UnitEvents};
 use crate::reference::{Digest, DigestAlgorithm};
 
@@ -32,86 +33,6 @@ use crate::reference::{Digest, DigestAlgorithm};
 /// it in the tar's .dockerignore, so the daemon removes it from the context
 /// before building (as docker CLI does for `-f -`).
 const DOCKERFILE_IN_CONTEXT: &str = ".dockerfile.stackbake";
-
-/// What can go wrong talking to the engine.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum EngineError {
-    /// The daemon does not answer.
-    #[error(
-        "cannot reach the Docker daemon ({detail}). Start it (`dockerd`, `systemctl start docker`), \
-         check DOCKER_HOST, and in CodeBuild enable \"privileged\" mode on the project's environment \
-         (it is needed to run Docker inside the build container)"
-    )]
-    Unreachable {
-        /// What bollard said.
-        detail: String,
-    },
-    /// A build stream reported an error.
-    #[error("{message}")]
-    Build {
-        /// The engine's message.
-        message: String,
-    },
-    /// A base image of the build could not be pulled (unreachable registry,
-    /// rate limit, refused pull, unknown image).
-    #[error("cannot pull the base image {image} from {registry}: {message}")]
-    BasePull {
-        /// The image, as the build names it.
-        image: String,
-        /// Its registry (Docker Hub for a host-less name).
-        registry: String,
-        /// The engine's message.
-        message: String,
-    },
-    /// A build or push stream stayed silent longer than `--timeout`.
-    #[error(
-        "{action} made no progress for {seconds} s (--timeout); the engine or the registry looks hung"
-    )]
-    Stalled {
-        /// What we were doing.
-        action: String,
-        /// The idle limit.
-        seconds: u64,
-    },
-    /// The build finished without reporting an image id.
-    #[error("the engine finished the build without reporting an image id")]
-    NoImageId,
-    /// A push stream reported an error.
-    #[error("push of {image} failed: {message}")]
-    Push {
-        /// The image reference.
-        image: String,
-        /// The engine's message.
-        message: String,
-    },
-    /// The push finished without reporting a digest.
-    #[error("push of {image} finished without reporting a digest")]
-    NoDigest {
-        /// The image reference.
-        image: String,
-    },
-    /// Any other engine call failed.
-    #[error("{action} failed: {message}")]
-    Call {
-        /// What we asked for.
-        action: String,
-        /// What the engine said.
-        message: String,
-    },
-}
-
-impl EngineError {
-    /// The registry of the image a push was about, if it names one.
-    pub(crate) fn registry_host(&self) -> Option<&str> {
-        match self {
-            EngineError::Push { image, .. } | EngineError::NoDigest { image } => image
-                .split_once('/')
-                .map(|(first, _)| first)
-                .filter(|h| h.contains(['.', ':']) || *h == "localhost"),
-            _ => None,
-        }
-    }
-}
 
 /// How long a silent build waits for the engine to answer a ping.
 const PING_TIMEOUT: Duration = Duration::from_secs(30);
@@ -126,6 +47,17 @@ pub(crate) struct DockerEngine {
     /// Intermediate containers of classic builds that were started and not
     /// yet removed.
     containers: Arc<Mutex<BTreeSet<String>>>,
+    /// What the engine said about itself, once asked.
+    facts: Arc<tokio::sync::OnceCell<EngineFacts>>,
+}
+
+/// What the engine says about itself (its version, its image store).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct EngineFacts {
+    /// The engine's version (`20.10.24+dfsg1`, `26.1.5`).
+    pub(crate) version: String,
+    /// Whether images live in the containerd image store (not a graph driver).
+    pub(crate) containerd_store: bool,
 }
 
 /// The engine's credential struct, built at the call that needs it: it
@@ -158,7 +90,46 @@ impl DockerEngine {
             docker,
             idle,
             containers: Arc::default(),
+            facts: Arc::default(),
         })
+    }
+
+    /// What the engine says about itself, asked once, when first needed (a
+    /// run that builds nothing never asks).
+    pub(crate) async fn facts(&self) -> Result<EngineFacts, EngineError> {
+        let facts = self
+            .facts
+            .get_or_try_init(|| async {
+                let version =
+                    self.docker
+                        .version()
+                        .await
+                        .map_err(|e| EngineError::Unreachable {
+                            detail: e.to_string(),
+                        })?;
+                // Only a detail: an engine that will not tell is taken as a graph driver.
+                let containerd_store = self.docker.info().await.ok().is_some_and(|i| {
+                    i.driver_status.unwrap_or_default().iter().any(|kv| {
+                        kv.first().is_some_and(|k| k == "driver-type")
+                            && kv
+                                .get(1)
+                                .is_some_and(|v| v.contains("containerd.snapshotter"))
+                    })
+                });
+                let facts = EngineFacts {
+                    version: version.version.unwrap_or_default(),
+                    containerd_store,
+                };
+                tracing::debug!(?facts, "engine");
+                Ok::<_, EngineError>(facts)
+            })
+            .await?;
+        Ok(facts.clone())
+    }
+
+    /// The bollard client (cheap to clone).
+    pub(crate) fn client(&self) -> bollard::Docker {
+        self.docker.clone()
     }
 
     /// Notes a build log line, tracking the intermediate containers it names.
@@ -295,7 +266,24 @@ impl DockerEngine {
 
 #[async_trait]
 impl Builder for DockerEngine {
-    async fn build(&self, job: BuildJob, events: &UnitEvents) -> Result<BuiltImage, EngineError> {
+    async fn build(
+        &self,
+        mut job: BuildJob,
+        events: &UnitEvents,
+    ) -> Result<BuiltImage, EngineError> {
+        if !job.cache_from.is_empty() && self.facts().await?.containerd_store {
+            // There the classic builder fails the whole build on a cache
+            // image ("failed to read diff archive", FIELD-NOTES).
+            for source in std::mem::take(&mut job.cache_from) {
+                events.send(Event::CacheSkipped {
+                    unit: events.unit().to_string(),
+                    source,
+                    reason: "the classic builder cannot use cache images on the containerd \
+                             image store (use BuildKit: --builder auto)"
+                        .to_string(),
+                });
+            }
+        }
         let context = crate::context::tarball::tar_stream(
             job.root.clone(),
             job.entries.clone(),
@@ -481,39 +469,6 @@ pub(super) fn error_message(e: &bollard::errors::Error) -> String {
     }
 }
 
-/// Whether a failed push is worth another attempt: the network or the
-/// registry hiccuped, as opposed to a refusal (auth, missing repository).
-pub(crate) fn is_transient(e: &EngineError) -> bool {
-    let m = match e {
-        EngineError::Push { message, .. } | EngineError::Call { message, .. } => {
-            message.to_ascii_lowercase()
-        }
-        EngineError::Stalled { .. } => return true,
-        _ => return false,
-    };
-    if is_refusal(&m) || m.contains("name unknown") || m.contains("not found") {
-        return false;
-    }
-    let transient = [
-        "connection reset",
-        "connection refused",
-        "broken pipe",
-        "eof",
-        "timeout",
-        "timed out",
-        "502",
-        "503",
-        "504",
-        "500 internal",
-        "toomanyrequests",
-        "too many requests",
-        "service unavailable",
-        "bad gateway",
-        "i/o",
-    ];
-    transient.iter().any(|t| m.contains(t))
-}
-
 /// The image of a classic builder's `Step 2/5 : FROM [--flags] IMAGE [AS name]`
 /// line, as written (ARGs unexpanded); `None` for other steps.
 fn from_step_image(line: &str) -> Option<String> {
@@ -543,36 +498,6 @@ fn registry_of(image: &str) -> String {
         Some(h) => h.to_string(),
         None => "Docker Hub (registry-1.docker.io)".to_string(),
     }
-}
-
-/// Whether a push was refused because its tag exists in a repository whose
-/// tags are immutable (ECR: `tag invalid: The image tag '…' already exists in
-/// the '…' repository and cannot be overwritten because the repository is
-/// immutable.`).
-pub(crate) fn is_tag_immutable(e: &EngineError) -> bool {
-    let EngineError::Push { message, .. } = e else {
-        return false;
-    };
-    let m = message.to_ascii_lowercase();
-    m.contains("already exists") && (m.contains("immutable") || m.contains("tag invalid"))
-}
-
-/// Whether a pull failed because the image is not there. A refusal is not
-/// that, although Docker words it "pull access denied for X, repository does
-/// not exist or may require 'docker login'".
-fn is_not_found(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    !is_refusal(&m)
-        && (m.contains("not found")
-            || m.contains("manifest unknown")
-            || m.contains("does not exist"))
-}
-
-/// Whether a lowercased engine message says the registry refused us (auth).
-fn is_refusal(m: &str) -> bool {
-    ["unauthorized", "denied", "authentication required"]
-        .iter()
-        .any(|r| m.contains(r))
 }
 
 /// Parses `"<tag>: digest: sha256:<hex> size: <n>"`.

@@ -1,22 +1,26 @@
 //! The image builder and the engine's image operations, behind two traits:
 //! [`Builder`] runs one build, [`Engine`] pulls, tags, pushes and looks
-//! images up. [`docker::Docker`] implements both over the Docker Engine API
-//! (bollard, classic builder); the orchestrator only sees the traits, so
-//! its tests run against in-memory fakes.
+//! images up. [`docker::DockerEngine`] implements both over the Docker
+//! Engine API (bollard, classic builder); [`buildkit::BuildKit`] is the
+//! other builder, through the engine's own BuildKit. The orchestrator only
+//! sees the traits, so its tests run against in-memory fakes.
 
+pub(crate) mod buildkit;
 pub(crate) mod docker;
+mod error;
 mod inspect;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use crate::context::walk::Entry;
 use crate::events::{Events, UnitEvents};
-use crate::registry::Credentials;
+use crate::registry::{Credentials, Secret};
 
-pub(crate) use docker::EngineError;
+pub(crate) use error::{EngineError, is_push_unauthenticated, is_tag_immutable, is_transient};
 
 /// Credentials for one registry, handed to the engine per request; never
 /// stored in the engine's own (printable) credential type.
@@ -49,6 +53,15 @@ pub(crate) struct BuildJob {
     pub(crate) base_images: Vec<String>,
     /// Run every step, using no cached layer (`--max-age` expired it).
     pub(crate) no_cache: bool,
+    /// `--secret` values by id, for `RUN --mount=type=secret` (BuildKit).
+    pub(crate) secrets: Arc<HashMap<String, Secret>>,
+    /// References the built image is exported under (BuildKit; empty for a
+    /// shared stage, which is only built into the builder's cache).
+    pub(crate) names: Vec<String>,
+    /// Repositories (with host) whose registry cache this build reads.
+    pub(crate) cache_repos: Vec<String>,
+    /// The repository (with host) this build writes its registry cache to.
+    pub(crate) cache_to: Option<String>,
 }
 
 /// A built image.

@@ -76,6 +76,22 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
                 }
             },
         ),
+        Event::CacheSkipped { unit, source, .. } if is_missing(event) => one(
+            Status,
+            format!("[{unit}] no cache at {source} yet (a first build): building without it"),
+        ),
+        Event::CacheSkipped {
+            unit,
+            source,
+            reason,
+        } => one(
+            Status,
+            format!("[{unit}] cache source {source} skipped (building without it): {reason}"),
+        ),
+        Event::CacheNotWritten { unit, reason } => one(
+            Status,
+            format!("[{unit}] build cache not written (the build itself succeeded): {reason}"),
+        ),
         Event::UnitStarted { unit } => one(Status, format!("[{unit}] building")),
         Event::Step { .. } => None,
         Event::Log { unit, line } => one(Log, format!("[{unit}] {line}")),
@@ -236,6 +252,12 @@ fn others(elsewhere: usize, unchanged: usize) -> String {
     }
 }
 
+/// Whether a skipped cache source simply does not exist yet.
+fn is_missing(event: &Event) -> bool {
+    matches!(event, Event::CacheSkipped { reason, .. }
+        if reason.ends_with(": not found") || reason.contains("manifest unknown"))
+}
+
 fn notice(n: &Notice) -> String {
     match n {
         Notice::LocalOnly => {
@@ -258,6 +280,14 @@ fn notice(n: &Notice) -> String {
         } => format!(
             "created ECR repository {repository} (scan on push; mutable tags: this ECR does not offer IMMUTABLE_WITH_EXCLUSION)"
         ),
+        Notice::Builder {
+            description,
+            fallback: None,
+        } => format!("builder: {description}"),
+        Notice::Builder {
+            description,
+            fallback: Some(why),
+        } => format!("builder: {description} ({why})"),
     }
 }
 

@@ -75,15 +75,38 @@ fn assert_taskdef_pinned(input: &str, output: &str, images: &BTreeMap<&str, Stri
 }
 
 /// How often the step containing `step` was executed and taken from cache,
-/// over all `[prefix] ` streams of a `--progress plain` log.
-fn step_runs(stderr: &str, step: &str) -> (usize, usize) {
+/// over all `[prefix] ` streams of a `--progress plain` log: the classic
+/// builder's (`Step 2/5 : RUN …` then `---> Running in` or `---> Using
+/// cache`) and BuildKit's (`#5 [base 2/3] RUN …` then `#5 DONE` or `#5
+/// CACHED`; `#5 SHARED with [unit]` is the same run of a step that builds
+/// in flight together share, counted once, where it says `DONE`).
+pub(crate) fn step_runs(stderr: &str, step: &str) -> (usize, usize) {
     let mut pending = BTreeSet::new();
+    let mut vertices: BTreeSet<(String, String)> = BTreeSet::new();
     let (mut executed, mut cached) = (0, 0);
     for line in stderr.lines() {
         let Some((prefix, rest)) = line.strip_prefix('[').and_then(|l| l.split_once("] ")) else {
             continue;
         };
         let rest = rest.trim_start();
+        if let Some((vertex, what)) = rest
+            .strip_prefix('#')
+            .and_then(|r| r.split_once(' '))
+            .filter(|(n, _)| n.bytes().all(|b| b.is_ascii_digit()))
+        {
+            let key = (prefix.to_owned(), vertex.to_owned());
+            if what.starts_with('[') && what.contains(step) {
+                vertices.insert(key);
+            } else if vertices.contains(&key) && (what == "CACHED" || what.starts_with("DONE")) {
+                vertices.remove(&key);
+                if what == "CACHED" {
+                    cached += 1;
+                } else {
+                    executed += 1;
+                }
+            }
+            continue;
+        }
         if rest.starts_with("Step ") {
             if rest.contains(step) {
                 pending.insert(prefix.to_owned());
@@ -106,6 +129,13 @@ fn step_runs(stderr: &str, step: &str) -> (usize, usize) {
 #[test]
 fn cold_build_pushes_pins_and_writes_the_artifact() {
     let fx = Fixture::with_registry();
+    // The shared step leaves a mark no second run of it could repeat.
+    fx.project.edit("Dockerfile", |t| {
+        t.replace(
+            "> /srv/base.txt",
+            "> /srv/base.txt && cat /proc/sys/kernel/random/uuid > /srv/base-run",
+        )
+    });
     let registry = fx.registry();
     let run = fx.build().arg("--json").run();
     run.assert_success();
@@ -224,6 +254,15 @@ fn cold_build_pushes_pins_and_writes_the_artifact() {
     assert_eq!(
         executed, 1,
         "the shared `base` step ran {executed} times ({cached} cache hits):\n{run}"
+    );
+    let marks: BTreeSet<String> = TARGETS
+        .iter()
+        .map(|(container, _, _)| docker_run(&pinned[container], &["cat", "/srv/base-run"]))
+        .collect();
+    assert_eq!(
+        marks.len(),
+        1,
+        "the shared step ran more than once: {marks:?}"
     );
 }
 
@@ -505,4 +544,12 @@ fn step_runs_counts_per_prefix() {
                [nginx]  ---> Using cache\n";
     assert_eq!(step_runs(log, BASE_MKDIR_STEP), (1, 2));
     assert_eq!(step_runs("no prefixes here\n", BASE_MKDIR_STEP), (0, 0));
+    let buildkit = "[base] #5 [base 2/3] RUN mkdir -p /srv/bin /srv/www && echo x\n\
+               [api] #5 [base 2/3] RUN mkdir -p /srv/bin /srv/www && echo x\n\
+               [base] #6 [base 3/3] COPY app/shared/ /srv/shared/\n\
+               [base] #6 DONE 0.1s\n\
+               [base] #5 base stage output\n\
+               [base] #5 DONE 1.0s\n\
+               [api] #5 CACHED\n";
+    assert_eq!(step_runs(buildkit, BASE_MKDIR_STEP), (1, 1));
 }

@@ -78,7 +78,7 @@ fn build_refuses_to_start_on_an_error_finding() {
     run.assert_stderr_mentions("appspec/task-definition-placeholder");
     run.assert_stderr_mentions("nothing was built");
     assert!(
-        !run.stderr.contains("Step 1/"),
+        !run.stderr.contains("Step 1/") && !run.stderr.contains("] building"),
         "no build may start:\n{run}"
     );
     for repo in ["bash-dog-api", "bash-dog-sidecar", "bash-dog-nginx"] {

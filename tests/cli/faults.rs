@@ -618,8 +618,12 @@ fn build_until_sleeping() -> (Fixture, crate::harness::Running, String) {
             "COPY app/api/ /srv/api/\nRUN sleep 30\n",
         )
     });
+    // The classic builder's own build containers are what these tests
+    // watch (BuildKit runs steps without engine containers), so the
+    // example's cache mount, which it cannot run, is taken out.
+    fx.project.without_cache_mount();
     let base = fx.base_ref();
-    let mut running = fx.build().spawn();
+    let mut running = fx.build().args(["--builder", "classic"]).spawn();
     // The step has a container once the engine prints its `Running in`.
     let sleeping = running.wait_for_stderr(Duration::from_secs(90), |e| {
         e.split_once("RUN sleep 30")

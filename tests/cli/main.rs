@@ -11,6 +11,7 @@
 //! parsers) are its unit tests, which share `harness/servers.rs`.
 
 mod build;
+mod buildkit;
 mod check;
 mod ecr;
 mod ecr_front;

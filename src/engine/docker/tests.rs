@@ -1,6 +1,7 @@
 //! The engine driver's parsing and error classification, and its container tracking.
 
 use super::*;
+use crate::engine::error::is_transient;
 
 #[test]
 fn push_digest_is_read_from_the_status_line() {
@@ -65,6 +66,7 @@ async fn tracks_containers_from_the_build_log() {
         docker,
         idle: Duration::from_secs(1),
         containers: Arc::default(),
+        facts: Arc::default(),
     };
     e.observe_build_line(" ---> Running in 3f2a1b");
     e.observe_build_line(" ---> Running in 99aa");

@@ -13,7 +13,8 @@
 //!   cleanup of local images ([`LocalImages`]);
 //! - `project.rs`: temp copies of the example stack ([`Project`]) and
 //!   everything one build test owns ([`Fixture`]);
-//! - `run.rs`: runs of the real binary ([`Sb`], [`Outcome`], [`Running`]).
+//! - `run.rs`: runs of the real binary ([`Sb`], [`Outcome`], [`Running`]);
+//! - `engine26.rs`: the Docker 26 side engine of `scripts/docker26` ([`Engine26`]).
 //!
 //! Every test module reaches all of it as `crate::harness::*`.
 
@@ -21,11 +22,13 @@
 #![allow(dead_code)]
 
 mod engine;
+mod engine26;
 mod project;
 mod run;
 mod servers;
 
 pub use engine::*;
+pub use engine26::*;
 pub use project::*;
 pub use run::*;
 // `pub(crate)`: the library's unit tests include servers.rs too.

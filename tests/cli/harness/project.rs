@@ -181,7 +181,7 @@ impl Fixture {
         Fixture::new(false, false)
     }
 
-    fn new(registry: bool, base: bool) -> Fixture {
+    pub(crate) fn new(registry: bool, base: bool) -> Fixture {
         require_docker();
         let tag = unique_id();
         let mut images = LocalImages::new(&tag);
