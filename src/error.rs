@@ -117,6 +117,15 @@ impl TargetFailure {
         )
     }
 
+    /// Whether its log says anything about the failure: not when the
+    /// build went well and a registry refused a tag, or nothing ran.
+    fn log_explains(&self) -> bool {
+        !matches!(
+            self.cause,
+            Cause::TagConflict { .. } | Cause::DependencyFailed(_) | Cause::Cancelled
+        )
+    }
+
     /// What to try.
     pub(crate) fn hint(&self) -> Option<String> {
         match (&self.cause, self.step) {
@@ -265,7 +274,7 @@ impl Error {
                         f.step,
                         chain(&f.cause)
                     ));
-                    if !f.log_tail.is_empty() {
+                    if !f.log_tail.is_empty() && f.log_explains() {
                         out.push_str(&format!("[{}] last lines of its log:\n", f.target));
                         for l in &f.log_tail {
                             out.push_str(&format!("    {l}\n"));

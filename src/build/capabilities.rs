@@ -8,13 +8,16 @@
 //! The engine's built-in BuildKit (and so its built-in Dockerfile frontend)
 //! follows the Docker version: 20.10 has v0.8 (`RUN --mount`, no heredocs,
 //! no `COPY --link`), 23.0 v0.10 (heredocs, `--link`), 24 v0.11, 25 v0.12
-//! (`ADD --checksum`), 26 v0.13, 27.3 v0.16 (secrets as environment
-//! variables). The classic builder runs none of BuildKit's additions.
+//! (`ADD --checksum`, `ADD <git url>`), 26 v0.13 (the Dockerfile 1.7
+//! string operations, `${V#p}`, `${V/p/r}`, …), 27.3 v0.16 (secrets as
+//! environment variables). The classic builder runs none of BuildKit's
+//! additions, except what is only parsing: an engine's classic builder
+//! expands the string operations its BuildKit reads.
 
 use std::collections::BTreeSet;
 use std::fmt;
 
-use crate::dockerfile::{Dockerfile, Instruction};
+use crate::dockerfile::{Dockerfile, Feature as UseKind, FeatureUse, Instruction};
 
 /// Which builder runs the builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,77 +100,78 @@ impl fmt::Display for Refusal {
 
 /// A feature some instruction uses, with the BuildKit version it needs.
 struct Feature {
-    what: &'static str,
+    what: String,
     needs: Version,
     docker: &'static str,
+    /// Whether the classic builder of an engine whose BuildKit has `needs`
+    /// runs it too (it shares BuildKit's Dockerfile parser and shell
+    /// lexer, not its build steps).
+    classic: bool,
     alternative: &'static str,
 }
 
-const HEREDOC: Feature = Feature {
-    what: "a heredoc (`<<EOF`)",
-    needs: (0, 10),
-    docker: "23.0",
-    alternative: "or write the script on the instruction line (`RUN a && b`)",
-};
-const LINK: Feature = Feature {
-    what: "`--link`",
-    needs: (0, 10),
-    docker: "23.0",
-    alternative: "or remove `--link` (the copy is then not independent of earlier layers)",
-};
-const CHECKSUM: Feature = Feature {
-    what: "`ADD --checksum`",
-    needs: (0, 12),
-    docker: "25.0",
-    alternative: "or remove `--checksum`",
-};
-const SECRET_ENV: Feature = Feature {
-    what: "a secret mounted as an environment variable (`env=`)",
-    needs: (0, 16),
-    docker: "27.3",
-    alternative: "or mount it as a file (`target=/run/secrets/ID`) and read it there",
-};
-const MOUNT: Feature = Feature {
-    what: "`RUN --mount`",
-    needs: (0, 6),
-    docker: "18.09",
-    alternative: "",
-};
+impl Feature {
+    fn new(what: impl Into<String>, needs: Version, docker: &'static str) -> Feature {
+        Feature {
+            what: what.into(),
+            needs,
+            docker,
+            classic: false,
+            alternative: "",
+        }
+    }
+
+    fn or(self, alternative: &'static str) -> Feature {
+        Feature {
+            alternative,
+            ..self
+        }
+    }
+}
 
 /// The refusals for building `stages` of `df` with `caps` and the secret
-/// ids in `secrets`, in line order.
+/// ids in `secrets`, in line order. The global `ARG`s are read by every
+/// stage, so they are checked with any.
 pub(crate) fn refusals(
     df: &Dockerfile,
     stages: &[usize],
     caps: &Capabilities,
     secrets: &BTreeSet<String>,
 ) -> Vec<Refusal> {
+    let built = stages.iter().filter_map(|&s| df.stages.get(s));
+    let instructions: Vec<&Instruction> = if stages.is_empty() {
+        Vec::new()
+    } else {
+        df.global_arg_instructions()
+            .iter()
+            .chain(
+                built.flat_map(|st| std::iter::once(st.from_instruction()).chain(&st.instructions)),
+            )
+            .collect()
+    };
+    let uses = df.feature_uses();
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();
-    for &s in stages {
-        let Some(stage) = df.stages.get(s) else {
+    for ins in instructions {
+        if !seen.insert(ins.line) {
             continue;
-        };
-        for ins in &stage.instructions {
-            if !seen.insert(ins.line) {
-                continue;
+        }
+        let at_line = uses.iter().filter(|u| u.line == ins.line);
+        for feature in features(ins).into_iter().chain(at_line.filter_map(used)) {
+            if let Some(r) = refuse(ins, &feature, caps) {
+                out.push(r);
             }
-            for feature in features(ins) {
-                if let Some(r) = refuse(ins, &feature, caps) {
-                    out.push(r);
-                }
-            }
-            for (id, required) in secret_mounts(ins) {
-                if required && !secrets.contains(&id) {
-                    out.push(Refusal {
-                        line: ins.line,
-                        instruction: short(ins),
-                        problem: format!("it needs the secret `{id}` (required=true), which was not given"),
-                        fix: format!(
-                            "pass it with `--secret id={id},src=FILE` or `--secret id={id},env=VARIABLE`"
-                        ),
-                    });
-                }
+        }
+        for (id, required) in secret_mounts(ins) {
+            if required && !secrets.contains(&id) {
+                out.push(Refusal {
+                    line: ins.line,
+                    instruction: short(ins),
+                    problem: format!("it needs the secret `{id}` (required=true), which was not given"),
+                    fix: format!(
+                        "pass it with `--secret id={id},src=FILE` or `--secret id={id},env=VARIABLE`"
+                    ),
+                });
             }
         }
     }
@@ -175,65 +179,102 @@ pub(crate) fn refusals(
     out
 }
 
-/// The features `ins` uses that not every builder runs.
+/// The features `ins` uses, read from its flags, that not every builder runs.
 fn features(ins: &Instruction) -> Vec<Feature> {
     let mut out = Vec::new();
     if !ins.heredocs.is_empty() {
-        out.push(HEREDOC);
+        out.push(
+            Feature::new("a heredoc (`<<EOF`)", (0, 10), "23.0")
+                .or("or write the script on the instruction line (`RUN a && b`)"),
+        );
     }
     let kw = ins.keyword.as_str();
     for f in &ins.flags {
         match (kw, f.name.as_str()) {
-            ("COPY" | "ADD", "link") if f.value.as_deref() != Some("false") => out.push(LINK),
-            ("ADD", "checksum") => out.push(CHECKSUM),
+            ("COPY" | "ADD", "link") if f.value.as_deref() != Some("false") => out.push(
+                Feature::new("`--link`", (0, 10), "23.0")
+                    .or("or remove `--link` (the copy is then not independent of earlier layers)"),
+            ),
+            ("ADD", "checksum") => out.push(Feature::new("`ADD --checksum`", (0, 12), "25.0").or(
+                "or remove `--checksum` (stackbake fingerprints the downloaded content either way)",
+            )),
             ("RUN", "mount") => {
-                out.push(MOUNT);
+                out.push(Feature::new("`RUN --mount`", (0, 6), "18.09"));
                 let fields = crate::dockerfile::mount_fields(f.value.as_deref().unwrap_or(""));
                 let secret = fields
                     .iter()
                     .any(|m| m.key == "type" && m.value == "secret");
                 if secret && fields.iter().any(|m| m.key == "env") {
-                    out.push(SECRET_ENV);
+                    out.push(
+                        Feature::new(
+                            "a secret mounted as an environment variable (`env=`)",
+                            (0, 16),
+                            "27.3",
+                        )
+                        .or("or mount it as a file (`target=/run/secrets/ID`) and read it there"),
+                    );
                 }
             }
-            ("RUN", "network" | "security") | ("COPY" | "ADD", "chmod") => out.push(Feature {
-                what: "this flag",
-                needs: (0, 6),
-                docker: "18.09",
-                alternative: "",
-            }),
+            ("RUN", "network" | "security") | ("COPY" | "ADD", "chmod") => {
+                out.push(Feature::new("this flag", (0, 6), "18.09"));
+            }
             _ => {}
         }
     }
     out
 }
 
+/// The feature behind one use the Dockerfile reader found in an
+/// instruction's arguments (`ADD --checksum` is read from the flags above).
+fn used(u: &FeatureUse) -> Option<Feature> {
+    match u.feature {
+        UseKind::StringOperations => Some(Feature {
+            classic: true,
+            ..Feature::new(
+                format!("`{}`, a Dockerfile 1.7 string operation,", u.text),
+                (0, 13),
+                "26.0",
+            )
+            .or("or compute the value another way (pass it with --build-arg, or derive it in a RUN step)")
+        }),
+        UseKind::AddGit => Some(
+            Feature::new(format!("adding the git repository `{}`", u.text), (0, 12), "25.0").or(
+                "or clone it in a stage (`RUN git clone --depth 1 --branch REF URL /src`) and `COPY --from` it",
+            ),
+        ),
+        UseKind::AddChecksum => None,
+    }
+}
+
 fn refuse(ins: &Instruction, f: &Feature, caps: &Capabilities) -> Option<Refusal> {
     let on = caps.describe();
+    let alternative = if f.alternative.is_empty() {
+        String::new()
+    } else {
+        format!(", {}", f.alternative)
+    };
+    let too_old = |have: Version| {
+        (have < f.needs).then(|| Refusal {
+            line: ins.line,
+            instruction: short(ins),
+            problem: format!(
+                "{} needs BuildKit v{}.{} (Docker {} or newer), and this engine has {on}",
+                f.what, f.needs.0, f.needs.1, f.docker
+            ),
+            fix: format!("upgrade the engine (in CodeBuild: a newer build image){alternative}"),
+        })
+    };
     match caps.builder {
+        BuilderKind::Classic if f.classic => too_old(caps.builtin_buildkit()?),
         BuilderKind::Classic => Some(Refusal {
             line: ins.line,
             instruction: short(ins),
             problem: format!("{} needs BuildKit, and this build uses {on}", f.what),
-            fix: "build with BuildKit (`--builder auto`, the default, or `--builder buildkit`)"
-                .to_string(),
+            fix: format!(
+                "build with BuildKit (`--builder auto`, the default, or `--builder buildkit`){alternative}"
+            ),
         }),
-        BuilderKind::BuildKit => {
-            let have = caps.builtin_buildkit()?;
-            (have < f.needs).then(|| Refusal {
-                line: ins.line,
-                instruction: short(ins),
-                problem: format!(
-                    "{} needs BuildKit v{}.{} (Docker {} or newer), and this engine has {on}",
-                    f.what, f.needs.0, f.needs.1, f.docker
-                ),
-                fix: format!(
-                    "upgrade the engine (in CodeBuild: a newer build image){}{}",
-                    if f.alternative.is_empty() { "" } else { ", " },
-                    f.alternative
-                ),
-            })
-        }
+        BuilderKind::BuildKit => too_old(caps.builtin_buildkit()?),
     }
 }
 
@@ -369,5 +410,53 @@ mod tests {
         assert_eq!(v("26.1.5+dfsg1"), Some((0, 13)));
         assert_eq!(v("27.3.1"), Some((0, 16)));
         assert_eq!(v("dev"), None);
+    }
+
+    #[test]
+    fn string_operations_need_docker_26_whichever_the_builder() {
+        let df = crate::dockerfile::parse(
+            "ARG P=linux/amd64\nARG OS=${P%/*}\nFROM x AS a\nARG TARGETARCH\n\
+             ARG DART_ARCH=${TARGETARCH/amd64/x64}\nFROM x AS b\nRUN echo\n",
+        )
+        .expect("parses");
+        let none = BTreeSet::new();
+        for builder in [BuilderKind::BuildKit, BuilderKind::Classic] {
+            let r = refusals(&df, &[0], &caps(builder, "20.10.24+dfsg1"), &none);
+            assert_eq!(lines(&r), [2, 5], "{builder:?}");
+            let text = r[1].to_string();
+            for needle in [
+                "line 5",
+                "${TARGETARCH/amd64/x64}",
+                "Docker 26.0",
+                "--build-arg",
+            ] {
+                assert!(text.contains(needle), "{needle:?} missing from {text}");
+            }
+            assert!(refusals(&df, &[0], &caps(builder, "26.1.5"), &none).is_empty());
+        }
+        // A global ARG is read by every stage, so building `b` alone refuses it too.
+        let b = refusals(&df, &[1], &caps(BuilderKind::BuildKit, "20.10.24"), &none);
+        assert_eq!(lines(&b), [2]);
+    }
+
+    #[test]
+    fn add_git_and_checksum_need_buildkit_v0_12() {
+        let df = crate::dockerfile::parse(
+            "FROM x AS a\nADD https://github.com/moby/buildkit.git#v0.13.0 /bk\n\
+             ADD --checksum=sha256:abc https://example.com/f /f\nADD https://example.com/g /g\n",
+        )
+        .expect("parses");
+        let none = BTreeSet::new();
+        let classic = refusals(&df, &[0], &caps(BuilderKind::Classic, "26.1.5"), &none);
+        assert_eq!(lines(&classic), [2, 3]);
+        assert!(classic[0].fix.contains("git clone"), "{}", classic[0]);
+        let old = refusals(&df, &[0], &caps(BuilderKind::BuildKit, "24.0.7"), &none);
+        assert_eq!(lines(&old), [2, 3]);
+        assert!(
+            old[0].to_string().contains("Docker 25.0 or newer"),
+            "{}",
+            old[0]
+        );
+        assert!(refusals(&df, &[0], &caps(BuilderKind::BuildKit, "25.0.3"), &none).is_empty());
     }
 }

@@ -439,10 +439,6 @@ impl Engine for FakeEngine {
         let id = id.unwrap_or_else(|| reference.to_string());
         Ok(w.images.lock().expect("images").get(&id).cloned())
     }
-
-    fn api_version(&self) -> Option<(usize, usize)> {
-        Some((1, 41))
-    }
 }
 
 /// The labels of a built Dockerfile's last `LABEL` line (`"k"="v" …`).

@@ -4,11 +4,10 @@
 //! | SPEC step | file |
 //! |---|---|
 //! | 1–2 inputs, taskdef mapping | `inputs.rs` |
-//! | 1 what the builder cannot run, refused before anything else | `refuse.rs` |
 //! | 3 registry, credentials | `destination.rs` |
 //! | 4 inputs from outside the context, resolved | `crate::outside` |
 //! | 4 fingerprints, build or reuse, `--max-age` | `decide.rs`, `expiry.rs` |
-//! | 5–6 what the builder and engine can run | `capabilities.rs` |
+//! | 5–6 what the builder and engine can run, refused before any build | `capabilities.rs` |
 //! | 5 `--shard K/N`: this shard's targets | `shard.rs` (pure), `sharding.rs` |
 //! | 5–6 units and their order | `schedule.rs` |
 //! | 6 running the units | `execute.rs` |
@@ -28,7 +27,6 @@ pub(crate) mod expiry;
 pub(crate) mod inputs;
 pub(crate) mod mirror;
 mod publish;
-mod refuse;
 pub(crate) mod schedule;
 pub(crate) mod shard;
 mod sharding;
@@ -148,9 +146,6 @@ async fn prepare(
             .ignore
             .with_excluded(&own)
             .map_err(|e| input(&s.out, e.to_string()))?;
-    }
-    if let Some(e) = engine {
-        refuse::refuse_unsupported(&inputs.dockerfile, &s.dockerfile, e.api_version())?;
     }
     let commit = config::commit_tag(s)?;
     let dest = destination::resolve(s, &inputs, services, events, intent).await?;

@@ -2,10 +2,11 @@
 //! `build` would stop on in the stage graph and the `COPY`/`ADD` sources
 //! (an `ARG` with no value in `FROM`, a `--from` to a later stage, a bad
 //! substitution), `--from` values that hold variables (BuildKit reads
-//! them as image names), and features the builder may not run (the
+//! them as image names), and features older engines do not run (the
 //! Dockerfile 1.7 string operations need Docker 26; `ADD <git url>` and
-//! `ADD --checksum` need BuildKit, and stackbake's classic builder refuses
-//! them). `build` passes its `--build-arg`s, so an `ARG` given there is
+//! `ADD --checksum` need BuildKit on Docker 25): a warning here, since
+//! which engine builds is not known; `engine/unsupported` is the error
+//! when one answers. `build` passes its `--build-arg`s, so an `ARG` given there is
 //! not reported; `stackbake check` knows none.
 
 use std::collections::BTreeMap;
@@ -23,35 +24,34 @@ pub(crate) fn rules(
     graph_errors(file, df, build_args, out);
     variable_from(file, df, out);
     for u in df.feature_uses() {
-        let (severity, rule, message, help) = match u.feature {
+        let (message, help) = match u.feature {
             Feature::StringOperations => (
-                Severity::Warning,
-                "stages/needs-newer-engine",
                 format!(
                     "`{}` is a Dockerfile 1.7 string operation: engines before Docker 26 (BuildKit v0.13) reject it, and `build` refuses it there",
                     u.text
                 ),
                 "build on Docker 26 or later, or pass the value with --build-arg",
             ),
-            Feature::AddGit | Feature::AddChecksum => (
-                Severity::Error,
-                "stages/needs-buildkit",
+            Feature::AddGit => (
                 format!(
-                    "`ADD {}` needs BuildKit; stackbake builds with the engine's classic builder, which cannot run it, so `build` refuses it",
+                    "`ADD {}` needs BuildKit v0.12 (Docker 25 or later); the classic builder would download it as a file, so `build` refuses it there",
                     u.text
                 ),
-                if u.feature == Feature::AddGit {
-                    "clone the repository in a stage (`RUN git clone --depth 1 --branch REF URL /src`) and COPY --from it"
-                } else {
-                    "drop --checksum: stackbake fingerprints the downloaded content itself"
-                },
+                "build with BuildKit on Docker 25 or later, or clone the repository in a stage (`RUN git clone --depth 1 --branch REF URL /src`) and COPY --from it",
+            ),
+            Feature::AddChecksum => (
+                format!(
+                    "`ADD {}` needs BuildKit v0.12 (Docker 25 or later); the classic builder rejects the flag, so `build` refuses it there",
+                    u.text
+                ),
+                "build with BuildKit on Docker 25 or later, or drop --checksum: stackbake fingerprints the downloaded content itself",
             ),
         };
         out.push(Finding::new(
             file,
             (u.line, 1),
-            severity,
-            rule,
+            Severity::Warning,
+            "stages/needs-newer-engine",
             message,
             help,
         ));
@@ -175,11 +175,11 @@ mod tests {
     }
 
     #[test]
-    fn add_git_is_refused_up_front() {
+    fn add_git_warns_that_it_needs_docker_25() {
         let src = "FROM alpine AS app\nADD https://github.com/moby/buildkit.git#v0.13.0 /bk\n";
         assert_eq!(
             findings(src, &[]),
-            [("stages/needs-buildkit", 2, Severity::Error)]
+            [("stages/needs-newer-engine", 2, Severity::Warning)]
         );
     }
 }

@@ -87,7 +87,6 @@ pub const RULES: &[(&str, Severity)] = &[
     ("policies/lifecycle-expires-fingerprints", Severity::Warning),
     ("stages/variable-in-from", Severity::Warning),
     ("stages/needs-newer-engine", Severity::Warning),
-    ("stages/needs-buildkit", Severity::Error),
     ("buildspec/invalid-yaml", Severity::Error),
     ("buildspec/structure", Severity::Error),
     ("buildspec/version", Severity::Error),

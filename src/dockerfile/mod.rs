@@ -112,6 +112,13 @@ pub struct Stage {
     pub(crate) from_instruction: Instruction,
 }
 
+impl Dockerfile {
+    /// The `ARG` instructions before the first `FROM`, in order.
+    pub(crate) fn global_arg_instructions(&self) -> &[Instruction] {
+        &self.global_arg_instructions
+    }
+}
+
 impl Stage {
     /// The `FROM` instruction that opens the stage.
     pub fn from_instruction(&self) -> &Instruction {

@@ -430,11 +430,6 @@ impl Engine for DockerEngine {
         self.inspect_local(reference).await
     }
 
-    fn api_version(&self) -> Option<(usize, usize)> {
-        let v = self.docker.client_version();
-        Some((v.major_version, v.minor_version))
-    }
-
     async fn image_exists(&self, reference: &str) -> Result<bool, EngineError> {
         match self.docker.inspect_image(reference).await {
             Ok(_) => Ok(true),
@@ -490,7 +485,7 @@ fn base_named(written: &str, bases: &[String]) -> String {
 }
 
 /// The registry an image is pulled from.
-fn registry_of(image: &str) -> String {
+pub(super) fn registry_of(image: &str) -> String {
     match crate::reference::ImageRef::parse(image)
         .ok()
         .and_then(|r| r.host().cloned())

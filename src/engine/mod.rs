@@ -127,9 +127,4 @@ pub(crate) trait Engine: Send + Sync {
 
     /// The image `reference` (a name or an id) names in the engine, if any.
     async fn inspect(&self, reference: &str) -> Result<Option<LocalImage>, EngineError>;
-
-    /// The engine API version in use (`(1, 41)` for Docker 20.10), if known.
-    fn api_version(&self) -> Option<(usize, usize)> {
-        None
-    }
 }

@@ -78,7 +78,7 @@ fn secret_value() -> String {
 
 #[test]
 fn a_heredoc_and_copy_link_are_refused_up_front_on_docker_20_10() {
-    let fx = Fixture::inputs_only();
+    let fx = Fixture::local_only();
     add_heredoc_and_link(&fx.project);
     let heredoc = line_of(&fx.project, "RUN <<EOF");
     let link = line_of(&fx.project, "COPY --link");
@@ -111,7 +111,7 @@ fn a_heredoc_and_copy_link_are_refused_up_front_on_docker_20_10() {
 
 #[test]
 fn the_classic_builder_refuses_any_mount_up_front() {
-    let fx = Fixture::inputs_only();
+    let fx = Fixture::local_only();
     let mount = line_of(&fx.project, "--mount=type=cache");
     let run = fx.build().args(["--builder", "classic"]).run();
     run.assert_code(2);
@@ -129,7 +129,7 @@ fn the_classic_builder_refuses_any_mount_up_front() {
 
 #[test]
 fn a_missing_required_secret_or_a_bad_secret_flag_stops_before_building() {
-    let fx = Fixture::inputs_only();
+    let fx = Fixture::local_only();
     add_secret_step(&fx.project);
     let run = fx.build().run();
     run.assert_code(2);

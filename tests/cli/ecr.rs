@@ -409,6 +409,13 @@ fn every_diagnostic_level_on_leaks_no_password_or_token() {
     let moto = Moto::start();
     let fx = Fixture::with_auth_registry(ECR_USER, ECR_PASSWORD);
     let home = tempfile::tempdir().expect("temp HOME");
+    // Each run forces a rebuild under the same commit tag, and BuildKit's
+    // rebuild is a new image: the repositories must let the tag move (the
+    // ones --create-repos makes would rightly refuse it).
+    for repo in ["bash-dog-api", "bash-dog-sidecar", "bash-dog-nginx"] {
+        let body = format!(r#"{{"repositoryName":"{repo}","imageTagMutability":"MUTABLE"}}"#);
+        moto_ecr(&moto, "us-east-2", "CreateRepository", &body);
+    }
     for (progress, filter) in [
         ("plain", "trace"),
         ("plain", "trace,stackbake=trace"),

@@ -160,9 +160,21 @@ impl BuildKit {
     }
 
     /// The engine error for a failed `Solve`.
-    async fn failure(&self, status: &tonic::Status, tracker: Option<&Tracker>) -> EngineError {
+    async fn failure(
+        &self,
+        status: &tonic::Status,
+        tracker: Option<&Tracker>,
+        bases: &[String],
+    ) -> EngineError {
         let message = status.message().trim().to_string();
         if let Some((step, log)) = tracker.and_then(Tracker::failed_step) {
+            if let Some(image) = pulled_base(&step, bases) {
+                return EngineError::BasePull {
+                    registry: super::docker::registry_of(&image),
+                    image,
+                    message,
+                };
+            }
             return EngineError::BuildStep { step, message, log };
         }
         let transport = matches!(
@@ -180,6 +192,49 @@ impl BuildKit {
         }
         EngineError::Build { message }
     }
+}
+
+/// The base image a failed step was fetching, as the build names it, when
+/// the step is BuildKit's look-up of a base (`[internal] load metadata for
+/// docker.io/library/alpine:3.20`) or its `FROM` (`[base 1/3] FROM
+/// docker.io/library/alpine:3.20@sha256:…`). BuildKit names the image in
+/// full; `bases` are the job's bases as written, matched in full form.
+fn pulled_base(step: &str, bases: &[String]) -> Option<String> {
+    let image = match step.strip_prefix("[internal] load metadata for ") {
+        Some(image) => image,
+        None => {
+            let (_, instruction) = step.split_once("] ")?;
+            let rest = instruction.strip_prefix("FROM ")?;
+            rest.split_whitespace().next()?
+        }
+    };
+    let written = bases.iter().find(|b| {
+        let full = full_name(b);
+        image == full || image.starts_with(&format!("{full}@"))
+    });
+    Some(match written {
+        Some(b) => b.clone(),
+        None => image
+            .strip_prefix("docker.io/library/")
+            .or_else(|| image.strip_prefix("docker.io/"))
+            .unwrap_or(image)
+            .to_string(),
+    })
+}
+
+/// `alpine` → `docker.io/library/alpine:latest`, as BuildKit names it.
+fn full_name(image: &str) -> String {
+    let (host, path) = match image.split_once('/') {
+        Some((h, p)) if h.contains(['.', ':']) || h == "localhost" => {
+            (h.to_string(), p.to_string())
+        }
+        _ if image.contains('/') => ("docker.io".to_string(), image.to_string()),
+        _ => ("docker.io".to_string(), format!("library/{image}")),
+    };
+    let last = path.rsplit('/').next().unwrap_or(&path);
+    let tagged = last.contains(':') || path.contains('@');
+    let tag = if tagged { "" } else { ":latest" };
+    format!("{host}/{path}{tag}")
 }
 
 /// Sends what the status tracker says.
@@ -271,12 +326,44 @@ impl Builder for BuildKit {
                     .map(|id| BuiltImage { id })
                     .ok_or(EngineError::NoImageId)
             }
-            Err(status) => Err(self.failure(&status, tracker.as_ref()).await),
+            Err(status) => Err(self
+                .failure(&status, tracker.as_ref(), &job.base_images)
+                .await),
         }
     }
 
     async fn remove_leftovers(&self, _events: &Events) {
         // A stopped build is cancelled by BuildKit when its Solve call is
         // dropped; it leaves no container behind.
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_base_lookup_or_from_names_the_base_as_written() {
+        let bases = vec!["alpine".to_string(), "r:5000/team/app:1".to_string()];
+        assert_eq!(
+            pulled_base(
+                "[internal] load metadata for docker.io/library/alpine:latest",
+                &bases
+            ),
+            Some("alpine".to_string())
+        );
+        assert_eq!(
+            pulled_base("[base 1/3] FROM r:5000/team/app:1@sha256:abc", &bases),
+            Some("r:5000/team/app:1".to_string())
+        );
+        assert_eq!(
+            pulled_base(
+                "[internal] load metadata for docker.io/library/nginx:1.27",
+                &bases
+            ),
+            Some("nginx:1.27".to_string())
+        );
+        assert_eq!(pulled_base("[api 2/2] RUN make", &bases), None);
+        assert_eq!(pulled_base("[internal] load build context", &bases), None);
     }
 }
