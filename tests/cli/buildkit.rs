@@ -313,6 +313,56 @@ fn modern_features_and_secrets_build_on_docker_26_and_the_secret_leaks_nowhere()
     );
 }
 
+/// A Dockerfile 1.7 string operation (issue 14, item 2), in an instruction
+/// the frontend expands.
+fn add_string_operation(p: &Project) {
+    p.add_step_after(
+        "COPY app/api/ /srv/api/",
+        "ARG PLATFORM=linux/amd64\nENV ARCH=${PLATFORM#linux/}\nRUN echo \"$ARCH\" > /srv/arch.txt",
+    );
+}
+
+#[test]
+fn a_string_operation_is_refused_on_docker_20_10_and_expanded_on_docker_26() {
+    let fx = Fixture::local_only();
+    add_string_operation(&fx.project);
+    let line = line_of(&fx.project, "ENV ARCH=");
+    let run = fx.build().run();
+    run.assert_code(2);
+    let error = error_part(&run);
+    for needle in [
+        format!("line {line}"),
+        "${PLATFORM#linux/}".to_owned(),
+        "Docker 26.0 or newer".to_owned(),
+        "Docker 20.10".to_owned(),
+    ] {
+        assert!(error.contains(&needle), "{needle:?} missing:\n{run}");
+    }
+    assert_nothing_built(&run, fx.project.out());
+
+    let engine = Engine26::shared();
+    let fx = Fixture::registry_only();
+    let _images = Images26::of(fx.registry());
+    let base = registry_base(fx.registry());
+    add_string_operation(&fx.project);
+    let run = fx
+        .build_on(engine.host(), &base, &fx.tag, fx.project.out())
+        .run();
+    run.assert_success();
+    let api = format!("{}/bash-dog-api:{}", fx.registry().addr(), fx.tag);
+    let (ok, out, err) = docker26(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &api,
+        "cat",
+        "/srv/arch.txt",
+    ]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "amd64");
+}
+
 #[test]
 fn on_a_fresh_docker_26_an_unchanged_step_comes_from_the_registry_cache() {
     let engine = Engine26::fresh();
