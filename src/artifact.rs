@@ -33,7 +33,7 @@ const GENERATED: [&str; 3] = [REPORT_FILE, IMAGE_DEFINITIONS_FILE, IMAGE_DETAIL_
 #[error(
     "cannot write the artifact: {what}: {source}. Check that the out directory is writable and the disk is not full"
 )]
-pub struct ArtifactError {
+pub(crate) struct ArtifactError {
     /// What was being done (`writing out/taskdef.json`).
     what: String,
     /// The file system's error.

@@ -3,6 +3,10 @@
 //! Every flag a pipeline would set also reads `STACKBAKE_<FLAG>` from the
 //! environment (clap's `env`), so the precedence is flag > environment >
 //! default. Validation into typed settings happens in `config.rs`.
+//!
+//! The doc comments below are clap's help text, printed as written, so they
+//! are plain text rather than rustdoc markdown.
+#![allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 
 use std::num::NonZeroUsize;
 use std::path::PathBuf;
@@ -13,14 +17,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 /// the pushed digests into taskdef.json.
 #[derive(Debug, Parser)]
 #[command(name = "stackbake", version = crate::VERSION, about, long_about = None)]
-pub struct Cli {
+pub(crate) struct Cli {
     #[command(subcommand)]
     pub command: Command,
 }
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// The pipeline build: build, push, pin digests, write the artifact.
     Build(BuildArgs),
     /// What `build` would do, per target, and why. Changes nothing.
@@ -33,7 +37,7 @@ pub enum Command {
 
 /// Flags every command takes.
 #[derive(Debug, Args, Clone)]
-pub struct CommonArgs {
+pub(crate) struct CommonArgs {
     /// Project root.
     #[arg(long, env = "STACKBAKE_DIR", default_value = ".")]
     pub dir: PathBuf,
@@ -61,7 +65,7 @@ pub struct CommonArgs {
 
 /// How progress is shown on stderr.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Progress {
+pub(crate) enum Progress {
     /// `tty` when stderr is a terminal, else `plain`.
     Auto,
     /// Every log line, prefixed with `[target]`.
@@ -74,7 +78,7 @@ pub enum Progress {
 
 /// Which builder runs the builds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum BuilderFlag {
+pub(crate) enum BuilderFlag {
     /// BuildKit wherever the engine offers it, else the classic builder.
     Auto,
     /// The engine's BuildKit (an error where it cannot be reached).
@@ -85,7 +89,7 @@ pub enum BuilderFlag {
 
 /// Flags of `build` and `plan`.
 #[derive(Debug, Args, Clone)]
-pub struct BuildArgs {
+pub(crate) struct BuildArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// No AWS call at all: build with the local engine, push only to --registry if given.
@@ -185,7 +189,7 @@ pub struct BuildArgs {
 
 /// Flags of `init`.
 #[derive(Debug, Args, Clone)]
-pub struct InitArgs {
+pub(crate) struct InitArgs {
     #[command(flatten)]
     pub common: CommonArgs,
     /// Project name: repositories are `<project>-<target>`.

@@ -14,10 +14,10 @@ use crate::reference::{Host, Tag};
 use crate::registry::{Credentials, Secret};
 
 /// Environment variable holding the password for `--registry-user`.
-pub const PASSWORD_ENV: &str = "STACKBAKE_REGISTRY_PASSWORD";
+pub(crate) const PASSWORD_ENV: &str = "STACKBAKE_REGISTRY_PASSWORD";
 
 /// Everything `build` and `plan` need to know, validated.
-pub struct Settings {
+pub(crate) struct Settings {
     /// Project root.
     pub dir: PathBuf,
     /// Dockerfile path (resolved against `dir`).
@@ -77,7 +77,7 @@ pub struct Settings {
 
 impl Settings {
     /// Validates `build`/`plan` flags.
-    pub fn from_args(a: &BuildArgs) -> Result<Settings, Error> {
+    pub(crate) fn from_args(a: &BuildArgs) -> Result<Settings, Error> {
         let dir = a.common.dir.clone();
         if !dir.is_dir() {
             return Err(Error::Usage(format!(
@@ -246,7 +246,7 @@ fn taskdef_paths(dir: &Path, given: &[PathBuf]) -> Result<Vec<PathBuf>, Error> {
 }
 
 /// `--tag` as an image tag; the error names the flag.
-pub fn validate_tag(tag: &str) -> Result<Tag, Error> {
+pub(crate) fn validate_tag(tag: &str) -> Result<Tag, Error> {
     tag_from("--tag", tag)
 }
 
@@ -262,7 +262,7 @@ fn validate_registry(r: &str) -> Result<Host, Error> {
 
 /// The commit tag: `--tag`, else the first 7 characters of
 /// `CODEBUILD_RESOLVED_SOURCE_VERSION`, else of `git rev-parse HEAD` in `dir`.
-pub fn commit_tag(s: &Settings) -> Result<String, Error> {
+pub(crate) fn commit_tag(s: &Settings) -> Result<String, Error> {
     if let Some(t) = &s.tag {
         return Ok(t.to_string());
     }

@@ -9,17 +9,17 @@ use crate::engine::EngineError;
 use crate::registry::{AwsError, RegistryError};
 
 /// Exit codes, as SPEC.md documents them.
-pub mod exit_code {
+pub(crate) mod exit_code {
     /// Success.
-    pub const OK: u8 = 0;
+    pub(crate) const OK: u8 = 0;
     /// A target failed to build or push.
-    pub const TARGET_FAILED: u8 = 1;
+    pub(crate) const TARGET_FAILED: u8 = 1;
     /// Bad input: flags, Dockerfile, taskdef, appspec.
-    pub const BAD_INPUT: u8 = 2;
+    pub(crate) const BAD_INPUT: u8 = 2;
     /// Environment: Docker daemon, AWS credentials, registry unreachable or refusing.
-    pub const ENVIRONMENT: u8 = 3;
+    pub(crate) const ENVIRONMENT: u8 = 3;
     /// Interrupted by a signal.
-    pub const INTERRUPTED: u8 = 130;
+    pub(crate) const INTERRUPTED: u8 = 130;
 }
 
 /// Which step of a unit failed.
@@ -157,7 +157,7 @@ impl TargetFailure {
 
 /// Everything a command can fail with.
 #[derive(Debug, thiserror::Error)]
-pub enum Error {
+pub(crate) enum Error {
     /// A flag or flag combination is wrong.
     #[error("{0}")]
     Usage(String),
@@ -233,7 +233,7 @@ impl From<AwsError> for Error {
 
 impl Error {
     /// The process exit code for this error.
-    pub fn exit_code(&self) -> u8 {
+    pub(crate) fn exit_code(&self) -> u8 {
         match self {
             Self::Usage(_) | Self::Input { .. } | Self::Findings(_) | Self::Refused { .. } => {
                 exit_code::BAD_INPUT
@@ -258,7 +258,7 @@ impl Error {
     }
 
     /// The message shown to a person on stderr: the error and its causes.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         match self {
             Self::Targets {
                 failures, total, ..
@@ -362,7 +362,7 @@ fn chain(e: &dyn std::error::Error) -> String {
 }
 
 /// Shorthand for an input error about a file.
-pub fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {
+pub(crate) fn input(path: impl Into<PathBuf>, message: impl Into<String>) -> Error {
     Error::Input {
         path: path.into(),
         message: message.into(),

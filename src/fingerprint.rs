@@ -33,28 +33,28 @@ use crate::outside::{Input, Outside};
 /// v2: images by what they point to, `ADD <url>` content, directives.
 const RECIPE: &str = "stackbake-fingerprint/v2";
 /// Prefix of the registry tag that stores a fingerprint.
-pub const TAG_PREFIX: &str = "fp-";
+pub(crate) const TAG_PREFIX: &str = "fp-";
 /// Image label that stores the full fingerprint.
-pub const LABEL: &str = "dev.stackbake.fingerprint";
+pub(crate) const LABEL: &str = "dev.stackbake.fingerprint";
 
 /// A target's fingerprint.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Fingerprint([u8; 32]);
+pub(crate) struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
     /// A fingerprint with the given bytes, for tests of code that carries one.
     #[cfg(test)]
-    pub fn from_bytes(bytes: [u8; 32]) -> Fingerprint {
+    pub(crate) fn from_bytes(bytes: [u8; 32]) -> Fingerprint {
         Fingerprint(bytes)
     }
 
     /// `sha256:<64 hex>`.
-    pub fn as_digest(&self) -> String {
+    pub(crate) fn as_digest(&self) -> String {
         format!("sha256:{}", hex::encode(self.0))
     }
 
     /// The registry tag that marks an image built from these inputs.
-    pub fn tag(&self) -> String {
+    pub(crate) fn tag(&self) -> String {
         format!("{TAG_PREFIX}{}", hex::encode(self.0))
     }
 }
@@ -67,7 +67,7 @@ impl fmt::Display for Fingerprint {
 
 /// Why a fingerprint could not be computed.
 #[derive(Debug, thiserror::Error)]
-pub enum FingerprintError {
+pub(crate) enum FingerprintError {
     /// A variable in the Dockerfile could not be expanded.
     #[error(transparent)]
     Dockerfile(#[from] crate::dockerfile::DockerfileError),
@@ -117,7 +117,7 @@ impl Feed {
 /// Remembers the digest of each COPY/ADD source set, so that a stage shared
 /// by many targets has its files hashed once per run, not once per target.
 #[derive(Default)]
-pub struct SourceCache(std::collections::HashMap<Vec<String>, [u8; 32]>);
+pub(crate) struct SourceCache(std::collections::HashMap<Vec<String>, [u8; 32]>);
 
 /// Computes the fingerprint of stage `target` (tests; runs share a cache).
 ///
@@ -125,7 +125,7 @@ pub struct SourceCache(std::collections::HashMap<Vec<String>, [u8; 32]>);
 /// always-included files (the Dockerfile itself is not an input here: its
 /// relevant instructions are).
 #[cfg(test)]
-pub fn fingerprint(
+pub(crate) fn fingerprint(
     df: &Dockerfile,
     graph: &StageGraph,
     target: usize,
@@ -145,7 +145,7 @@ pub fn fingerprint(
 }
 
 /// What fingerprints are computed from, besides the context's files.
-pub struct Sources<'a> {
+pub(crate) struct Sources<'a> {
     /// The Dockerfile.
     pub df: &'a Dockerfile,
     /// Its stage graph.
@@ -156,8 +156,8 @@ pub struct Sources<'a> {
     pub(crate) outside: &'a Outside,
 }
 
-/// [`fingerprint`], reusing (and filling) `cache` across the targets of one run.
-pub fn fingerprint_cached(
+/// `fingerprint` (the tests' entry), reusing (and filling) `cache` across the targets of one run.
+pub(crate) fn fingerprint_cached(
     src: &Sources<'_>,
     target: usize,
     root: &Path,
@@ -185,7 +185,7 @@ pub fn fingerprint_cached(
             continue;
         };
         h.field("stage", &(position[&s] as u64).to_le_bytes());
-        h.field("from", stage.from_instruction().raw.as_bytes());
+        h.field("from", stage.opening_instruction().raw.as_bytes());
         match graph.bases.get(s) {
             Some(BaseRef::Stage(j)) => {
                 h.field(

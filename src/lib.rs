@@ -16,9 +16,9 @@ mod cancel;
 mod check;
 mod cli;
 mod config;
-pub mod context;
+mod context;
 mod diagnostics;
-pub mod dockerfile;
+mod dockerfile;
 mod engine;
 mod envfile;
 mod error;
@@ -28,10 +28,10 @@ mod init;
 mod outside;
 mod policies;
 mod reference;
-pub mod registry;
+mod registry;
 mod report;
 mod services;
-pub mod taskdef;
+mod taskdef;
 #[cfg(test)]
 mod testing;
 

@@ -36,10 +36,10 @@ use std::str::FromStr;
 use sha2::Digest as _;
 
 /// Longest repository (remote name, without host) the grammar allows.
-pub const REPOSITORY_MAX_LEN: usize = 255;
+pub(crate) const REPOSITORY_MAX_LEN: usize = 255;
 
 /// Longest tag the grammar allows.
-pub const TAG_MAX_LEN: usize = 128;
+pub(crate) const TAG_MAX_LEN: usize = 128;
 
 /// What a tag may be, for error messages.
 const TAG_RULE: &str =
@@ -57,7 +57,7 @@ macro_rules! text_type {
     ($ty:ident, $err:ty, |$v:ident| $text:expr) => {
         impl $ty {
             /// The text as parsed.
-            pub fn as_str(&self) -> &str {
+            pub(crate) fn as_str(&self) -> &str {
                 let $v = self;
                 $text
             }
@@ -109,12 +109,12 @@ macro_rules! text_type {
 /// A registry host: `HOST[:PORT]`, with an IPv6 address in brackets
 /// (`[::1]:5000`), or a bare IPv6 address without port (`::1`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct Host(String);
+pub(crate) struct Host(String);
 
 /// Why a string is not a registry host. The messages leave the text out:
 /// whoever shows one names the flag or reference it came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum HostError {
+pub(crate) enum HostError {
     /// Nothing was given.
     #[error("it is empty; {HOST_RULE}")]
     Empty,
@@ -137,7 +137,7 @@ pub enum HostError {
 
 /// The account and region of a private ECR registry host.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct EcrHost {
+pub(crate) struct EcrHost {
     /// The 12-digit AWS account id.
     pub account: String,
     /// The AWS region (`us-east-2`).
@@ -146,7 +146,7 @@ pub struct EcrHost {
 
 impl Host {
     /// Parses `HOST[:PORT]`, `[IPv6][:PORT]` or a bare IPv6 address.
-    pub fn parse(text: &str) -> Result<Self, HostError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, HostError> {
         Self::parse_as(text, true)
     }
 
@@ -181,7 +181,7 @@ impl Host {
 
     /// The host without its port: a name, an IPv4 address, `[IPv6]`, or the
     /// bare IPv6 address as given.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         if is_ipv6_text(&self.0) {
             return &self.0;
         }
@@ -189,7 +189,8 @@ impl Host {
     }
 
     /// The port, if one is given.
-    pub fn port(&self) -> Option<u16> {
+    #[cfg(test)]
+    pub(crate) fn port(&self) -> Option<u16> {
         if is_ipv6_text(&self.0) {
             return None;
         }
@@ -199,7 +200,7 @@ impl Host {
     }
 
     /// Whether this is a loopback host: `localhost`, 127.0.0.0/8 or `::1`.
-    pub fn is_loopback(&self) -> bool {
+    pub(crate) fn is_loopback(&self) -> bool {
         let name = self.name();
         let unbracketed = name
             .strip_prefix('[')
@@ -214,13 +215,13 @@ impl Host {
 
     /// The URL scheme to speak to this registry with: plain `http` on
     /// loopback (as the Docker engine does), `https` everywhere else.
-    pub fn scheme(&self) -> &'static str {
+    pub(crate) fn scheme(&self) -> &'static str {
         if self.is_loopback() { "http" } else { "https" }
     }
 
     /// The URL authority: the host as given, with brackets added around a
     /// bare IPv6 address.
-    pub fn authority(&self) -> Cow<'_, str> {
+    pub(crate) fn authority(&self) -> Cow<'_, str> {
         if is_ipv6_text(&self.0) {
             Cow::Owned(format!("[{}]", self.0))
         } else {
@@ -234,7 +235,7 @@ impl Host {
     /// `.amazonaws.com.cn`, the FIPS form `ACCOUNT.dkr.ecr-fips.REGION…`, and
     /// the dual-stack form `ACCOUNT.dkr-ecr.REGION.on.aws`. `public.ecr.aws`
     /// and every other host give `None`.
-    pub fn ecr(&self) -> Option<EcrHost> {
+    pub(crate) fn ecr(&self) -> Option<EcrHost> {
         let name = self.name().to_ascii_lowercase();
         let (account, region) = if let Some(rest) = name
             .strip_suffix(".amazonaws.com")
@@ -311,11 +312,11 @@ fn is_domain_component(c: &str) -> bool {
 /// A repository (the grammar's remote name): `/`-separated path components
 /// without host, tag or digest (`team/bash-dog-api`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct Repository(String);
+pub(crate) struct Repository(String);
 
 /// Why a string is not a repository name.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RepositoryError {
+pub(crate) enum RepositoryError {
     /// Nothing was given.
     #[error("the repository name is empty; expected path components such as `team/app`")]
     Empty,
@@ -340,7 +341,7 @@ pub enum RepositoryError {
 impl Repository {
     /// Parses a remote name: components of `[a-z0-9]+` joined by `.`, `_`,
     /// `__` or `-+`, separated by `/`, at most [`REPOSITORY_MAX_LEN`] long.
-    pub fn parse(text: &str) -> Result<Self, RepositoryError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, RepositoryError> {
         if text.is_empty() {
             return Err(RepositoryError::Empty);
         }
@@ -357,7 +358,7 @@ impl Repository {
     }
 
     /// The last path component (`team/bash-dog-api` → `bash-dog-api`).
-    pub fn last_component(&self) -> &str {
+    pub(crate) fn last_component(&self) -> &str {
         self.0.rsplit('/').next().unwrap_or(&self.0)
     }
 }
@@ -383,11 +384,11 @@ fn is_path_component(component: &str) -> bool {
 
 /// An image tag: `[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct Tag(String);
+pub(crate) struct Tag(String);
 
 /// Why a string is not a tag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TagError {
+pub(crate) enum TagError {
     /// Nothing was given.
     #[error("tag `` is empty; {TAG_RULE}")]
     Empty,
@@ -407,7 +408,7 @@ pub enum TagError {
 
 impl Tag {
     /// Parses a tag.
-    pub fn parse(text: &str) -> Result<Self, TagError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, TagError> {
         let word = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
         match text.as_bytes().first() {
             None => Err(TagError::Empty),
@@ -430,7 +431,7 @@ text_type!(Tag, TagError, |t| &t.0);
 
 /// A digest algorithm that go-digest registers (all hex-encoded, lowercase).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub enum DigestAlgorithm {
+pub(crate) enum DigestAlgorithm {
     /// `sha256`, 64 hex digits.
     Sha256,
     /// `sha384`, 96 hex digits.
@@ -441,10 +442,10 @@ pub enum DigestAlgorithm {
 
 impl DigestAlgorithm {
     /// Every supported algorithm.
-    pub const ALL: [Self; 3] = [Self::Sha256, Self::Sha384, Self::Sha512];
+    pub(crate) const ALL: [Self; 3] = [Self::Sha256, Self::Sha384, Self::Sha512];
 
     /// The name before the `:`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Sha256 => "sha256",
             Self::Sha384 => "sha384",
@@ -453,7 +454,7 @@ impl DigestAlgorithm {
     }
 
     /// How many hex digits its digests have.
-    pub fn hex_len(self) -> usize {
+    pub(crate) fn hex_len(self) -> usize {
         match self {
             Self::Sha256 => 64,
             Self::Sha384 => 96,
@@ -462,7 +463,7 @@ impl DigestAlgorithm {
     }
 
     /// The digest of `bytes` in this algorithm.
-    pub fn digest(self, bytes: &[u8]) -> Digest {
+    pub(crate) fn digest(self, bytes: &[u8]) -> Digest {
         let hex = match self {
             Self::Sha256 => hex::encode(sha2::Sha256::digest(bytes)),
             Self::Sha384 => hex::encode(sha2::Sha384::digest(bytes)),
@@ -480,11 +481,11 @@ impl fmt::Display for DigestAlgorithm {
 
 /// A content digest, `ALGORITHM:HEX` (`sha256:<64 lowercase hex>`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct Digest(String);
+pub(crate) struct Digest(String);
 
 /// Why a string is not a supported digest.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DigestError {
+pub(crate) enum DigestError {
     /// No `:` between algorithm and hex.
     #[error("digest `{digest}` has no algorithm; expected sha256:<64 lowercase hex digits>")]
     NoAlgorithm {
@@ -518,7 +519,7 @@ pub enum DigestError {
 /// Content whose digest is not the expected one.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the content hashes to {actual}, not {expected}")]
-pub struct DigestMismatch {
+pub(crate) struct DigestMismatch {
     /// The digest checked against.
     pub expected: Digest,
     /// The digest of the content, in the same algorithm.
@@ -527,7 +528,7 @@ pub struct DigestMismatch {
 
 impl Digest {
     /// Parses `ALGORITHM:HEX` for a supported algorithm.
-    pub fn parse(text: &str) -> Result<Self, DigestError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, DigestError> {
         let Some((algorithm, hex)) = text.split_once(':') else {
             return Err(DigestError::NoAlgorithm {
                 digest: text.to_owned(),
@@ -555,12 +556,12 @@ impl Digest {
     }
 
     /// The sha256 digest of `bytes`.
-    pub fn sha256_of(bytes: &[u8]) -> Self {
+    pub(crate) fn sha256_of(bytes: &[u8]) -> Self {
         DigestAlgorithm::Sha256.digest(bytes)
     }
 
     /// Its algorithm.
-    pub fn algorithm(&self) -> DigestAlgorithm {
+    pub(crate) fn algorithm(&self) -> DigestAlgorithm {
         let name = self.0.split_once(':').map_or("", |(a, _)| a);
         DigestAlgorithm::ALL
             .into_iter()
@@ -569,12 +570,13 @@ impl Digest {
     }
 
     /// The hex part, after the `:`.
-    pub fn hex(&self) -> &str {
+    #[cfg(test)]
+    pub(crate) fn hex(&self) -> &str {
         self.0.split_once(':').map_or("", |(_, hex)| hex)
     }
 
     /// Checks that `bytes` hash to this digest.
-    pub fn verify(&self, bytes: &[u8]) -> Result<(), DigestMismatch> {
+    pub(crate) fn verify(&self, bytes: &[u8]) -> Result<(), DigestMismatch> {
         let actual = self.algorithm().digest(bytes);
         if actual == *self {
             Ok(())
@@ -593,7 +595,7 @@ text_type!(Digest, DigestError, |d| &d.0);
 
 /// What a manifest is addressed by: a tag or a digest.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub enum Reference {
+pub(crate) enum Reference {
     /// A tag (`latest`).
     Tag(Tag),
     /// A digest (`sha256:…`).
@@ -603,7 +605,7 @@ pub enum Reference {
 /// Why a string is neither a tag nor a digest. A string with a `:` is read
 /// as a digest (a tag has no `:`), any other as a tag.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ReferenceError {
+pub(crate) enum ReferenceError {
     /// Not a tag.
     #[error(transparent)]
     Tag(#[from] TagError),
@@ -614,7 +616,7 @@ pub enum ReferenceError {
 
 impl Reference {
     /// Parses a tag, or a digest when the text has a `:`.
-    pub fn parse(text: &str) -> Result<Self, ReferenceError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ReferenceError> {
         if text.contains(':') {
             Ok(Self::Digest(Digest::parse(text)?))
         } else {
@@ -633,7 +635,7 @@ text_type!(Reference, ReferenceError, |r| match r {
 /// An image reference, `[HOST[:PORT]/]REPOSITORY[:TAG][@DIGEST]`, e.g.
 /// `123456789012.dkr.ecr.us-east-2.amazonaws.com/bash-dog-api:latest`.
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]
-pub struct ImageRef {
+pub(crate) struct ImageRef {
     text: String,
     host: Option<Host>,
     repository: Repository,
@@ -643,7 +645,7 @@ pub struct ImageRef {
 
 /// Why a string is not an image reference.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ImageRefError {
+pub(crate) enum ImageRefError {
     /// Nothing was given.
     #[error(
         "the image reference is empty; expected [HOST[:PORT]/]REPOSITORY[:TAG][@DIGEST], e.g. ghcr.io/team/app:1.0"
@@ -672,7 +674,7 @@ impl ImageRef {
     /// Parses a reference. The first `/`-component is the host when it
     /// contains `.` or `:` or is `localhost` (Docker's rule), else the name
     /// has no host (a Docker Hub name, kept as written).
-    pub fn parse(text: &str) -> Result<Self, ImageRefError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ImageRefError> {
         if text.is_empty() {
             return Err(ImageRefError::Empty);
         }
@@ -709,27 +711,27 @@ impl ImageRef {
     }
 
     /// The registry host, if the reference names one.
-    pub fn host(&self) -> Option<&Host> {
+    pub(crate) fn host(&self) -> Option<&Host> {
         self.host.as_ref()
     }
 
     /// The repository, without host, tag or digest.
-    pub fn repository(&self) -> &Repository {
+    pub(crate) fn repository(&self) -> &Repository {
         &self.repository
     }
 
     /// The tag, if any.
-    pub fn tag(&self) -> Option<&Tag> {
+    pub(crate) fn tag(&self) -> Option<&Tag> {
         self.tag.as_ref()
     }
 
     /// The digest, if any.
-    pub fn digest(&self) -> Option<&Digest> {
+    pub(crate) fn digest(&self) -> Option<&Digest> {
         self.digest.as_ref()
     }
 
     /// The account and region when the host is a private ECR registry.
-    pub fn ecr(&self) -> Option<EcrHost> {
+    pub(crate) fn ecr(&self) -> Option<EcrHost> {
         self.host.as_ref().and_then(Host::ecr)
     }
 }

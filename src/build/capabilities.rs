@@ -139,16 +139,17 @@ pub(crate) fn refusals(
     secrets: &BTreeSet<String>,
 ) -> Vec<Refusal> {
     let built = stages.iter().filter_map(|&s| df.stages.get(s));
-    let instructions: Vec<&Instruction> = if stages.is_empty() {
-        Vec::new()
-    } else {
-        df.global_arg_instructions()
-            .iter()
-            .chain(
-                built.flat_map(|st| std::iter::once(st.from_instruction()).chain(&st.instructions)),
-            )
-            .collect()
-    };
+    let instructions: Vec<&Instruction> =
+        if stages.is_empty() {
+            Vec::new()
+        } else {
+            df.global_arg_instructions()
+                .iter()
+                .chain(built.flat_map(|st| {
+                    std::iter::once(st.opening_instruction()).chain(&st.instructions)
+                }))
+                .collect()
+        };
     let uses = df.feature_uses();
     let mut out = Vec::new();
     let mut seen = BTreeSet::new();

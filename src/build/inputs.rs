@@ -14,7 +14,7 @@ use crate::taskdef::mapping::{self, Mapping};
 
 /// One deployable target: a stage and the repositories its image goes to.
 #[derive(Debug, Clone)]
-pub struct Target {
+pub(crate) struct Target {
     /// Stage index in the Dockerfile.
     pub stage: usize,
     /// Stage name.
@@ -24,7 +24,7 @@ pub struct Target {
 }
 
 /// Everything read from the project, validated.
-pub struct Inputs {
+pub(crate) struct Inputs {
     /// The parsed Dockerfile.
     pub dockerfile: Dockerfile,
     /// Its stage graph under the given build args.
@@ -47,7 +47,7 @@ pub struct Inputs {
 }
 
 /// The largest input file read (a real taskdef is a few KiB; ECS caps it at 64 KiB).
-pub const MAX_INPUT_BYTES: u64 = 8 * 1024 * 1024;
+pub(crate) const MAX_INPUT_BYTES: u64 = 8 * 1024 * 1024;
 
 fn read(path: &Path, what: &str, hint: &str) -> Result<String, Error> {
     if let Ok(meta) = std::fs::metadata(path)
@@ -81,7 +81,7 @@ fn read(path: &Path, what: &str, hint: &str) -> Result<String, Error> {
 
 /// Reads and validates every input; `taskdef_paths` are the `--taskdef`
 /// files, the appspec's first.
-pub fn load(
+pub(crate) fn load(
     dockerfile_path: &Path,
     taskdef_paths: &[PathBuf],
     appspec_path: &Path,
@@ -265,14 +265,14 @@ fn targets(
 
 impl Inputs {
     /// For each stage, the sorted stages it needs (itself included).
-    pub fn needed(&self) -> Vec<Vec<usize>> {
+    pub(crate) fn needed(&self) -> Vec<Vec<usize>> {
         (0..self.dockerfile.stages.len())
             .map(|i| self.graph.needed(i))
             .collect()
     }
 
     /// A display name for stage `i`: its name, else `stage-<i>`.
-    pub fn stage_label(&self, i: usize) -> String {
+    pub(crate) fn stage_label(&self, i: usize) -> String {
         self.dockerfile
             .stages
             .get(i)

@@ -6,7 +6,7 @@ use serde_json::{Value, json};
 
 /// How bad a finding is: any error makes `check` exit 2 and `build` refuse to start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
+pub(crate) enum Severity {
     /// The pipeline will fail (at build, register or deploy time).
     Error,
     /// Probably a mistake, but the pipeline may still work.
@@ -15,7 +15,7 @@ pub enum Severity {
 
 impl Severity {
     /// `error` or `warning`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Error => "error",
             Self::Warning => "warning",
@@ -25,7 +25,7 @@ impl Severity {
 
 /// One problem found in one file, at a 1-based line and column.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
+pub(crate) struct Finding {
     /// The file, as given relative to the project directory.
     pub file: String,
     /// 1-based line (1 when the whole file is at fault).
@@ -64,7 +64,7 @@ impl Finding {
     }
 
     /// A finding at `line:col` of `file`.
-    pub fn new(
+    pub(crate) fn new(
         file: &str,
         (line, col): (usize, usize),
         severity: Severity,
@@ -110,7 +110,7 @@ fn plural(n: usize, word: &str) -> String {
 ///
 /// 1 error, 0 warnings
 /// ```
-pub fn render_human(findings: &[Finding]) -> String {
+pub(crate) fn render_human(findings: &[Finding]) -> String {
     let mut out = String::new();
     for f in findings {
         out.push_str(&format!(
@@ -138,7 +138,7 @@ pub fn render_human(findings: &[Finding]) -> String {
 
 /// The JSON document `check --json` prints:
 /// `{"schema_version":1,"findings":[{file,line,col,severity,rule,message,help}],"errors":N,"warnings":M}`.
-pub fn render_json(findings: &[Finding]) -> String {
+pub(crate) fn render_json(findings: &[Finding]) -> String {
     let list: Vec<Value> = findings
         .iter()
         .map(|f| {

@@ -13,7 +13,7 @@ use crate::taskdef::spans::parent_path as parent;
 
 /// Line and column of keys and sequence items of a block-style YAML document.
 #[derive(Debug, Default)]
-pub struct YamlLocator {
+pub(super) struct YamlLocator {
     /// path → (line, col of the key or of the item's content).
     spans: BTreeMap<String, (usize, usize)>,
 }
@@ -64,7 +64,7 @@ fn is_block_scalar(value: &str) -> bool {
 
 impl YamlLocator {
     /// Scans `text` line by line. Never fails.
-    pub fn new(text: &str) -> Self {
+    pub(super) fn new(text: &str) -> Self {
         let mut spans = BTreeMap::new();
         let mut stack: Vec<Frame> = Vec::new();
         let mut counters: BTreeMap<String, usize> = BTreeMap::new();
@@ -149,7 +149,7 @@ impl YamlLocator {
 
     /// Line and column of `path` (`Resources[0].TargetService.Properties`),
     /// or of its nearest known ancestor, else 1:1.
-    pub fn at(&self, path: &str) -> (usize, usize) {
+    pub(super) fn at(&self, path: &str) -> (usize, usize) {
         let mut p = Some(path);
         while let Some(cur) = p {
             if let Some(&pos) = self.spans.get(cur) {
@@ -161,7 +161,7 @@ impl YamlLocator {
     }
 
     /// Whether `path` itself was seen.
-    pub fn has(&self, path: &str) -> bool {
+    pub(super) fn has(&self, path: &str) -> bool {
         self.spans.contains_key(path)
     }
 }

@@ -8,7 +8,7 @@
 //! `file:line:col`, a severity, a one-line message and a `help:` line.
 //! `build` runs the same checks first and refuses to start on any error.
 //!
-//! Rule ids: see [`RULES`].
+//! Rule ids: see `RULES` (the list the tests check every rule against).
 
 mod appspec_rules;
 mod batch_rules;
@@ -33,11 +33,11 @@ use std::path::{Path, PathBuf};
 
 use taskdef_rules::Td;
 
-pub use finding::{Finding, Severity, render_human, render_json};
+pub(crate) use finding::{Finding, Severity, render_human, render_json};
 
 /// Every rule id `check` can report, with its default severity.
 #[cfg(test)]
-pub const RULES: &[(&str, Severity)] = &[
+pub(crate) const RULES: &[(&str, Severity)] = &[
     ("names/missing-file", Severity::Error),
     ("names/unreadable", Severity::Error),
     ("names/near-miss", Severity::Error),
@@ -102,7 +102,7 @@ pub const RULES: &[(&str, Severity)] = &[
 
 /// The files `check` reads, all resolved (joined to `dir` already).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ProjectFiles {
+pub(crate) struct ProjectFiles {
     /// The project root.
     pub dir: PathBuf,
     /// The Dockerfile.
@@ -121,7 +121,7 @@ pub struct ProjectFiles {
 impl ProjectFiles {
     /// The files named by the common flags, resolved against `--dir`;
     /// the buildspec is always `DIR/buildspec.yml`.
-    pub fn from_args(args: &crate::cli::CommonArgs) -> Self {
+    pub(crate) fn from_args(args: &crate::cli::CommonArgs) -> Self {
         let mut taskdefs = args.taskdef.iter().map(|t| args.dir.join(t));
         Self {
             dir: args.dir.clone(),
@@ -174,7 +174,7 @@ pub(crate) fn engine_findings(
 }
 
 /// Whether any finding is an error (`check` exits 2, `build` refuses to start).
-pub fn has_errors(findings: &[Finding]) -> bool {
+pub(crate) fn has_errors(findings: &[Finding]) -> bool {
     findings.iter().any(|f| f.severity == Severity::Error)
 }
 
@@ -235,7 +235,7 @@ fn file_name(path: &Path) -> &str {
 
 /// Runs every rule over the project's files. Never panics; missing,
 /// unreadable or malformed files are findings.
-pub fn check(files: &ProjectFiles) -> Vec<Finding> {
+pub(crate) fn check(files: &ProjectFiles) -> Vec<Finding> {
     check_with(files, &[], None, &std::collections::BTreeMap::new())
 }
 
@@ -243,7 +243,7 @@ pub fn check(files: &ProjectFiles) -> Vec<Finding> {
 /// `--target CONTAINER=STAGE` flags, `registry` the `--registry` override
 /// and `build_args` the `--build-arg`s, so the rules map containers and
 /// expand the Dockerfile exactly as the build will.
-pub fn check_with(
+pub(crate) fn check_with(
     files: &ProjectFiles,
     targets: &[(String, String)],
     registry: Option<&str>,

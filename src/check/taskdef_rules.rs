@@ -33,7 +33,7 @@ pub(crate) struct Container<'a> {
 
 impl<'a> Container<'a> {
     /// The JSON path of this container's key `key`.
-    pub fn path(&self, key: &str) -> String {
+    pub(super) fn path(&self, key: &str) -> String {
         if key.is_empty() {
             format!("containerDefinitions[{}]", self.index)
         } else {
@@ -42,20 +42,20 @@ impl<'a> Container<'a> {
     }
 
     /// `name` for messages, `#index` when unnamed.
-    pub fn label(&self) -> String {
+    pub(super) fn label(&self) -> String {
         self.name
             .map_or_else(|| format!("#{}", self.index), |n| format!("`{n}`"))
     }
 
     /// The image string, if any.
-    pub fn image(&self) -> Option<&'a str> {
+    pub(super) fn image(&self) -> Option<&'a str> {
         self.def.get("image").and_then(Value::as_str)
     }
 }
 
 impl Td {
     /// The container definitions that are objects.
-    pub fn containers(&self) -> Vec<Container<'_>> {
+    pub(super) fn containers(&self) -> Vec<Container<'_>> {
         self.value
             .get("containerDefinitions")
             .and_then(Value::as_array)
@@ -75,7 +75,7 @@ impl Td {
     }
 
     /// Names of all containers.
-    pub fn names(&self) -> Vec<String> {
+    pub(super) fn names(&self) -> Vec<String> {
         self.containers()
             .iter()
             .filter_map(|c| c.name.map(str::to_owned))
@@ -83,7 +83,7 @@ impl Td {
     }
 
     /// A finding at the key of `path`.
-    pub fn at(
+    pub(super) fn at(
         &self,
         path: &str,
         severity: Severity,
@@ -102,7 +102,7 @@ impl Td {
     }
 
     /// Whether the task uses awsvpc networking (explicitly, or as FARGATE forces).
-    pub fn awsvpc(&self) -> bool {
+    pub(super) fn awsvpc(&self) -> bool {
         match self.value.get("networkMode").and_then(Value::as_str) {
             Some(mode) => mode == "awsvpc",
             None => self.fargate(),
@@ -110,7 +110,7 @@ impl Td {
     }
 
     /// Whether `requiresCompatibilities` includes FARGATE.
-    pub fn fargate(&self) -> bool {
+    pub(super) fn fargate(&self) -> bool {
         self.value
             .get("requiresCompatibilities")
             .and_then(Value::as_array)

@@ -16,7 +16,7 @@ use super::ContextError;
 
 /// A parsed `.dockerignore`: an ordered list of patterns, the last match wins.
 #[derive(Debug, Clone, Default)]
-pub struct DockerIgnore {
+pub(crate) struct DockerIgnore {
     patterns: Vec<Pattern>,
     exclusions: bool,
 }
@@ -65,7 +65,7 @@ impl DockerIgnore {
     ///
     /// Errors on a lone `!` and on patterns Go's `filepath.Match` rejects
     /// (unclosed `[`, trailing `\`), as the Docker CLI does.
-    pub fn parse(text: &str) -> Result<DockerIgnore, ContextError> {
+    pub(crate) fn parse(text: &str) -> Result<DockerIgnore, ContextError> {
         let mut out = DockerIgnore::default();
         let text = text.strip_prefix('\u{feff}').unwrap_or(text);
         for (idx, raw) in text.split('\n').enumerate() {
@@ -78,7 +78,7 @@ impl DockerIgnore {
     }
 
     /// Reads `<root>/.dockerignore`; a missing file means "exclude nothing".
-    pub fn load(root: &Path) -> Result<DockerIgnore, ContextError> {
+    pub(crate) fn load(root: &Path) -> Result<DockerIgnore, ContextError> {
         let path = root.join(".dockerignore");
         match std::fs::read(&path) {
             Ok(bytes) => Self::parse(&String::from_utf8_lossy(&bytes)),
@@ -88,7 +88,8 @@ impl DockerIgnore {
     }
 
     /// True when the file has no pattern at all.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.patterns.is_empty()
     }
 
@@ -97,7 +98,7 @@ impl DockerIgnore {
     ///
     /// This is the verdict on the path itself; [`super::walk::list`] additionally
     /// skips the contents of excluded directories unless [`Self::descend`] allows them.
-    pub fn excluded(&self, rel: &str) -> bool {
+    pub(crate) fn excluded(&self, rel: &str) -> bool {
         let rel = clean(rel.trim_start_matches('/'));
         if rel == "." || self.patterns.is_empty() {
             return false;
@@ -119,7 +120,7 @@ impl DockerIgnore {
 
     /// Whether the path would be in the context Docker sends: not excluded, and every
     /// excluded parent directory is one Docker still walks into ([`Self::descend`]).
-    pub fn in_context(&self, rel: &str) -> bool {
+    pub(crate) fn in_context(&self, rel: &str) -> bool {
         let rel = clean(rel.trim_start_matches('/'));
         if rel == "." {
             return true;
@@ -147,7 +148,7 @@ impl DockerIgnore {
 
     /// Docker's rule for an excluded directory: walk into it only when some `!`
     /// pattern, as a literal string, starts with `dir/` (go-archive's `TarWithOptions`).
-    pub fn descend(&self, dir: &str) -> bool {
+    pub(crate) fn descend(&self, dir: &str) -> bool {
         if !self.exclusions {
             return false;
         }
@@ -159,7 +160,7 @@ impl DockerIgnore {
 
     /// Returns a copy with `!name` appended for every `name` that is excluded, as the
     /// Docker CLI does for `.dockerignore` and the Dockerfile (`TrimBuildFilesFromExcludes`).
-    pub fn with_exceptions(&self, names: &[&str]) -> Result<DockerIgnore, ContextError> {
+    pub(crate) fn with_exceptions(&self, names: &[&str]) -> Result<DockerIgnore, ContextError> {
         let mut out = self.clone();
         for name in names {
             if out.excluded(name)
@@ -174,7 +175,7 @@ impl DockerIgnore {
     /// Returns a copy that also excludes each of `paths` (relative to the context,
     /// taken literally: wildcard characters are escaped), whatever the earlier
     /// patterns say. Used to keep stackbake's own output out of the context.
-    pub fn with_excluded(&self, paths: &[&str]) -> Result<DockerIgnore, ContextError> {
+    pub(crate) fn with_excluded(&self, paths: &[&str]) -> Result<DockerIgnore, ContextError> {
         let mut out = self.clone();
         for path in paths {
             let mut literal = String::with_capacity(path.len());

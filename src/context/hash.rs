@@ -29,7 +29,7 @@ const MAX_HOPS: usize = 255;
 
 /// The result of [`hash_sources`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HashedSources {
+pub(crate) struct HashedSources {
     /// SHA-256 over the matched paths (see the module docs for what is covered).
     pub digest: [u8; 32],
     /// Number of distinct matched paths (files, directories and symlinks).
@@ -40,7 +40,8 @@ pub struct HashedSources {
 
 impl HashedSources {
     /// The digest as 64 lowercase hex characters.
-    pub fn hex(&self) -> String {
+    #[cfg(test)]
+    pub(crate) fn hex(&self) -> String {
         hex::encode(self.digest)
     }
 }
@@ -53,7 +54,7 @@ impl HashedSources {
 /// [`ContextError::SourceNotFound`]; wildcards that match nothing are fine as long as
 /// the instruction matches something, else [`ContextError::NoSourceFiles`] (Docker's
 /// "no source files were specified").
-pub fn hash_sources(
+pub(crate) fn hash_sources(
     root: &Path,
     entries: &[Entry],
     sources: &[String],
@@ -98,7 +99,7 @@ pub fn hash_sources(
 /// (matched paths, everything under matched directories, and symlinks
 /// crossed on the way), with the same rules and errors as [`hash_sources`].
 /// Used to send each build only the files its instructions read.
-pub fn selected_paths(
+pub(crate) fn selected_paths(
     entries: &[Entry],
     sources: &[String],
 ) -> Result<BTreeSet<String>, ContextError> {

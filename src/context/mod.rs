@@ -6,21 +6,18 @@
 //! ([`tarball`]), and hashing the files that COPY/ADD sources select, for fingerprints
 //! ([`hash`]). Everything here except the tar stream is synchronous and free of tokio.
 
-pub mod dockerignore;
-pub mod hash;
-pub mod tarball;
-pub mod walk;
+pub(crate) mod dockerignore;
+pub(crate) mod hash;
+pub(crate) mod tarball;
+pub(crate) mod walk;
 
 use std::path::PathBuf;
 
-pub use dockerignore::DockerIgnore;
-pub use hash::{HashedSources, hash_sources};
-pub use tarball::tar_stream;
-pub use walk::{Entry, Kind, list};
+pub(crate) use dockerignore::DockerIgnore;
 
 /// Everything that can go wrong while reading a build context.
 #[derive(Debug, thiserror::Error)]
-pub enum ContextError {
+pub(crate) enum ContextError {
     /// `.dockerignore` exists but could not be read.
     #[error("cannot read {}: {source}; check that the file is readable", path.display())]
     DockerignoreRead {

@@ -38,7 +38,7 @@ const S_IFLNK: u32 = 0o120000;
 /// runtime (otherwise the stream yields an error). A file that disappears or changes
 /// size while it is sent ends the stream with an error naming it; dropping the stream
 /// stops the writer.
-pub fn tar_stream(
+pub(crate) fn tar_stream(
     root: PathBuf,
     entries: Vec<Entry>,
     extra_dockerfile: Option<(String, Vec<u8>)>,

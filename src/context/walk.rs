@@ -13,7 +13,7 @@ use super::{ContextError, DockerIgnore};
 
 /// What a context entry is.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A regular file.
     File,
     /// A directory.
@@ -24,7 +24,7 @@ pub enum Kind {
 
 /// One path of the build context.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Entry {
+pub(crate) struct Entry {
     /// Path relative to the context root, `/`-separated, no leading `./`.
     pub rel: String,
     /// File, directory or symlink.
@@ -40,7 +40,7 @@ pub struct Entry {
 /// `always_include` names paths (relative to `root`) that are kept even when excluded,
 /// as the Docker CLI does for the Dockerfile and `.dockerignore` (the daemon removes
 /// them again). Pass `&[]` when listing for fingerprints.
-pub fn list(
+pub(crate) fn list(
     root: &Path,
     ignore: &DockerIgnore,
     always_include: &[&str],

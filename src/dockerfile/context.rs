@@ -12,7 +12,7 @@ use super::{Args, Dockerfile, DockerfileError, Instruction, lexer};
 
 /// A source a stage reads from outside the Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ContextSource {
+pub(crate) enum ContextSource {
     /// A path (or glob) in the build context, variables expanded. `.` (or
     /// `/`) means the whole context (a `RUN --mount` without `source`).
     Local {
@@ -82,7 +82,8 @@ impl Dockerfile {
     /// override, else default expanded, else the global `ARG`'s value) and the
     /// `ENV`s of the stage and of the stages it is based on. Global `ARG`s not
     /// re-declared in the stage are not in scope (as in Docker).
-    pub fn vars_for_stage(
+    #[cfg(test)]
+    pub(crate) fn vars_for_stage(
         &self,
         i: usize,
         build_args: &BTreeMap<String, String>,
@@ -97,7 +98,7 @@ impl Dockerfile {
     /// `RUN --mount` (bind mounts without `from`) read in stage `i`, in order,
     /// variables expanded as Docker would. Heredoc sources are excluded; `ADD`
     /// URLs are reported as [`ContextSource::Remote`].
-    pub fn context_sources(
+    pub(crate) fn context_sources(
         &self,
         i: usize,
         build_args: &BTreeMap<String, String>,

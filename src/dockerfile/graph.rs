@@ -12,7 +12,7 @@ use super::{Dockerfile, DockerfileError, Instruction};
 
 /// What a stage is built on.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BaseRef {
+pub(crate) enum BaseRef {
     /// An earlier stage of the same Dockerfile.
     Stage(usize),
     /// An image reference, with `ARG`s expanded.
@@ -23,7 +23,7 @@ pub enum BaseRef {
 
 /// Stages, their bases and their direct dependencies.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct StageGraph {
+pub(crate) struct StageGraph {
     /// The base of each stage, by stage index.
     pub bases: Vec<BaseRef>,
     /// Direct stage dependencies of each stage (base stage, `COPY --from`,
@@ -37,7 +37,7 @@ pub struct StageGraph {
 impl StageGraph {
     /// The stages `target` needs, transitively, including `target`, ascending.
     /// Empty when `target` is out of range.
-    pub fn needed(&self, target: usize) -> Vec<usize> {
+    pub(crate) fn needed(&self, target: usize) -> Vec<usize> {
         if target >= self.deps.len() {
             return Vec::new();
         }
@@ -57,7 +57,7 @@ impl StageGraph {
 
     /// External images that the stages in `stages` read through `--from`
     /// (not their bases; see [`StageGraph::bases`]), sorted, without duplicates.
-    pub fn images_of(&self, stages: &[usize]) -> Vec<String> {
+    pub(crate) fn images_of(&self, stages: &[usize]) -> Vec<String> {
         let mut out: Vec<String> = stages
             .iter()
             .filter_map(|&s| self.images.get(s))
@@ -131,7 +131,7 @@ impl Dockerfile {
     /// Values of the global `ARG`s: BuildKit's predefined platform ARGs
     /// (for the build platform, see `platform.rs`), then the declared
     /// defaults (expanded in order), each overridden by `build_args`.
-    pub fn global_vars(
+    pub(crate) fn global_vars(
         &self,
         build_args: &BTreeMap<String, String>,
     ) -> Result<BTreeMap<String, String>, DockerfileError> {
@@ -233,7 +233,7 @@ impl Dockerfile {
     }
 
     /// Resolves bases with build-arg overrides and links the stages.
-    pub fn graph(
+    pub(crate) fn graph(
         &self,
         build_args: &BTreeMap<String, String>,
     ) -> Result<StageGraph, DockerfileError> {

@@ -24,19 +24,19 @@ mod fuzz_tests;
 #[cfg(test)]
 mod tests;
 
-pub use context::ContextSource;
+pub(crate) use context::ContextSource;
 pub(crate) use context::is_git_url;
 pub(crate) use features::{Feature, FeatureUse};
 pub(crate) use graph::from_values;
 pub(crate) use graph::mount_fields;
-pub use graph::{BaseRef, StageGraph};
-pub use parser::parse;
+pub(crate) use graph::{BaseRef, StageGraph};
+pub(crate) use parser::parse;
 pub(crate) use prune::Rewrites;
 
 /// A Dockerfile problem, with the 1-based line of the instruction at fault.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("Dockerfile line {line}: {message}")]
-pub struct DockerfileError {
+pub(crate) struct DockerfileError {
     /// 1-based line where the faulty instruction starts.
     pub line: usize,
     /// What is wrong and how to fix it.
@@ -54,7 +54,7 @@ impl DockerfileError {
 
 /// A parsed Dockerfile.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Dockerfile {
+pub(crate) struct Dockerfile {
     /// The escape character (`\` unless the `# escape=` directive says `` ` ``).
     pub escape: char,
     /// `ARG`s declared before the first `FROM`, in order.
@@ -70,7 +70,7 @@ pub struct Dockerfile {
 
 /// A parser directive (`# syntax=...`, `# escape=...`, `# check=...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Directive {
+pub(crate) struct Directive {
     /// Lowercased directive name.
     pub name: String,
     /// The value, trimmed.
@@ -83,7 +83,7 @@ pub struct Directive {
 
 /// One name declared by an `ARG` instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ArgDecl {
+pub(crate) struct ArgDecl {
     /// Variable name.
     pub name: String,
     /// Default as written (quotes and `$VAR`s not yet processed), if any.
@@ -94,7 +94,7 @@ pub struct ArgDecl {
 
 /// A build stage: a `FROM` and the instructions up to the next `FROM`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Stage {
+pub(crate) struct Stage {
     /// Position among the stages (0-based), usable in `COPY --from=<index>`.
     pub index: usize,
     /// The `AS` name, lowercased (Docker treats stage names case-insensitively).
@@ -121,14 +121,14 @@ impl Dockerfile {
 
 impl Stage {
     /// The `FROM` instruction that opens the stage.
-    pub fn from_instruction(&self) -> &Instruction {
+    pub(crate) fn opening_instruction(&self) -> &Instruction {
         &self.from_instruction
     }
 }
 
 /// One instruction, with its exact source text.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Instruction {
+pub(crate) struct Instruction {
     /// The keyword, uppercased (`RUN`, `COPY`, ...).
     pub keyword: String,
     /// 1-based first line.
@@ -150,7 +150,7 @@ pub struct Instruction {
 
 impl Instruction {
     /// The value of the first flag named `name` (`--name=value`), if any.
-    pub fn flag(&self, name: &str) -> Option<&str> {
+    pub(crate) fn flag(&self, name: &str) -> Option<&str> {
         self.flags
             .iter()
             .find(|f| f.name == name)
@@ -160,7 +160,7 @@ impl Instruction {
 
 /// A `--name[=value]` flag of an instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Flag {
+pub(crate) struct Flag {
     /// Name without the leading `--`, as written.
     pub name: String,
     /// Value after `=` with quotes removed; `None` for a bare `--name`.
@@ -170,7 +170,7 @@ pub struct Flag {
 
 /// The arguments of an instruction.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Args {
+pub(crate) enum Args {
     /// JSON (exec) form: `["a", "b"]`.
     Exec(Vec<String>),
     /// Shell form: the rest of the line after the flags, continuations joined, trimmed.
@@ -179,7 +179,7 @@ pub enum Args {
 
 /// A heredoc body (`<<EOF` ... `EOF`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Heredoc {
+pub(crate) struct Heredoc {
     /// The delimiter word, quotes removed.
     pub name: String,
     /// The body, each line ending in `\n`; leading tabs stripped for `<<-`.
@@ -192,22 +192,23 @@ pub struct Heredoc {
 
 impl Dockerfile {
     /// The original Dockerfile text.
-    pub fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &str {
         &self.source
     }
 
     /// The index of the stage named `name` (case-insensitive).
-    pub fn stage_index(&self, name: &str) -> Option<usize> {
+    pub(crate) fn stage_index(&self, name: &str) -> Option<usize> {
         self.stage_names.get(&name.to_lowercase()).copied()
     }
 
     /// The `ARG` names declared inside stage `i`, in order (empty if `i` is out of range).
-    pub fn stage_arg_names(&self, i: usize) -> Vec<String> {
+    #[cfg(test)]
+    pub(crate) fn stage_arg_names(&self, i: usize) -> Vec<String> {
         self.stage_args(i).into_iter().map(|a| a.name).collect()
     }
 
     /// The `ARG` declarations inside stage `i`, in order (empty if `i` is out of range).
-    pub fn stage_args(&self, i: usize) -> Vec<ArgDecl> {
+    pub(crate) fn stage_args(&self, i: usize) -> Vec<ArgDecl> {
         let Some(stage) = self.stages.get(i) else {
             return Vec::new();
         };

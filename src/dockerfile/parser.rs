@@ -48,7 +48,7 @@ const VALUE_FLAGS: &[&str] = &[
 ];
 
 /// Parses a Dockerfile. Any input gives `Ok` or an error naming the line.
-pub fn parse(src: &str) -> Result<Dockerfile, DockerfileError> {
+pub(crate) fn parse(src: &str) -> Result<Dockerfile, DockerfileError> {
     let lines = lexer::split_lines(src);
     let (raw_directives, escape) = lexer::read_directives(src, &lines)?;
     let directives = raw_directives

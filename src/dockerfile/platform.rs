@@ -9,7 +9,7 @@
 //!
 //! The classic builder does not define them at all (`FROM bin-$TARGETOS`
 //! fails there with "invalid reference format"), so the Dockerfile it is
-//! sent declares the ones the file uses ([`prelude`]) with the same values
+//! sent declares the ones the file uses ([`Dockerfile::platform_prelude`]) with the same values
 //! the stage graph and the fingerprints used.
 
 use std::collections::BTreeMap;

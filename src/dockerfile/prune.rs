@@ -35,11 +35,12 @@ impl Dockerfile {
     /// original order, with numeric `--from` references renumbered. Indices
     /// out of range are ignored; a numeric reference to a stage not kept is
     /// left as written.
-    pub fn pruned(&self, keep: &[usize]) -> String {
+    #[cfg(test)]
+    pub(crate) fn pruned(&self, keep: &[usize]) -> String {
         self.pruned_with(keep, &Rewrites::default())
     }
 
-    /// [`Dockerfile::pruned`] with `rewrites` applied.
+    /// `Dockerfile::pruned` with `rewrites` applied.
     pub(crate) fn pruned_with(&self, keep: &[usize], rewrites: &Rewrites<'_>) -> String {
         let mut keep: Vec<usize> = keep
             .iter()

@@ -31,7 +31,7 @@ use crate::policies;
 /// Writes the starter files; returns the paths written, in order
 /// taskdef, appspec, buildspec. Fails with [`Error::Usage`] (exit 2) naming
 /// every target file that already exists, before writing anything.
-pub fn init(args: &InitArgs) -> Result<Vec<PathBuf>, Error> {
+pub(crate) fn init(args: &InitArgs) -> Result<Vec<PathBuf>, Error> {
     init_with_env(args, &|k| std::env::var(k).ok())
 }
 

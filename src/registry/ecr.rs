@@ -24,7 +24,7 @@ use crate::reference::Host;
 
 /// Errors of the AWS side; messages say what to set or grant.
 #[derive(Debug, thiserror::Error)]
-pub enum AwsError {
+pub(crate) enum AwsError {
     /// Neither the environment nor the image URIs name a region.
     #[error(
         "no AWS region: set AWS_REGION (or AWS_DEFAULT_REGION), e.g. `export AWS_REGION=us-east-2`, \
@@ -94,7 +94,7 @@ pub enum AwsError {
 }
 
 /// A connection to ECR: account, region, registry host and credentials.
-pub struct EcrSession {
+pub(crate) struct EcrSession {
     /// AWS account id, from STS.
     pub account: String,
     /// Region in use.
@@ -119,7 +119,7 @@ impl std::fmt::Debug for EcrSession {
 
 /// The region: `AWS_REGION`, else `AWS_DEFAULT_REGION`, else `hint`
 /// (empty values count as unset). `env` looks a variable up.
-pub fn resolve_region(
+pub(crate) fn resolve_region(
     env: impl Fn(&str) -> Option<String>,
     hint: Option<String>,
 ) -> Result<String, AwsError> {
@@ -138,7 +138,7 @@ pub fn resolve_region(
 /// `attempt_timeout` bounds each attempt of every AWS call (the SDK sets only a
 /// connect timeout, so an endpoint that accepts and never answers would hang
 /// the run); the SDK's standard retry mode retries a timed-out attempt.
-pub async fn connect(
+pub(crate) async fn connect(
     region_hint: Option<String>,
     attempt_timeout: std::time::Duration,
 ) -> Result<EcrSession, AwsError> {
@@ -234,7 +234,7 @@ pub async fn connect(
 }
 
 /// Decodes an ECR authorization token: base64 of `USER:PASSWORD`.
-pub fn decode_authorization_token(token: &str) -> Result<Credentials, &'static str> {
+pub(crate) fn decode_authorization_token(token: &str) -> Result<Credentials, &'static str> {
     let raw = Secret::new(
         String::from_utf8(
             base64::engine::general_purpose::STANDARD
@@ -254,7 +254,7 @@ pub fn decode_authorization_token(token: &str) -> Result<Credentials, &'static s
 }
 
 /// `https://HOST[:PORT][/]` → `HOST[:PORT]`, if that is a valid host.
-pub fn host_of_endpoint(endpoint: &str) -> Option<Host> {
+pub(crate) fn host_of_endpoint(endpoint: &str) -> Option<Host> {
     let rest = endpoint
         .trim()
         .strip_prefix("https://")
@@ -265,7 +265,7 @@ pub fn host_of_endpoint(endpoint: &str) -> Option<Host> {
 
 /// What [`EcrSession::ensure_repositories`] found and did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Repositories {
+pub(crate) struct Repositories {
     /// Repositories created by this run.
     pub created: Vec<String>,
     /// Of those, the ones created with mutable tags because the API refused
@@ -305,7 +305,7 @@ impl EcrSession {
     /// tags immutable except `latest` and `buildcache`; mutable where the API
     /// refuses that), else fails with [`AwsError::RepositoryMissing`] naming
     /// them. Existing repositories are never changed.
-    pub async fn ensure_repositories(
+    pub(crate) async fn ensure_repositories(
         &self,
         repos: &[String],
         create: bool,

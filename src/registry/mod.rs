@@ -5,21 +5,18 @@
 //! behind the [`ecr::Aws`] trait. Secrets ([`Secret`], [`Credentials`]) stay
 //! in memory and print as `<redacted>`; retries follow [`RetryPolicy`].
 
-pub mod client;
-pub mod ecr;
-pub mod retry;
-pub mod secret;
-pub mod tags;
+pub(crate) mod client;
+pub(crate) mod ecr;
+pub(crate) mod retry;
+pub(crate) mod secret;
+pub(crate) mod tags;
 
 use async_trait::async_trait;
 
-pub use client::{
-    Client, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST_V2, ImageConfig, Manifest, OCI_INDEX,
-    OCI_MANIFEST, RegistryError,
-};
-pub use ecr::{AwsError, EcrSession, connect};
-pub use retry::RetryPolicy;
-pub use secret::{Credentials, Secret};
+pub(crate) use client::{Client, ImageConfig, RegistryError};
+pub(crate) use ecr::AwsError;
+pub(crate) use retry::RetryPolicy;
+pub(crate) use secret::{Credentials, Secret};
 
 /// What the orchestrator asks of the registry images go to.
 #[async_trait]

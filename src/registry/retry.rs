@@ -13,7 +13,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// How a registry request is retried and timed out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RetryPolicy {
+pub(crate) struct RetryPolicy {
     /// Attempts in total, including the first one (at least 1 is used).
     pub attempts: u32,
     /// Backoff before the first retry; doubled for each following retry.
@@ -41,7 +41,8 @@ impl Default for RetryPolicy {
 
 impl RetryPolicy {
     /// A policy that tries once and never retries.
-    pub fn no_retry() -> Self {
+    #[cfg(test)]
+    pub(crate) fn no_retry() -> Self {
         RetryPolicy {
             attempts: 1,
             ..RetryPolicy::default()
@@ -51,7 +52,7 @@ impl RetryPolicy {
     /// The wait before retry number `retry` (1 for the first retry), given a
     /// jitter value in `[0, 1)`: "equal jitter", i.e. between half and all of
     /// `base_delay * 2^(retry-1)`, never above `max_delay`.
-    pub fn backoff(&self, retry: u32, jitter: f64) -> Duration {
+    pub(crate) fn backoff(&self, retry: u32, jitter: f64) -> Duration {
         let exp = retry.saturating_sub(1).min(30);
         let full = self
             .base_delay
@@ -68,7 +69,7 @@ impl RetryPolicy {
 
     /// The wait before retry number `retry`: the server's `Retry-After` when
     /// it asks for longer than the backoff, else the jittered backoff.
-    pub fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
+    pub(crate) fn delay(&self, retry: u32, retry_after: Option<Duration>) -> Duration {
         let backoff = self.backoff(retry, jitter());
         match retry_after {
             Some(after) if after > backoff => after,
@@ -78,19 +79,19 @@ impl RetryPolicy {
 }
 
 /// Whether an HTTP status is worth another attempt: 5xx and 429.
-pub fn is_retryable_status(status: u16) -> bool {
+pub(crate) fn is_retryable_status(status: u16) -> bool {
     status == 429 || (500..=599).contains(&status)
 }
 
 /// Parses a `Retry-After` header given in seconds. HTTP dates and anything
 /// else give `None` (the backoff schedule is used instead).
-pub fn parse_retry_after(value: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(value: &str) -> Option<Duration> {
     let secs: u64 = value.trim().parse().ok()?;
     Some(Duration::from_secs(secs.min(3600)))
 }
 
 /// A number in `[0, 1)` that differs between calls and processes.
-pub fn jitter() -> f64 {
+pub(crate) fn jitter() -> f64 {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
     let nanos = SystemTime::now()
@@ -106,7 +107,7 @@ pub fn jitter() -> f64 {
 
 /// What one attempt of an operation produced.
 #[derive(Debug)]
-pub enum Attempt<T> {
+pub(crate) enum Attempt<T> {
     /// Final: return this, do not retry.
     Done(T),
     /// Transient: retry after the backoff (or `after`, if longer) while
@@ -122,7 +123,7 @@ pub enum Attempt<T> {
 /// Runs `op` (called with the 1-based attempt number) until it is done, or
 /// the policy's attempts or time budget run out; returns the last result and
 /// the number of attempts made.
-pub async fn run<T, F, Fut>(policy: &RetryPolicy, op: F) -> (T, u32)
+pub(crate) async fn run<T, F, Fut>(policy: &RetryPolicy, op: F) -> (T, u32)
 where
     F: FnMut(u32) -> Fut,
     Fut: Future<Output = Attempt<T>>,
@@ -131,7 +132,7 @@ where
 }
 
 /// [`run`], calling `on_retry(attempt, wait, &last)` before each wait.
-pub async fn run_observed<T, F, Fut>(
+pub(crate) async fn run_observed<T, F, Fut>(
     policy: &RetryPolicy,
     mut op: F,
     mut on_retry: impl FnMut(u32, Duration, &T),

@@ -9,21 +9,22 @@ use std::fmt;
 
 /// A string that must never be printed, logged or written to disk.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
+pub(crate) struct Secret(String);
 
 impl Secret {
     /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
+    pub(crate) fn new(value: impl Into<String>) -> Self {
         Secret(value.into())
     }
 
     /// The secret value itself; use it only to build a request.
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         &self.0
     }
 
     /// True when the secret is the empty string.
-    pub fn is_empty(&self) -> bool {
+    #[cfg(test)]
+    pub(crate) fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 }
@@ -63,7 +64,7 @@ impl Drop for Secret {
 /// A registry user name and password, e.g. `AWS` and the ECR token.
 /// `Debug` shows the user name and redacts the password.
 #[derive(Clone, PartialEq, Eq)]
-pub struct Credentials {
+pub(crate) struct Credentials {
     /// The user name (`AWS` for ECR).
     pub username: String,
     /// The password, never printed.
@@ -72,7 +73,7 @@ pub struct Credentials {
 
 impl Credentials {
     /// Builds credentials from a user name and a password.
-    pub fn new(username: impl Into<String>, password: impl Into<Secret>) -> Self {
+    pub(crate) fn new(username: impl Into<String>, password: impl Into<Secret>) -> Self {
         Credentials {
             username: username.into(),
             password: password.into(),

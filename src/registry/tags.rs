@@ -14,7 +14,7 @@ use super::{Registry, RegistryError};
 
 /// An ECR `WILDCARD` exclusion filter: `*` matches any run of characters.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Wildcard(String);
+pub(crate) struct Wildcard(String);
 
 impl Wildcard {
     /// The filter as ECR stores it (`latest`, `dev-*`).
@@ -46,7 +46,7 @@ impl Wildcard {
 
 /// Whether a repository lets an existing tag move.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Mutability {
+pub(crate) enum Mutability {
     /// Every tag can move (ECR `MUTABLE`; any registry we know nothing of).
     #[default]
     Mutable,
@@ -66,7 +66,7 @@ pub enum Mutability {
 
 impl Mutability {
     /// Whether `tag`, once it exists, can never point elsewhere.
-    pub fn is_fixed(&self, tag: &str) -> bool {
+    pub(crate) fn is_fixed(&self, tag: &str) -> bool {
         match self {
             Mutability::Mutable => false,
             Mutability::Immutable { except } => !except.iter().any(|w| w.matches(tag)),

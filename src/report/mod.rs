@@ -9,11 +9,11 @@ mod tty;
 use serde::Serialize;
 
 /// The current schema version.
-pub const SCHEMA_VERSION: u32 = 1;
+pub(crate) const SCHEMA_VERSION: u32 = 1;
 
 /// The whole report.
 #[derive(Debug, Clone, Serialize)]
-pub struct Report {
+pub(crate) struct Report {
     /// Always [`SCHEMA_VERSION`].
     pub schema_version: u32,
     /// The commit tag pushed with every image.
@@ -32,7 +32,7 @@ pub struct Report {
 
 /// Which shard of a batch a report comes from.
 #[derive(Debug, Clone, Copy, Serialize)]
-pub struct ShardReport {
+pub(crate) struct ShardReport {
     /// K, from 1.
     pub index: u32,
     /// N.
@@ -41,7 +41,7 @@ pub struct ShardReport {
 
 /// One mapped container.
 #[derive(Debug, Clone, Serialize)]
-pub struct TargetReport {
+pub(crate) struct TargetReport {
     /// Container name in taskdef.json.
     pub container: String,
     /// Dockerfile stage.
@@ -72,7 +72,7 @@ pub struct TargetReport {
 
 /// One external container.
 #[derive(Debug, Clone, Serialize)]
-pub struct ExternalReport {
+pub(crate) struct ExternalReport {
     /// Container name.
     pub container: String,
     /// Its image, unchanged.
@@ -81,7 +81,7 @@ pub struct ExternalReport {
 
 impl Report {
     /// Pretty JSON with a trailing newline.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         // Serializing plain strings and numbers cannot fail.
         let mut s = serde_json::to_string_pretty(self).unwrap_or_else(|_| String::from("{}"));
         s.push('\n');

@@ -10,7 +10,7 @@ use super::{TaskDef, TaskdefError};
 
 /// The parts of an ECS appspec that stackbake uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AppSpec {
+pub(crate) struct AppSpec {
     /// The resource's name (the key under `Resources[0]`, e.g. `TargetService`).
     pub resource_name: String,
     /// `Properties.TaskDefinition`, usually the placeholder `<TASK_DEFINITION>`.
@@ -37,7 +37,7 @@ fn yaml_kind(v: &Value) -> &'static str {
 /// One thing wrong with an appspec: the key path it concerns and what is
 /// wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// Key path (`Resources[0].TargetService.Properties.TaskDefinition`);
     /// empty for the whole document.
     pub path: String,
@@ -47,7 +47,7 @@ pub struct Problem {
 
 /// What is wrong with an appspec.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ProblemKind {
+pub(crate) enum ProblemKind {
     /// Not YAML: the parser's message, and its 1-based line and column
     /// when it knows them.
     Syntax {
@@ -114,7 +114,7 @@ pub enum ProblemKind {
 
 impl Problem {
     /// The error `build` reports for this problem.
-    pub fn error(&self) -> TaskdefError {
+    pub(crate) fn error(&self) -> TaskdefError {
         use ProblemKind as K;
         let problem = match &self.kind {
             K::Syntax { location, message } => {
@@ -260,7 +260,7 @@ fn get<'v>(map: &'v Value, key: &str) -> Option<&'v Value> {
 /// `build` reports them; [`AppSpec::parse`] fails with the first) and the
 /// values that could be read despite them.
 #[derive(Debug, Clone, Default)]
-pub struct Reading {
+pub(crate) struct Reading {
     problems: Vec<Problem>,
     resource_name: Option<String>,
     task_definition: Option<String>,
@@ -271,12 +271,12 @@ pub struct Reading {
 
 impl Reading {
     /// Every problem found.
-    pub fn problems(&self) -> &[Problem] {
+    pub(crate) fn problems(&self) -> &[Problem] {
         &self.problems
     }
 
     /// Whether the service has a `LoadBalancerInfo`, even a broken one.
-    pub fn load_balanced(&self) -> bool {
+    pub(crate) fn load_balanced(&self) -> bool {
         self.load_balanced
     }
 
@@ -284,7 +284,7 @@ impl Reading {
     /// name and `TaskDefinition` were read, whatever else is wrong (a
     /// broken `LoadBalancerInfo` is left out). Rules that compare the
     /// appspec with other files use it.
-    pub fn appspec(&self) -> Option<AppSpec> {
+    pub(crate) fn appspec(&self) -> Option<AppSpec> {
         Some(AppSpec {
             resource_name: self.resource_name.clone()?,
             task_definition: self.task_definition.clone()?,
@@ -294,7 +294,7 @@ impl Reading {
     }
 
     /// The appspec, or the first problem's error.
-    pub fn into_appspec(self) -> Result<AppSpec, TaskdefError> {
+    pub(crate) fn into_appspec(self) -> Result<AppSpec, TaskdefError> {
         if let Some(first) = self.problems.first() {
             return Err(first.error());
         }
@@ -315,7 +315,7 @@ impl Reading {
 impl AppSpec {
     /// Parses an ECS appspec: the first problem [`AppSpec::read`] finds is
     /// the error.
-    pub fn parse(text: &str) -> Result<Self, TaskdefError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, TaskdefError> {
         Self::read(text).into_appspec()
     }
 
@@ -327,7 +327,7 @@ impl AppSpec {
     /// `TaskDefinition`, and a `LoadBalancerInfo` without a string
     /// `ContainerName` and a `ContainerPort` from 1 to 65535. Reading goes
     /// on past a problem wherever what follows can still be read.
-    pub fn read(text: &str) -> Reading {
+    pub(crate) fn read(text: &str) -> Reading {
         use ProblemKind as K;
         let mut r = Reading::default();
         let doc: Value = match serde_yaml::from_str(text) {
@@ -514,7 +514,7 @@ impl AppSpec {
     }
 
     /// Checks that the load-balanced container exists in the task definition.
-    pub fn check_against(&self, td: &TaskDef) -> Result<(), TaskdefError> {
+    pub(crate) fn check_against(&self, td: &TaskDef) -> Result<(), TaskdefError> {
         let Some(name) = &self.lb_container else {
             return Ok(());
         };

@@ -10,7 +10,7 @@ use crate::reference::{ImageRef, ImageRefError};
 /// A task definition `image` value: a real reference, or a placeholder such
 /// as `<IMAGE1_NAME>` that CodePipeline substitutes later.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Image {
+pub(crate) enum Image {
     /// A docker/distribution image reference.
     Ref(ImageRef),
     /// A CodeDeploy/CodePipeline placeholder; holds the name between `<` and `>`.
@@ -19,7 +19,7 @@ pub enum Image {
 
 /// Why an `image` value is neither a reference nor a placeholder.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ImageError {
+pub(crate) enum ImageError {
     /// Not a valid image reference.
     #[error(transparent)]
     Ref(#[from] ImageRefError),
@@ -36,7 +36,7 @@ pub enum ImageError {
 impl Image {
     /// Parses a task definition `image` value: `<NAME>` is a placeholder, anything
     /// else must follow the reference grammar.
-    pub fn parse(text: &str) -> Result<Self, ImageError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, ImageError> {
         if let Some(inner) = text.strip_prefix('<') {
             let name = inner.strip_suffix('>').unwrap_or("");
             let valid = !name.is_empty()

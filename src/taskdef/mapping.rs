@@ -30,7 +30,7 @@ use crate::reference::{Host, ImageRef, Repository};
 
 /// How one container of the task definition is produced.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Mapping {
+pub(crate) enum Mapping {
     /// Built from a Dockerfile stage and pushed to our registry.
     Target {
         /// Container name in the task definition.
@@ -53,34 +53,11 @@ pub enum Mapping {
 
 impl Mapping {
     /// The container this mapping is about.
-    pub fn container(&self) -> &str {
+    pub(crate) fn container(&self) -> &str {
         match self {
             Self::Target { container, .. } | Self::External { container, .. } => container,
         }
     }
-}
-
-/// Parses one `--target CONTAINER=STAGE` value. Both sides must be non-empty
-/// and without whitespace; the stage must not contain another `=`.
-pub fn parse_target_flag(flag: &str) -> Result<(String, String), TaskdefError> {
-    let bad = |problem| TaskdefError::TargetFlag {
-        flag: flag.to_owned(),
-        problem,
-    };
-    let (container, stage) = flag.split_once('=').ok_or_else(|| bad("missing `=`"))?;
-    if container.is_empty() {
-        return Err(bad("the container name before `=` is empty"));
-    }
-    if stage.is_empty() {
-        return Err(bad("the stage name after `=` is empty"));
-    }
-    if stage.contains('=') {
-        return Err(bad("more than one `=`"));
-    }
-    if flag.chars().any(char::is_whitespace) {
-        return Err(bad("it contains whitespace"));
-    }
-    Ok((container.to_owned(), stage.to_owned()))
 }
 
 /// Maps every container of `td` (in file order) to a stage or marks it
@@ -88,7 +65,7 @@ pub fn parse_target_flag(flag: &str) -> Result<(String, String), TaskdefError> {
 /// order; `explicit` are the parsed `--target` flags; `registry` is the
 /// `--registry HOST[:PORT]` override. Errors name the container, stage or
 /// flag at fault and list what exists.
-pub fn map_containers(
+pub(crate) fn map_containers(
     td: &TaskDef,
     stages: &[String],
     explicit: &[(String, String)],
@@ -591,29 +568,5 @@ mod tests {
             ),
             "{msg}"
         );
-    }
-
-    #[test]
-    fn target_flag_syntax() {
-        assert_eq!(
-            parse_target_flag("bash-dog-api=api").ok(),
-            Some(("bash-dog-api".into(), "api".into()))
-        );
-        for (bad, problem) in [
-            ("api", "missing `=`"),
-            ("=api", "the container name before `=` is empty"),
-            ("api=", "the stage name after `=` is empty"),
-            ("a=b=c", "more than one `=`"),
-            ("a =b", "it contains whitespace"),
-            ("", "missing `=`"),
-        ] {
-            let e = parse_target_flag(bad).err().map(|e| e.to_string());
-            assert_eq!(
-                e,
-                Some(format!(
-                    "--target `{bad}`: {problem}; write it as CONTAINER=STAGE, e.g. --target bash-dog-api=api"
-                ))
-            );
-        }
     }
 }

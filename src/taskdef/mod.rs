@@ -4,10 +4,10 @@
 //! files with pinned images (SPEC step 8). Pure logic: no network, no Docker,
 //! no file I/O — callers pass text in and get text out.
 
-pub mod appspec;
-pub mod image_ref;
-pub mod mapping;
-pub mod rewrite;
+pub(crate) mod appspec;
+pub(crate) mod image_ref;
+pub(crate) mod mapping;
+pub(crate) mod rewrite;
 pub(crate) mod spans;
 
 use std::collections::BTreeMap;
@@ -19,16 +19,15 @@ use spans::JsonSpans;
 
 use crate::reference::{HostError, ImageRefError};
 
-pub use appspec::AppSpec;
-pub use image_ref::{Image, ImageError};
-pub use mapping::{Mapping, map_containers, parse_target_flag};
-pub use rewrite::{image_definitions_json, image_detail_json, pin_images};
+pub(crate) use image_ref::{Image, ImageError};
+pub(crate) use mapping::{Mapping, map_containers};
+pub(crate) use rewrite::{image_definitions_json, image_detail_json};
 
 /// Everything that can be wrong with a task definition, an appspec, the
 /// container-to-target mapping or a pin request. Every message names the file
 /// or flag, what is wrong, and what to do about it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum TaskdefError {
+pub(crate) enum TaskdefError {
     /// The task definition is not valid JSON.
     #[error(
         "taskdef.json:{line}:{column}: invalid JSON: {message}; fix the syntax (a JSON linter shows the exact spot)"
@@ -141,16 +140,6 @@ pub enum TaskdefError {
         image: String,
         /// Why it is invalid.
         source: ImageError,
-    },
-    /// A `--target` flag is not `CONTAINER=STAGE`.
-    #[error(
-        "--target `{flag}`: {problem}; write it as CONTAINER=STAGE, e.g. --target bash-dog-api=api"
-    )]
-    TargetFlag {
-        /// The flag value.
-        flag: String,
-        /// What is wrong.
-        problem: &'static str,
     },
     /// A `--target` names a container the task definition lacks.
     #[error(
@@ -297,7 +286,7 @@ fn json_kind(v: &Value) -> &'static str {
 
 /// One container of the task definition, as stackbake sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Container {
+pub(crate) struct Container {
     /// `containerDefinitions[i].name`.
     pub name: String,
     /// `containerDefinitions[i].image`, verbatim.
@@ -305,9 +294,9 @@ pub struct Container {
 }
 
 /// A task definition without problems, that remembers its exact text, so
-/// that [`pin_images`] can change the `image` values and nothing else.
+/// that [`rewrite::pin_images`] can change the `image` values and nothing else.
 #[derive(Debug, Clone)]
-pub struct TaskDef {
+pub(crate) struct TaskDef {
     value: Value,
     /// The text, and where each of its values is.
     spans: JsonSpans,
@@ -319,7 +308,7 @@ pub struct TaskDef {
 /// One thing wrong with a task definition: what (the error `build` stops
 /// on) and where (its key path, and its line and column in the file).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Problem {
+pub(crate) struct Problem {
     /// Key path of what is wrong (`containerDefinitions[2].image`); empty
     /// for the whole document.
     pub path: String,
@@ -335,7 +324,7 @@ pub struct Problem {
 /// text is JSON), where each of its values is, and every problem, in the
 /// order `build` reports them ([`TaskDef::parse`] fails with the first).
 #[derive(Debug, Clone)]
-pub struct Reading {
+pub(crate) struct Reading {
     value: Option<Value>,
     spans: JsonSpans,
     containers: Vec<Container>,
@@ -345,17 +334,17 @@ pub struct Reading {
 
 impl Reading {
     /// Every problem found, in the order `build` reports them.
-    pub fn problems(&self) -> &[Problem] {
+    pub(crate) fn problems(&self) -> &[Problem] {
         &self.problems
     }
 
     /// The task definition, when the reading found no problem.
-    pub fn taskdef(&self) -> Option<TaskDef> {
+    pub(crate) fn taskdef(&self) -> Option<TaskDef> {
         self.clone().into_taskdef().ok()
     }
 
     /// The task definition, or the first problem's error.
-    pub fn into_taskdef(self) -> Result<TaskDef, TaskdefError> {
+    pub(crate) fn into_taskdef(self) -> Result<TaskDef, TaskdefError> {
         match (self.problems.into_iter().next(), self.value) {
             (Some(first), _) => Err(first.error),
             (None, Some(value)) => Ok(TaskDef {
@@ -382,7 +371,7 @@ impl Reading {
 impl TaskDef {
     /// Parses a task definition: the first problem [`TaskDef::read`] finds
     /// is the error.
-    pub fn parse(text: &str) -> Result<Self, TaskdefError> {
+    pub(crate) fn parse(text: &str) -> Result<Self, TaskdefError> {
         Self::read(text).into_taskdef()
     }
 
@@ -393,7 +382,7 @@ impl TaskDef {
     /// non-empty string `name` or `image`, repeated container names, and a
     /// repeated `containerDefinitions`, `name` or `image` key. A leading
     /// UTF-8 BOM is accepted and kept.
-    pub fn read(text: &str) -> Reading {
+    pub(crate) fn read(text: &str) -> Reading {
         let body = text.strip_prefix('\u{feff}').unwrap_or(text);
         let value: Value = match serde_json::from_str(body) {
             Ok(v) => v,
@@ -446,27 +435,27 @@ impl TaskDef {
     }
 
     /// The exact text this task definition was parsed from.
-    pub fn raw(&self) -> &str {
+    pub(crate) fn raw(&self) -> &str {
         self.spans.text()
     }
 
     /// The parsed JSON (key order preserved).
-    pub fn value(&self) -> &Value {
+    pub(crate) fn value(&self) -> &Value {
         &self.value
     }
 
     /// The containers, in file order.
-    pub fn containers(&self) -> Vec<Container> {
+    pub(crate) fn containers(&self) -> Vec<Container> {
         self.containers.clone()
     }
 
     /// The container names, in file order.
-    pub fn container_names(&self) -> Vec<String> {
+    pub(crate) fn container_names(&self) -> Vec<String> {
         self.containers.iter().map(|c| c.name.clone()).collect()
     }
 
     /// The task definition `family`, when it is a non-empty string.
-    pub fn family(&self) -> Option<&str> {
+    pub(crate) fn family(&self) -> Option<&str> {
         self.value
             .get("family")
             .and_then(Value::as_str)
@@ -475,7 +464,7 @@ impl TaskDef {
 
     /// The AWS region of the first container whose image is in a private ECR
     /// registry (used when `AWS_REGION` is not set).
-    pub fn region_hint(&self) -> Option<String> {
+    pub(crate) fn region_hint(&self) -> Option<String> {
         self.containers
             .iter()
             .find_map(|c| match Image::parse(&c.image) {

@@ -22,7 +22,10 @@ use crate::reference::ImageRef;
 /// number formatting, escapes elsewhere and external containers stay
 /// byte-identical. Fails if a pin names an unknown container or is not a
 /// valid image reference.
-pub fn pin_images(td: &TaskDef, pins: &BTreeMap<String, String>) -> Result<String, TaskdefError> {
+pub(crate) fn pin_images(
+    td: &TaskDef,
+    pins: &BTreeMap<String, String>,
+) -> Result<String, TaskdefError> {
     let containers = td.container_list();
     let mut edits: Vec<(Range<usize>, String)> = Vec::with_capacity(pins.len());
     let mut expected = td.value().clone();
@@ -77,7 +80,7 @@ pub fn pin_images(td: &TaskDef, pins: &BTreeMap<String, String>) -> Result<Strin
 
 /// `imageDetail.json` for the CodeDeploy ECS blue/green action:
 /// `{"ImageURI": "<uri>"}`, pretty-printed, with a trailing newline.
-pub fn image_detail_json(uri: &str) -> String {
+pub(crate) fn image_detail_json(uri: &str) -> String {
     let mut map = serde_json::Map::new();
     map.insert("ImageURI".to_owned(), Value::String(uri.to_owned()));
     format!("{:#}\n", Value::Object(map))
@@ -86,7 +89,7 @@ pub fn image_detail_json(uri: &str) -> String {
 /// `imagedefinitions.json` for the CodePipeline ECS standard deploy action:
 /// `[{"name": "<container>", "imageUri": "<uri>"}, ...]` in the given order,
 /// pretty-printed, with a trailing newline.
-pub fn image_definitions_json(images: &[(String, String)]) -> String {
+pub(crate) fn image_definitions_json(images: &[(String, String)]) -> String {
     let entries = images
         .iter()
         .map(|(name, uri)| {

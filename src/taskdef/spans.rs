@@ -9,7 +9,7 @@
 //! (`containerDefinitions[1].portMappings[0].containerPort`). Keys are
 //! compared after unescaping, so `"im\u0061ge"` is `image`.
 //!
-//! Two kinds of callers use it: [`super::pin_images`] splices new `image`
+//! Two kinds of callers use it: [`super::rewrite::pin_images`] splices new `image`
 //! strings into exact byte ranges (found by structure, not by path text, so
 //! a key that contains `.` or `[` cannot be mistaken for a path), and
 //! `check` turns a key path into `line:column` ([`JsonSpans::key`],

@@ -202,7 +202,7 @@ struct FrontState {
 }
 
 /// ECR's rules in front of a registry.
-pub struct EcrFront {
+pub(crate) struct EcrFront {
     addr: String,
     state: Arc<FrontState>,
     stop: Arc<AtomicBool>,
@@ -223,7 +223,7 @@ fn wildcard(pattern: &str, tag: &str) -> bool {
 
 impl EcrFront {
     /// A front on a free loopback port for the registry at `upstream`.
-    pub fn start(upstream: &str) -> EcrFront {
+    pub(crate) fn start(upstream: &str) -> EcrFront {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the ECR front");
         let addr = listener.local_addr().expect("front address").to_string();
         let state = Arc::new(FrontState {
@@ -241,12 +241,12 @@ impl EcrFront {
     }
 
     /// `127.0.0.1:PORT`, for `--registry`.
-    pub fn addr(&self) -> &str {
+    pub(crate) fn addr(&self) -> &str {
         &self.addr
     }
 
     /// `repo`'s tags are immutable, except those matching `except`.
-    pub fn immutable(&self, repo: &str, except: &[&str]) {
+    pub(crate) fn immutable(&self, repo: &str, except: &[&str]) {
         self.state.immutable.lock().expect("state").insert(
             repo.to_string(),
             except.iter().map(|s| (*s).to_string()).collect(),
@@ -254,22 +254,22 @@ impl EcrFront {
     }
 
     /// At most `n` tags per image from now on.
-    pub fn limit_tags(&self, n: usize) {
+    pub(crate) fn limit_tags(&self, n: usize) {
         *self.state.tag_limit.lock().expect("state") = Some(n);
     }
 
     /// PUTs that tried to overwrite an immutable tag.
-    pub fn overwrite_attempts(&self) -> usize {
+    pub(crate) fn overwrite_attempts(&self) -> usize {
         self.state.overwrites.load(Ordering::SeqCst)
     }
 
     /// Tags refused for the tag limit.
-    pub fn limit_refusals(&self) -> usize {
+    pub(crate) fn limit_refusals(&self) -> usize {
         self.state.limit_refusals.load(Ordering::SeqCst)
     }
 
     /// Every request seen: (method, path without query).
-    pub fn requests(&self) -> Vec<(String, String)> {
+    pub(crate) fn requests(&self) -> Vec<(String, String)> {
         self.state.requests.lock().expect("state").clone()
     }
 }
@@ -379,7 +379,7 @@ fn handle(state: &FrontState, req: Request, mut client: TcpStream) {
 }
 
 /// Records the AWS API operations a run calls, in front of moto.
-pub struct AwsRecorder {
+pub(crate) struct AwsRecorder {
     endpoint: String,
     calls: Arc<Mutex<Vec<String>>>,
     stop: Arc<AtomicBool>,
@@ -387,7 +387,7 @@ pub struct AwsRecorder {
 
 impl AwsRecorder {
     /// A recorder on a free loopback port for moto at `upstream` (`http://HOST:PORT`).
-    pub fn start(upstream: &str) -> AwsRecorder {
+    pub(crate) fn start(upstream: &str) -> AwsRecorder {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the AWS recorder");
         let endpoint = format!("http://{}", listener.local_addr().expect("address"));
         let calls: Arc<Mutex<Vec<String>>> = Arc::default();
@@ -419,12 +419,12 @@ impl AwsRecorder {
     }
 
     /// `http://127.0.0.1:PORT`, for `AWS_ENDPOINT_URL`.
-    pub fn endpoint(&self) -> &str {
+    pub(crate) fn endpoint(&self) -> &str {
         &self.endpoint
     }
 
     /// The operations called so far (`ecr:GetAuthorizationToken`, `sts:GetCallerIdentity`).
-    pub fn calls(&self) -> Vec<String> {
+    pub(crate) fn calls(&self) -> Vec<String> {
         self.calls.lock().expect("calls").clone()
     }
 }

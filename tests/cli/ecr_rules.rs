@@ -205,12 +205,14 @@ fn an_immutable_commit_tag_naming_another_image_is_exit_3_and_says_how_out() {
     // A retry of the same commit reuses what it pushed: success.
     let retry = ecr_build(&e.fx, &moto, &e.front, &tag).run();
     retry.assert_success();
-    // --force on the same commit: BuildKit's rebuild is a new image (a new
-    // creation time), which the commit tags cannot name.
+    // --force on the same commit: a rebuild that is a new image (a step not
+    // answered from the cache gets a new creation time) cannot take the
+    // commit tag. Which targets come out byte-identical depends on BuildKit's
+    // cache, so the check is that the ones that differ are named.
     let forced = ecr_build(&e.fx, &moto, &e.front, &tag).arg("--force").run();
     forced
         .assert_code(3)
-        .assert_stderr_mentions(&format!("bash-dog-api:{tag} already names sha256:"))
+        .assert_stderr_mentions(&format!(":{tag} already names sha256:"))
         .assert_stderr_mentions("(--force, or changed files under the same commit)")
         .assert_stderr_mentions(&format!("--tag {tag}-2"));
     // A push refused this way shows no build log: the build went well.

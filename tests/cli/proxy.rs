@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 
 /// What the proxy does to the connections it accepts from now on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Fault {
+pub(crate) enum Fault {
     /// Forward bytes both ways, untouched.
     Pass,
     /// Every `n`th connection (counted since the proxy started) gets an
@@ -98,7 +98,7 @@ impl Shared {
 }
 
 /// The proxy; stops its threads and cuts its connections on drop.
-pub struct FaultProxy {
+pub(crate) struct FaultProxy {
     port: u16,
     shared: Arc<Shared>,
     acceptor: Option<JoinHandle<()>>,
@@ -107,13 +107,13 @@ pub struct FaultProxy {
 impl FaultProxy {
     /// A pass-through proxy on 127.0.0.1:<free port> in front of
     /// `upstream` (`HOST:PORT`).
-    pub fn start(upstream: &str) -> FaultProxy {
+    pub(crate) fn start(upstream: &str) -> FaultProxy {
         FaultProxy::start_with(upstream, Fault::Pass)
     }
 
     /// A proxy starting in mode `fault` ([`Fault::Down`]: the port is
     /// reserved but refuses until the mode changes).
-    pub fn start_with(upstream: &str, fault: Fault) -> FaultProxy {
+    pub(crate) fn start_with(upstream: &str, fault: Fault) -> FaultProxy {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
         let port = listener.local_addr().expect("proxy address").port();
         let shared = Arc::new(Shared {
@@ -137,13 +137,13 @@ impl FaultProxy {
     }
 
     /// `127.0.0.1:PORT`, for `--registry`.
-    pub fn addr(&self) -> String {
+    pub(crate) fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }
 
     /// Switches the mode for the connections accepted from now on
     /// ([`Fault::Down`] also cuts the open ones).
-    pub fn set(&self, fault: Fault) {
+    pub(crate) fn set(&self, fault: Fault) {
         *lock(&self.shared.fault) = fault;
         if fault == Fault::Down {
             self.shared.cut_all();
@@ -152,22 +152,22 @@ impl FaultProxy {
 
     /// Injects at most `n` more 503s/resets, then passes everything: a
     /// burst of hiccups rather than a permanently broken registry.
-    pub fn limit_faults(&self, n: usize) {
+    pub(crate) fn limit_faults(&self, n: usize) {
         self.shared.budget.store(n, Ordering::SeqCst);
     }
 
     /// The current mode.
-    pub fn fault(&self) -> Fault {
+    pub(crate) fn fault(&self) -> Fault {
         self.shared.fault()
     }
 
     /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
     }
 
     /// Connections that got a fault (503, reset or stall) so far.
-    pub fn faults(&self) -> usize {
+    pub(crate) fn faults(&self) -> usize {
         self.shared.faults.load(Ordering::SeqCst)
     }
 }
@@ -319,7 +319,7 @@ fn copy(mut from: TcpStream, mut to: TcpStream, shared: &Shared) {
 // ------------------------------------------------------------ engine socket
 
 /// A unix-socket proxy in front of the Docker engine's socket.
-pub struct EngineProxy {
+pub(crate) struct EngineProxy {
     path: PathBuf,
     shared: Arc<EngineShared>,
     acceptor: Option<JoinHandle<()>>,
@@ -354,12 +354,12 @@ impl EngineShared {
 
 impl EngineProxy {
     /// A pass-through proxy to the engine socket `upstream`.
-    pub fn start(upstream: &Path) -> EngineProxy {
+    pub(crate) fn start(upstream: &Path) -> EngineProxy {
         EngineProxy::launch(upstream, false)
     }
 
     /// A socket that accepts every connection and closes it unanswered.
-    pub fn closing() -> EngineProxy {
+    pub(crate) fn closing() -> EngineProxy {
         EngineProxy::launch(Path::new("/nonexistent"), true)
     }
 
@@ -395,19 +395,19 @@ impl EngineProxy {
     }
 
     /// `unix:///…/docker.sock`, for `DOCKER_HOST`.
-    pub fn docker_host(&self) -> String {
+    pub(crate) fn docker_host(&self) -> String {
         format!("unix://{}", self.path.display())
     }
 
     /// The engine goes away: open connections are closed, the socket file
     /// is removed (new connects fail with "no such file").
-    pub fn cut(&self) {
+    pub(crate) fn cut(&self) {
         self.shared.down.store(true, Ordering::SeqCst);
         self.shared.cut_all();
     }
 
     /// Connections accepted so far.
-    pub fn connections(&self) -> usize {
+    pub(crate) fn connections(&self) -> usize {
         self.shared.connections.load(Ordering::SeqCst)
     }
 }

@@ -114,7 +114,7 @@ pub(super) fn realm_may_get_credentials(url: &reqwest::Url) -> bool {
 
 /// A `WWW-Authenticate: Bearer ...` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BearerChallenge {
+pub(super) struct BearerChallenge {
     /// Token service URL.
     pub realm: String,
     /// `service` parameter, if any.
@@ -124,7 +124,7 @@ pub struct BearerChallenge {
 }
 
 /// Parses a `Bearer` challenge; `None` for other schemes or without realm.
-pub fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
+pub(super) fn parse_bearer_challenge(header: &str) -> Option<BearerChallenge> {
     let header = header.trim();
     let (scheme, rest) = header.split_once(char::is_whitespace)?;
     if !scheme.eq_ignore_ascii_case("bearer") {

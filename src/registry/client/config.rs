@@ -14,7 +14,7 @@ use crate::reference::Digest;
 
 /// What stackbake reads of an image's config.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ImageConfig {
+pub(crate) struct ImageConfig {
     /// `created`, as written (RFC 3339), if any.
     pub created: Option<String>,
     /// `config.Labels` with string values.
@@ -23,7 +23,7 @@ pub struct ImageConfig {
 
 impl ImageConfig {
     /// The parts of a config JSON (Docker and OCI alike) stackbake reads.
-    pub fn from_json(config: &serde_json::Value) -> ImageConfig {
+    pub(crate) fn from_json(config: &serde_json::Value) -> ImageConfig {
         let labels = config
             .get("config")
             .and_then(|c| c.get("Labels"))
@@ -47,7 +47,7 @@ impl ImageConfig {
 impl Client {
     /// The config of image `repo:reference`, or `None` if the image does
     /// not exist (or is an index with no usable manifest, or names no config).
-    pub async fn image_config(
+    pub(crate) async fn image_config(
         &self,
         repo: &str,
         reference: &str,
@@ -132,7 +132,7 @@ fn is_index(media_type: &str, json: &serde_json::Value) -> bool {
 }
 
 /// From an index: the digest of the linux/amd64 manifest, else the first.
-pub fn pick_platform_manifest(index: &serde_json::Value) -> Option<String> {
+pub(crate) fn pick_platform_manifest(index: &serde_json::Value) -> Option<String> {
     let list = index.get("manifests")?.as_array()?;
     let digest = |m: &serde_json::Value| {
         m.get("digest")

@@ -7,7 +7,7 @@ use crate::reference::{HostError, RepositoryError};
 /// Errors of the registry client. Messages name the registry, repository and
 /// reference involved and say what to do; they never contain credentials.
 #[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
+pub(crate) enum RegistryError {
     /// The `--registry` value is not `HOST[:PORT]`.
     #[error(
         "invalid registry host {host:?}: {source} (e.g. 123456789012.dkr.ecr.us-east-2.amazonaws.com or 127.0.0.1:5000)"
@@ -203,7 +203,7 @@ pub enum RegistryError {
 
 /// What kind of content failed a digest check.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContentKind {
+pub(crate) enum ContentKind {
     /// An image manifest or index.
     Manifest,
     /// A blob (image config or layer).

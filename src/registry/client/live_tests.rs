@@ -8,9 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::fingerprint::LABEL;
-use crate::registry::{
-    Client, Credentials, DOCKER_MANIFEST_V2, Manifest, RegistryError, RetryPolicy,
-};
+use crate::registry::client::{DOCKER_MANIFEST_V2, Manifest};
+use crate::registry::{Client, Credentials, RegistryError, RetryPolicy};
 use crate::testing::{ECR_PASSWORD, ECR_USER, FakeServer, Registry, Reply, free_port, sha256};
 
 fn creds(password: &str) -> Option<Credentials> {

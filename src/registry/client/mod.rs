@@ -35,18 +35,21 @@ use super::secret::Credentials;
 use crate::reference::{Digest, Host, Reference, Repository};
 
 use auth::CachedToken;
-pub use config::{ImageConfig, pick_platform_manifest};
-pub use error::{ContentKind, RegistryError};
+pub(crate) use config::ImageConfig;
+pub(crate) use error::{ContentKind, RegistryError};
 use transport::{Req, error_chain, header_str};
 
 /// Docker image manifest, schema 2.
-pub const DOCKER_MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
+#[cfg(test)]
+pub(crate) const DOCKER_MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
 /// Docker manifest list (multi-platform).
-pub const DOCKER_MANIFEST_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+pub(crate) const DOCKER_MANIFEST_LIST: &str =
+    "application/vnd.docker.distribution.manifest.list.v2+json";
 /// OCI image manifest.
-pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+#[cfg(test)]
+pub(crate) const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 /// OCI image index (multi-platform).
-pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+pub(crate) const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 
 const ACCEPT_MANIFESTS: &str = "application/vnd.docker.distribution.manifest.v2+json, \
 application/vnd.docker.distribution.manifest.list.v2+json, \
@@ -55,7 +58,7 @@ const USER_AGENT: &str = concat!("stackbake/", env!("CARGO_PKG_VERSION"));
 
 /// An image manifest (or index) exactly as the registry serves it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Manifest {
+pub(crate) struct Manifest {
     /// The `Content-Type` it is served and must be put with.
     pub media_type: String,
     /// The exact bytes; its digest is the sha256 of these.
@@ -66,7 +69,8 @@ pub struct Manifest {
 
 impl Manifest {
     /// Wraps manifest bytes, computing their sha256 digest.
-    pub fn new(media_type: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
+    #[cfg(test)]
+    pub(crate) fn new(media_type: impl Into<String>, bytes: impl Into<Bytes>) -> Self {
         let bytes = bytes.into();
         Manifest {
             media_type: media_type.into(),
@@ -78,7 +82,7 @@ impl Manifest {
 
 /// A registry HTTP client for one host. Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
-pub struct Client {
+pub(crate) struct Client {
     inner: Arc<Inner>,
 }
 
@@ -104,7 +108,7 @@ struct Inner {
 impl Client {
     /// A client for `host` (`HOST` or `HOST:PORT`, IPv6 in brackets), with
     /// optional Basic credentials and a retry policy.
-    pub fn new(
+    pub(crate) fn new(
         host: &str,
         creds: Option<Credentials>,
         opts: RetryPolicy,
@@ -133,14 +137,9 @@ impl Client {
         })
     }
 
-    /// The registry host as given (`HOST[:PORT]`).
-    pub fn host(&self) -> &str {
-        &self.inner.host
-    }
-
     /// Checks that the registry answers the v2 API and accepts the
     /// credentials (`GET /v2/`).
-    pub async fn ping(&self) -> Result<(), RegistryError> {
+    pub(crate) async fn ping(&self) -> Result<(), RegistryError> {
         let req = Req {
             method: Method::GET,
             path: "/v2/".to_owned(),
@@ -158,7 +157,7 @@ impl Client {
     }
 
     /// The digest of `repo:reference` (HEAD), or `None` if it does not exist.
-    pub async fn manifest_digest(
+    pub(crate) async fn manifest_digest(
         &self,
         repo: &str,
         reference: &str,
@@ -188,7 +187,7 @@ impl Client {
     /// The manifest `repo:reference` with its exact bytes, or `None` if it
     /// does not exist. The bytes are checked against the digest the registry
     /// announces and, for a digest reference, against the reference.
-    pub async fn get_manifest(
+    pub(crate) async fn get_manifest(
         &self,
         repo: &str,
         reference: &str,
@@ -262,7 +261,7 @@ impl Client {
 
     /// Puts `m`'s exact bytes under `repo:tag` with its media type; returns
     /// the digest, which is the sha256 of the bytes.
-    pub async fn put_manifest(
+    pub(crate) async fn put_manifest(
         &self,
         repo: &str,
         tag: &str,
@@ -301,7 +300,7 @@ impl Client {
     /// Points `repo:to_tag` at the manifest of `repo:from_ref` by putting the
     /// exact same bytes with the same media type; returns the digest, which
     /// is unchanged.
-    pub async fn copy_tag(
+    pub(crate) async fn copy_tag(
         &self,
         repo: &str,
         from_ref: &str,

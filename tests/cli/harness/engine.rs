@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use super::{REPO_ROOT, unique_id};
 
 /// Panics with a hint unless the Docker engine answers (checked once).
-pub fn require_docker() {
+pub(crate) fn require_docker() {
     static UP: OnceLock<bool> = OnceLock::new();
     let up = *UP.get_or_init(|| {
         Command::new("docker")
@@ -27,7 +27,7 @@ pub fn require_docker() {
 }
 
 /// Runs the docker CLI; returns (success, stdout, stderr).
-pub fn docker(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn docker(args: &[&str]) -> (bool, String, String) {
     let out = Command::new("docker")
         .args(args)
         .stdin(Stdio::null())
@@ -41,21 +41,21 @@ pub fn docker(args: &[&str]) -> (bool, String, String) {
 }
 
 /// Runs the docker CLI and returns its trimmed stdout; panics on failure.
-pub fn docker_ok(args: &[&str]) -> String {
+pub(crate) fn docker_ok(args: &[&str]) -> String {
     let (ok, stdout, stderr) = docker(args);
     assert!(ok, "docker {} failed:\n{stderr}", args.join(" "));
     stdout.trim().to_owned()
 }
 
 /// `docker run --rm --network none IMAGE CMD...`, trimmed stdout.
-pub fn docker_run(image: &str, cmd: &[&str]) -> String {
+pub(crate) fn docker_run(image: &str, cmd: &[&str]) -> String {
     let mut args = vec!["run", "--rm", "--network", "none", image];
     args.extend_from_slice(cmd);
     docker_ok(&args)
 }
 
 /// True if the engine has `reference` (tag or digest reference) locally.
-pub fn local_image_exists(reference: &str) -> bool {
+pub(crate) fn local_image_exists(reference: &str) -> bool {
     docker(&["image", "inspect", reference]).0
 }
 
@@ -64,13 +64,13 @@ pub fn local_image_exists(reference: &str) -> bool {
 /// A fresh import of the busybox test base image as
 /// `stackbake-test/busybox:<unique>`: a new image id, so the engine's layer
 /// cache is cold for the test that uses it. `docker rmi -f` of that tag on drop.
-pub struct BaseImage {
+pub(crate) struct BaseImage {
     reference: String,
 }
 
 impl BaseImage {
     /// Imports a new copy (through `scripts/test import-base`).
-    pub fn fresh() -> BaseImage {
+    pub(crate) fn fresh() -> BaseImage {
         require_docker();
         let reference = format!("stackbake-test/busybox:{}", unique_id());
         let out = Command::new(Path::new(REPO_ROOT).join("scripts/test"))
@@ -87,7 +87,7 @@ impl BaseImage {
     }
 
     /// `stackbake-test/busybox:<unique>`, for `--build-arg BASE=`.
-    pub fn reference(&self) -> &str {
+    pub(crate) fn reference(&self) -> &str {
         &self.reference
     }
 }
@@ -163,14 +163,14 @@ fn remove_descendants(root: &str, reference: &str) {
 /// Removes, on drop, every local image reference a test caused: repository
 /// names under one of `prefixes` (e.g. `127.0.0.1:PORT/`), any reference
 /// tagged `tag`, and any other tag of those same images. Never prunes.
-pub struct LocalImages {
+pub(crate) struct LocalImages {
     prefixes: Vec<String>,
     tag: String,
 }
 
 impl LocalImages {
     /// Watches references tagged `tag` (unique to the test).
-    pub fn new(tag: &str) -> LocalImages {
+    pub(crate) fn new(tag: &str) -> LocalImages {
         LocalImages {
             prefixes: Vec::new(),
             tag: tag.to_owned(),
@@ -178,12 +178,12 @@ impl LocalImages {
     }
 
     /// Also watches every repository named `HOST:PORT/...`.
-    pub fn watch_registry(&mut self, addr: &str) {
+    pub(crate) fn watch_registry(&mut self, addr: &str) {
         self.prefixes.push(format!("{addr}/"));
     }
 
     /// The local references this guard would remove now.
-    pub fn references(&self) -> Vec<String> {
+    pub(crate) fn references(&self) -> Vec<String> {
         let (ok, listing, _) = docker(&[
             "images",
             "--digests",

@@ -35,7 +35,7 @@ fn docker26_script(args: &[&str]) -> String {
 
 /// The side engine (Docker 26, BuildKit v0.13, containerd image store),
 /// held shared or alone while the value lives.
-pub struct Engine26 {
+pub(crate) struct Engine26 {
     host: String,
     _lock: fs::File,
 }
@@ -64,30 +64,30 @@ impl Engine26 {
     }
 
     /// The engine, shared with other tests that only build on it.
-    pub fn shared() -> Engine26 {
+    pub(crate) fn shared() -> Engine26 {
         Engine26::open(false)
     }
 
     /// The engine alone, freshly wiped (as every CodeBuild build starts).
-    pub fn fresh() -> Engine26 {
+    pub(crate) fn fresh() -> Engine26 {
         let e = Engine26::open(true);
         e.wipe();
         e
     }
 
     /// Wipes the engine's data root (only for an engine held alone).
-    pub fn wipe(&self) {
+    pub(crate) fn wipe(&self) {
         docker26_script(&["wipe"]);
     }
 
     /// `unix:///…`, for `DOCKER_HOST`.
-    pub fn host(&self) -> &str {
+    pub(crate) fn host(&self) -> &str {
         &self.host
     }
 }
 
 /// The side engine's own docker CLI; returns (success, stdout, stderr).
-pub fn docker26(args: &[&str]) -> (bool, String, String) {
+pub(crate) fn docker26(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(Path::new(REPO_ROOT).join("scripts/docker26"))
         .arg("docker")
         .args(args)
@@ -104,7 +104,7 @@ pub fn docker26(args: &[&str]) -> (bool, String, String) {
 /// The busybox test base, pushed from the machine's engine into `registry`
 /// as `ADDR/stackbake-base/busybox:1`: always the same image (one digest),
 /// never imported again, so a fresh engine can find its layers cached.
-pub fn registry_base(registry: &Registry) -> String {
+pub(crate) fn registry_base(registry: &Registry) -> String {
     let reference = format!("{}/stackbake-base/busybox:1", registry.addr());
     docker_ok(&["tag", "stackbake-test/busybox:latest", &reference]);
     let (ok, _, err) = docker(&["push", &reference]);
@@ -115,13 +115,13 @@ pub fn registry_base(registry: &Registry) -> String {
 
 /// Removes, on drop, the side engine's images named under `prefix`
 /// (`127.0.0.1:PORT/`).
-pub struct Images26 {
+pub(crate) struct Images26 {
     prefix: String,
 }
 
 impl Images26 {
     /// Watches the images of `registry`.
-    pub fn of(registry: &Registry) -> Images26 {
+    pub(crate) fn of(registry: &Registry) -> Images26 {
         Images26 {
             prefix: format!("{}/", registry.addr()),
         }
@@ -146,13 +146,13 @@ impl Drop for Images26 {
 impl Fixture {
     /// A registry and the example project, no base image in the machine's
     /// engine (side-engine tests take theirs from the registry).
-    pub fn registry_only() -> Fixture {
+    pub(crate) fn registry_only() -> Fixture {
         Fixture::new(true, false)
     }
 
     /// `stackbake build --local --registry ADDR` of the project on `docker_host`,
     /// into `out`, with `--build-arg BASE=base`, `--tag tag`, `--progress plain`.
-    pub fn build_on(&self, docker_host: &str, base: &str, tag: &str, out: &Path) -> Sb {
+    pub(crate) fn build_on(&self, docker_host: &str, base: &str, tag: &str, out: &Path) -> Sb {
         Sb::new()
             .args(["build", "--local", "--dir"])
             .arg(self.project.root())
@@ -170,7 +170,7 @@ impl Fixture {
 /// the run printed, the files under `dirs`, and the image as `docker save`
 /// writes it (config, history, every layer, decompressed). `docker` is the
 /// CLI of the engine that holds the image. Panics naming where it was found.
-pub fn assert_secret_nowhere(
+pub(crate) fn assert_secret_nowhere(
     value: &str,
     printed: &[&str],
     dirs: &[&Path],
@@ -243,7 +243,7 @@ impl Project {
     /// Takes the example's cache mount out of its Dockerfile (with the line
     /// that writes into it), for runs on the classic builder, which cannot
     /// run `--mount`.
-    pub fn without_cache_mount(&self) {
+    pub(crate) fn without_cache_mount(&self) {
         self.edit("Dockerfile", |t| {
             let out = t
                 .replace("--mount=type=cache,target=/root/.cache ", "")
@@ -259,7 +259,7 @@ impl Project {
 
 /// Puts a registry cache manifest under `repo:tag` that no builder can use:
 /// BuildKit's cache config media type over a config blob that is not JSON.
-pub fn push_unusable_cache(registry: &Registry, repo: &str, tag: &str) {
+pub(crate) fn push_unusable_cache(registry: &Registry, repo: &str, tag: &str) {
     let config = b"this is not a cache config";
     let digest = {
         let out = Command::new("sha256sum")

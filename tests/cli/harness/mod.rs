@@ -27,10 +27,10 @@ mod project;
 mod run;
 mod servers;
 
-pub use engine::*;
-pub use engine26::*;
-pub use project::*;
-pub use run::*;
+pub(crate) use engine::*;
+pub(crate) use engine26::*;
+pub(crate) use project::*;
+pub(crate) use run::*;
 // `pub(crate)`: the library's unit tests include servers.rs too.
 pub(crate) use servers::*;
 
@@ -40,11 +40,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 /// Root of the repository: the example stack and `scripts/test` live here.
-pub const REPO_ROOT: &str = env!("CARGO_MANIFEST_DIR");
+pub(crate) const REPO_ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
 /// A string unique to this test (process id, clock, counter), usable as a
 /// Docker tag, a directory name and a commit tag (`--tag`).
-pub fn unique_id() -> String {
+pub(crate) fn unique_id() -> String {
     static COUNTER: AtomicU32 = AtomicU32::new(0);
     let nanos = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -59,13 +59,13 @@ pub fn unique_id() -> String {
 }
 
 /// Whether `s` is `sha256:<64 hex>`.
-pub fn is_sha256(s: &str) -> bool {
+pub(crate) fn is_sha256(s: &str) -> bool {
     s.strip_prefix("sha256:")
         .is_some_and(|hex| hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
 }
 
 /// The report entry of `container`.
-pub fn report_target<'a>(report: &'a Value, container: &str) -> &'a Value {
+pub(crate) fn report_target<'a>(report: &'a Value, container: &str) -> &'a Value {
     report["targets"]
         .as_array()
         .and_then(|ts| ts.iter().find(|t| t["container"] == container))

@@ -23,7 +23,7 @@ const EXAMPLE_FILES: &[&str] = &[
 
 /// A temp copy of the example stack: `root()` is the project (`--dir`),
 /// `out()` a sibling directory that does not exist yet (`--out`).
-pub struct Project {
+pub(crate) struct Project {
     dir: TempDir,
     root: PathBuf,
     out: PathBuf,
@@ -32,7 +32,7 @@ pub struct Project {
 impl Project {
     /// Copies Dockerfile, .dockerignore, taskdef.json, appspec.yaml,
     /// buildspec.yml (if present) and app/ from the repository root.
-    pub fn example() -> Project {
+    pub(crate) fn example() -> Project {
         let dir = tempfile::Builder::new()
             .prefix("stackbake-project-")
             .tempdir()
@@ -53,27 +53,27 @@ impl Project {
     }
 
     /// The project directory (`--dir`).
-    pub fn root(&self) -> &Path {
+    pub(crate) fn root(&self) -> &Path {
         &self.root
     }
 
     /// The artifact directory for `--out` (absolute; not created).
-    pub fn out(&self) -> &Path {
+    pub(crate) fn out(&self) -> &Path {
         &self.out
     }
 
     /// `root()/rel`.
-    pub fn path(&self, rel: &str) -> PathBuf {
+    pub(crate) fn path(&self, rel: &str) -> PathBuf {
         self.root.join(rel)
     }
 
     /// Contents of `root()/rel`.
-    pub fn read(&self, rel: &str) -> String {
+    pub(crate) fn read(&self, rel: &str) -> String {
         fs::read_to_string(self.path(rel)).unwrap_or_else(|e| panic!("read {rel}: {e}"))
     }
 
     /// Writes `root()/rel`, creating parent directories.
-    pub fn write(&self, rel: &str, contents: &str) {
+    pub(crate) fn write(&self, rel: &str, contents: &str) {
         let path = self.path(rel);
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).expect("create parent dir");
@@ -82,14 +82,14 @@ impl Project {
     }
 
     /// Rewrites `root()/rel` through `edit`.
-    pub fn edit(&self, rel: &str, edit: impl FnOnce(String) -> String) {
+    pub(crate) fn edit(&self, rel: &str, edit: impl FnOnce(String) -> String) {
         let new = edit(self.read(rel));
         self.write(rel, &new);
     }
 
     /// Adds the Dockerfile instruction `step` right after the line `after`
     /// (which must be there).
-    pub fn add_step_after(&self, after: &str, step: &str) {
+    pub(crate) fn add_step_after(&self, after: &str, step: &str) {
         let old = self.read("Dockerfile");
         let new = old.replacen(&format!("{after}\n"), &format!("{after}\n{step}\n"), 1);
         assert_ne!(old, new, "no line {after:?} in the Dockerfile");
@@ -97,12 +97,12 @@ impl Project {
     }
 
     /// Deletes the file `root()/rel`.
-    pub fn remove(&self, rel: &str) {
+    pub(crate) fn remove(&self, rel: &str) {
         fs::remove_file(self.path(rel)).unwrap_or_else(|e| panic!("remove {rel}: {e}"));
     }
 
     /// Names of the files in `dir` (empty if it does not exist).
-    pub fn files_in(dir: &Path) -> Vec<String> {
+    pub(crate) fn files_in(dir: &Path) -> Vec<String> {
         let Ok(entries) = fs::read_dir(dir) else {
             return Vec::new();
         };
@@ -115,7 +115,7 @@ impl Project {
     }
 
     /// Parses `dir/name` as JSON.
-    pub fn json_in(dir: &Path, name: &str) -> Value {
+    pub(crate) fn json_in(dir: &Path, name: &str) -> Value {
         let path = dir.join(name);
         let text =
             fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -124,7 +124,7 @@ impl Project {
     }
 
     /// The temp dir holding `root()` and `out()`.
-    pub fn temp(&self) -> &Path {
+    pub(crate) fn temp(&self) -> &Path {
         self.dir.path()
     }
 }
@@ -151,7 +151,7 @@ fn copy_tree(src: &Path, dst: &Path) {
 
 /// Everything one build test owns. Fields drop in order: local images
 /// first, then the project, the registry and last the base image.
-pub struct Fixture {
+pub(crate) struct Fixture {
     /// Cleanup of the images this test makes.
     pub images: LocalImages,
     /// The temp copy of the example stack.
@@ -166,18 +166,18 @@ pub struct Fixture {
 
 impl Fixture {
     /// Fresh base image, fresh anonymous registry, example project.
-    pub fn with_registry() -> Fixture {
+    pub(crate) fn with_registry() -> Fixture {
         Fixture::new(true, true)
     }
 
     /// Fresh base image, no registry (images only tagged locally).
-    pub fn local_only() -> Fixture {
+    pub(crate) fn local_only() -> Fixture {
         Fixture::new(false, true)
     }
 
     /// Inputs only: no registry, no base image (`BASE` names an image that
     /// does not exist), for runs that must stop before building.
-    pub fn inputs_only() -> Fixture {
+    pub(crate) fn inputs_only() -> Fixture {
         Fixture::new(false, false)
     }
 
@@ -199,14 +199,14 @@ impl Fixture {
     }
 
     /// The registry; panics for fixtures without one.
-    pub fn registry(&self) -> &Registry {
+    pub(crate) fn registry(&self) -> &Registry {
         self.registry
             .as_ref()
             .expect("this fixture has no registry")
     }
 
     /// The `BASE` build arg value.
-    pub fn base_ref(&self) -> String {
+    pub(crate) fn base_ref(&self) -> String {
         match &self.base {
             Some(b) => b.reference().to_owned(),
             None => format!("stackbake-test/busybox:absent-{}", self.tag),
@@ -215,13 +215,13 @@ impl Fixture {
 
     /// `stackbake build --local --dir ROOT --out OUT --build-arg BASE=…
     /// --tag TAG --progress plain [--registry ADDR]`.
-    pub fn build(&self) -> Sb {
+    pub(crate) fn build(&self) -> Sb {
         self.build_with(Some(self.project.out()), "plain")
     }
 
     /// Like [`Fixture::build`] with no `--out` (the `--local` default
     /// `ROOT/stackbake-out`) or another `--progress`.
-    pub fn build_with(&self, out: Option<&Path>, progress: &str) -> Sb {
+    pub(crate) fn build_with(&self, out: Option<&Path>, progress: &str) -> Sb {
         let mut sb = Sb::new()
             .args(["build", "--local", "--dir"])
             .arg(self.project.root());
@@ -240,7 +240,7 @@ impl Fixture {
 
     /// Fresh base image, fresh registry demanding basic auth `user`/`pass`
     /// (e.g. moto's ECR token), example project.
-    pub fn with_auth_registry(user: &str, pass: &str) -> Fixture {
+    pub(crate) fn with_auth_registry(user: &str, pass: &str) -> Fixture {
         require_docker();
         let tag = unique_id();
         let mut images = LocalImages::new(&tag);
@@ -258,7 +258,7 @@ impl Fixture {
 
 /// Every regular file under `dir` (recursively, symlinks not followed), as
 /// absolute paths; empty if `dir` does not exist.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut pending = vec![dir.to_owned()];
     while let Some(d) = pending.pop() {

@@ -15,17 +15,17 @@ use serde_json::Value;
 use super::servers::stop;
 
 /// The binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_stackbake");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_stackbake");
 
 /// Default limit for one `stackbake` run.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 
 // ------------------------------------------------------- running stackbake
 
 /// Builder for one run of the real `stackbake` binary. `CODEBUILD_*`,
 /// `AWS_*` and `STACKBAKE_*` are removed from the inherited environment
 /// (set them with [`Sb::env`]); `NO_COLOR=1`; stdin is /dev/null.
-pub struct Sb {
+pub(crate) struct Sb {
     args: Vec<OsString>,
     env: Vec<(OsString, Option<OsString>)>,
     cwd: Option<PathBuf>,
@@ -40,7 +40,7 @@ impl Default for Sb {
 
 impl Sb {
     /// A run with no arguments yet.
-    pub fn new() -> Sb {
+    pub(crate) fn new() -> Sb {
         Sb {
             args: Vec::new(),
             env: Vec::new(),
@@ -50,13 +50,13 @@ impl Sb {
     }
 
     /// Appends one argument.
-    pub fn arg(mut self, arg: impl AsRef<OsStr>) -> Sb {
+    pub(crate) fn arg(mut self, arg: impl AsRef<OsStr>) -> Sb {
         self.args.push(arg.as_ref().to_owned());
         self
     }
 
     /// Appends arguments.
-    pub fn args<I, S>(mut self, args: I) -> Sb
+    pub(crate) fn args<I, S>(mut self, args: I) -> Sb
     where
         I: IntoIterator<Item = S>,
         S: AsRef<OsStr>,
@@ -67,14 +67,14 @@ impl Sb {
     }
 
     /// Sets an environment variable for the run.
-    pub fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Sb {
+    pub(crate) fn env(mut self, key: impl AsRef<OsStr>, value: impl AsRef<OsStr>) -> Sb {
         self.env
             .push((key.as_ref().to_owned(), Some(value.as_ref().to_owned())));
         self
     }
 
     /// Sets several environment variables (e.g. [`Moto::env`]).
-    pub fn envs(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Sb {
+    pub(crate) fn envs(mut self, vars: impl IntoIterator<Item = (String, String)>) -> Sb {
         for (k, v) in vars {
             self = self.env(k, v);
         }
@@ -82,19 +82,19 @@ impl Sb {
     }
 
     /// Removes an inherited environment variable for the run.
-    pub fn env_remove(mut self, key: impl AsRef<OsStr>) -> Sb {
+    pub(crate) fn env_remove(mut self, key: impl AsRef<OsStr>) -> Sb {
         self.env.push((key.as_ref().to_owned(), None));
         self
     }
 
     /// Working directory of the run (default: the test's).
-    pub fn current_dir(mut self, dir: impl AsRef<Path>) -> Sb {
+    pub(crate) fn current_dir(mut self, dir: impl AsRef<Path>) -> Sb {
         self.cwd = Some(dir.as_ref().to_owned());
         self
     }
 
     /// Kill the run and fail the test after `timeout` (default 300 s).
-    pub fn timeout(mut self, timeout: Duration) -> Sb {
+    pub(crate) fn timeout(mut self, timeout: Duration) -> Sb {
         self.timeout = timeout;
         self
     }
@@ -142,7 +142,7 @@ impl Sb {
     /// person at a terminal would: stdout and stderr are the terminal, so
     /// [`Outcome::stdout`] holds everything drawn (escape codes included)
     /// and `stderr` is empty.
-    pub fn run_in_terminal(self) -> Outcome {
+    pub(crate) fn run_in_terminal(self) -> Outcome {
         let (cmd, command) = self.command();
         let quoted: Vec<String> = std::iter::once(cmd.get_program())
             .chain(cmd.get_args())
@@ -199,7 +199,7 @@ impl Sb {
     }
 
     /// Runs the binary to completion (or the timeout, which panics).
-    pub fn run(self) -> Outcome {
+    pub(crate) fn run(self) -> Outcome {
         let (mut cmd, command) = self.command();
         let started = Instant::now();
         let mut child = cmd
@@ -245,7 +245,7 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String>
 
 /// What one run of `stackbake` did. `Display` shows all of it, for
 /// assertion messages.
-pub struct Outcome {
+pub(crate) struct Outcome {
     /// The command line, for messages.
     pub command: String,
     /// Exit code (None if killed by a signal).
@@ -260,24 +260,24 @@ pub struct Outcome {
 
 impl Outcome {
     /// Panics (showing the whole run) unless the exit code is `code`.
-    pub fn assert_code(&self, code: i32) -> &Outcome {
+    pub(crate) fn assert_code(&self, code: i32) -> &Outcome {
         assert_eq!(self.code, Some(code), "unexpected exit code:\n{self}");
         self
     }
 
     /// Panics unless the exit code is 0.
-    pub fn assert_success(&self) -> &Outcome {
+    pub(crate) fn assert_success(&self) -> &Outcome {
         self.assert_code(0)
     }
 
     /// stdout parsed as JSON (`--json`).
-    pub fn json(&self) -> Value {
+    pub(crate) fn json(&self) -> Value {
         serde_json::from_str(&self.stdout)
             .unwrap_or_else(|e| panic!("stdout is not one JSON document ({e}):\n{self}"))
     }
 
     /// Panics unless stderr contains `needle` (case-insensitive).
-    pub fn assert_stderr_mentions(&self, needle: &str) -> &Outcome {
+    pub(crate) fn assert_stderr_mentions(&self, needle: &str) -> &Outcome {
         assert!(
             self.stderr.to_lowercase().contains(&needle.to_lowercase()),
             "stderr does not mention {needle:?}:\n{self}"
@@ -298,7 +298,7 @@ impl fmt::Display for Outcome {
 /// A `stackbake` run started with [`Sb::spawn`]: the test can watch its
 /// stderr while it runs, signal it, and then collect its [`Outcome`]. Killed
 /// on drop if still running.
-pub struct Running {
+pub(crate) struct Running {
     child: Child,
     command: String,
     started: Instant,
@@ -311,7 +311,7 @@ impl Sb {
     /// Starts the binary in the background with the same environment rules
     /// as [`Sb::run`] (the run's own timeout is not applied: pass a limit to
     /// [`Running::wait`]).
-    pub fn spawn(self) -> Running {
+    pub(crate) fn spawn(self) -> Running {
         let (mut cmd, command) = self.command();
         let mut child = cmd
             .spawn()
@@ -347,24 +347,24 @@ impl Sb {
 
 impl Running {
     /// The process id (for `kill -INT`).
-    pub fn pid(&self) -> u32 {
+    pub(crate) fn pid(&self) -> u32 {
         self.child.id()
     }
 
     /// Time since the start.
-    pub fn elapsed(&self) -> Duration {
+    pub(crate) fn elapsed(&self) -> Duration {
         self.started.elapsed()
     }
 
     /// Everything written to stderr so far.
-    pub fn stderr_so_far(&self) -> String {
+    pub(crate) fn stderr_so_far(&self) -> String {
         let bytes = self.stderr.lock().unwrap_or_else(|p| p.into_inner());
         String::from_utf8_lossy(&bytes).into_owned()
     }
 
     /// Waits until stderr satisfies `seen` (true) or the run exits or
     /// `limit` passes (false). Polls every 20 ms.
-    pub fn wait_for_stderr(&mut self, limit: Duration, seen: impl Fn(&str) -> bool) -> bool {
+    pub(crate) fn wait_for_stderr(&mut self, limit: Duration, seen: impl Fn(&str) -> bool) -> bool {
         let deadline = Instant::now() + limit;
         while Instant::now() < deadline {
             if seen(&self.stderr_so_far()) {
@@ -379,7 +379,7 @@ impl Running {
     }
 
     /// Sends `signal` (a `kill` name: `INT`, `TERM`) to the process.
-    pub fn signal(&self, signal: &str) {
+    pub(crate) fn signal(&self, signal: &str) {
         let status = Command::new("kill")
             .arg(format!("-{signal}"))
             .arg(self.pid().to_string())
@@ -389,7 +389,7 @@ impl Running {
     }
 
     /// Waits for the exit (killing the run and panicking after `limit`).
-    pub fn wait(mut self, limit: Duration) -> Outcome {
+    pub(crate) fn wait(mut self, limit: Duration) -> Outcome {
         let status = loop {
             match self.child.try_wait().expect("wait for stackbake") {
                 Some(status) => break Some(status),
