@@ -1,4 +1,3 @@
-
 use super::*;
 
 /// The example stack's task definition; the path works from the scratch

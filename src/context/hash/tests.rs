@@ -1,4 +1,3 @@
-
 use super::*;
 use crate::context::{DockerIgnore, walk::list};
 use std::fs;

@@ -1,4 +1,3 @@
-
 use super::*;
 
 const EXAMPLE_APPSPEC: &str = include_str!("../../../appspec.yaml");
