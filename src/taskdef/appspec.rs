@@ -7,6 +7,7 @@
 use serde_yaml::Value;
 
 use super::{TaskDef, TaskdefError};
+use ProblemKind as K;
 
 /// The parts of an ECS appspec that stackbake uses.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -115,7 +116,6 @@ pub(crate) enum ProblemKind {
 impl Problem {
     /// The error `build` reports for this problem.
     pub(crate) fn error(&self) -> TaskdefError {
-        use ProblemKind as K;
         let problem = match &self.kind {
             K::Syntax { location, message } => {
                 return TaskdefError::Yaml {
@@ -328,188 +328,8 @@ impl AppSpec {
     /// `ContainerName` and a `ContainerPort` from 1 to 65535. Reading goes
     /// on past a problem wherever what follows can still be read.
     pub(crate) fn read(text: &str) -> Reading {
-        use ProblemKind as K;
         let mut r = Reading::default();
-        let doc: Value = match serde_yaml::from_str(text) {
-            Ok(v) => v,
-            Err(e) => {
-                let (location, message) = yaml_syntax(&e);
-                r.problem("", K::Syntax { location, message });
-                return r;
-            }
-        };
-        if !doc.is_mapping() {
-            r.problem(
-                "",
-                K::NotAMapping {
-                    found: yaml_kind(&doc),
-                },
-            );
-            return r;
-        }
-        match get(&doc, "version") {
-            None => r.problem("version", K::Version { found: None }),
-            Some(v) if !is_version_0_0(v) => r.problem(
-                "version",
-                K::Version {
-                    found: Some(shown(v)),
-                },
-            ),
-            Some(_) => {}
-        }
-        let list = match get(&doc, "Resources") {
-            Some(Value::Sequence(list)) => list,
-            found => {
-                r.problem(
-                    "Resources",
-                    K::NoResourceList {
-                        found: found.map(yaml_kind),
-                    },
-                );
-                return r;
-            }
-        };
-        if list.len() != 1 {
-            let services = list
-                .iter()
-                .filter_map(Value::as_mapping)
-                .flat_map(|m| m.values())
-                .filter(|body| get(body, "Type").and_then(Value::as_str) == Some(ECS_SERVICE))
-                .count();
-            r.problem(
-                if list.is_empty() {
-                    "Resources"
-                } else {
-                    "Resources[1]"
-                },
-                K::ResourceCount {
-                    entries: list.len(),
-                    services,
-                },
-            );
-        }
-        let Some(resource) = list.first() else {
-            return r;
-        };
-        let (name, body) = match resource {
-            Value::Mapping(m) if m.len() == 1 => match m.iter().next() {
-                Some(entry) => entry,
-                None => return r,
-            },
-            other => {
-                let shape = match other {
-                    Value::Mapping(m) => format!("a mapping with {} keys", m.len()),
-                    v => yaml_kind(v).to_owned(),
-                };
-                r.problem(
-                    "Resources[0]",
-                    K::Shape {
-                        problem: format!(
-                            "is {shape}: it must be a mapping with a single key, the resource name (`- TargetService:`)"
-                        ),
-                    },
-                );
-                return r;
-            }
-        };
-        let Value::String(resource_name) = name else {
-            r.problem(
-                "Resources[0]",
-                K::Shape {
-                    problem: "has a non-string resource name: name it, e.g. `TargetService`"
-                        .to_owned(),
-                },
-            );
-            return r;
-        };
-        let base = format!("Resources[0].{resource_name}");
-        if !body.is_mapping() {
-            r.problem(
-                &base,
-                K::Shape {
-                    problem: format!(
-                        "is {}: it must hold `Type` and `Properties`",
-                        yaml_kind(body)
-                    ),
-                },
-            );
-            return r;
-        }
-        match get(body, "Type") {
-            Some(t) if t.as_str() == Some(ECS_SERVICE) => {}
-            found => {
-                r.problem(
-                    &join(&base, "Type"),
-                    K::NotEcsService {
-                        found: found.map(shown),
-                    },
-                );
-                return r;
-            }
-        }
-        r.resource_name = Some(resource_name.clone());
-        let props_path = join(&base, "Properties");
-        let props = match get(body, "Properties") {
-            Some(p) if p.is_mapping() => p,
-            found => {
-                let problem = match found {
-                    None => {
-                        "is missing: add `Properties` with `TaskDefinition` and `LoadBalancerInfo`"
-                            .to_owned()
-                    }
-                    Some(p) => format!("is {}: it must be a mapping", yaml_kind(p)),
-                };
-                r.problem(&props_path, K::Shape { problem });
-                return r;
-            }
-        };
-        match get(props, "TaskDefinition") {
-            Some(Value::String(s)) => r.task_definition = Some(s.clone()),
-            found => r.problem(
-                &join(&props_path, "TaskDefinition"),
-                K::TaskDefinition {
-                    found: found.map(yaml_kind),
-                },
-            ),
-        }
-        let Some(lb) = get(props, "LoadBalancerInfo") else {
-            return r;
-        };
-        r.load_balanced = true;
-        let lb_path = join(&props_path, "LoadBalancerInfo");
-        if !lb.is_mapping() {
-            r.problem(
-                &lb_path,
-                K::LoadBalancerInfo {
-                    found: yaml_kind(lb),
-                },
-            );
-            return r;
-        }
-        match get(lb, "ContainerName") {
-            Some(Value::String(s)) => r.lb_container = Some(s.clone()),
-            found => r.problem(
-                &join(&lb_path, "ContainerName"),
-                K::ContainerName {
-                    found: found.map(yaml_kind),
-                },
-            ),
-        }
-        match get(lb, "ContainerPort") {
-            Some(p) => match port(p) {
-                Some(n) => r.lb_port = Some(n),
-                None => r.problem(
-                    &join(&lb_path, "ContainerPort"),
-                    K::ContainerPort {
-                        found: Some(shown(p)),
-                    },
-                ),
-            },
-            None => r.problem(
-                &join(&lb_path, "ContainerPort"),
-                K::ContainerPort { found: None },
-            ),
-        }
+        r.read_all(text);
         r
     }
 
@@ -530,6 +350,234 @@ impl AppSpec {
                 container: name.clone(),
                 available: names,
             })
+        }
+    }
+}
+
+/// The steps of [`AppSpec::read`]; a step that returns `None` found a
+/// problem after which nothing further can be read.
+impl Reading {
+    /// Reads the whole appspec, in the order its problems are reported.
+    fn read_all(&mut self, text: &str) -> Option<()> {
+        let doc = self.document(text)?;
+        self.version(&doc);
+        let resource = self.first_resource(&doc)?;
+        let (base, body) = self.service(resource)?;
+        let (props_path, props) = self.properties(&base, body)?;
+        self.task_definition(&props_path, props);
+        self.load_balancer(&props_path, props)
+    }
+
+    /// Parses the YAML and checks that the document is a mapping.
+    fn document(&mut self, text: &str) -> Option<Value> {
+        let doc: Value = match serde_yaml::from_str(text) {
+            Ok(v) => v,
+            Err(e) => {
+                let (location, message) = yaml_syntax(&e);
+                self.problem("", K::Syntax { location, message });
+                return None;
+            }
+        };
+        if !doc.is_mapping() {
+            self.problem(
+                "",
+                K::NotAMapping {
+                    found: yaml_kind(&doc),
+                },
+            );
+            return None;
+        }
+        Some(doc)
+    }
+
+    /// Checks that `version` is 0.0.
+    fn version(&mut self, doc: &Value) {
+        match get(doc, "version") {
+            None => self.problem("version", K::Version { found: None }),
+            Some(v) if !is_version_0_0(v) => self.problem(
+                "version",
+                K::Version {
+                    found: Some(shown(v)),
+                },
+            ),
+            Some(_) => {}
+        }
+    }
+
+    /// Checks that `Resources` is a list of exactly one entry and returns its first.
+    fn first_resource<'d>(&mut self, doc: &'d Value) -> Option<&'d Value> {
+        let list = match get(doc, "Resources") {
+            Some(Value::Sequence(list)) => list,
+            found => {
+                self.problem(
+                    "Resources",
+                    K::NoResourceList {
+                        found: found.map(yaml_kind),
+                    },
+                );
+                return None;
+            }
+        };
+        if list.len() != 1 {
+            let services = list
+                .iter()
+                .filter_map(Value::as_mapping)
+                .flat_map(|m| m.values())
+                .filter(|body| get(body, "Type").and_then(Value::as_str) == Some(ECS_SERVICE))
+                .count();
+            self.problem(
+                if list.is_empty() {
+                    "Resources"
+                } else {
+                    "Resources[1]"
+                },
+                K::ResourceCount {
+                    entries: list.len(),
+                    services,
+                },
+            );
+        }
+        list.first()
+    }
+
+    /// Reads the resource as a single-key mapping of an `AWS::ECS::Service`
+    /// body; returns the body's key path and the body.
+    fn service<'d>(&mut self, resource: &'d Value) -> Option<(String, &'d Value)> {
+        let (name, body) = self.single_entry(resource)?;
+        let Value::String(resource_name) = name else {
+            self.problem(
+                "Resources[0]",
+                K::Shape {
+                    problem: "has a non-string resource name: name it, e.g. `TargetService`"
+                        .to_owned(),
+                },
+            );
+            return None;
+        };
+        let base = format!("Resources[0].{resource_name}");
+        if !body.is_mapping() {
+            self.problem(
+                &base,
+                K::Shape {
+                    problem: format!(
+                        "is {}: it must hold `Type` and `Properties`",
+                        yaml_kind(body)
+                    ),
+                },
+            );
+            return None;
+        }
+        match get(body, "Type") {
+            Some(t) if t.as_str() == Some(ECS_SERVICE) => {}
+            found => {
+                self.problem(
+                    &join(&base, "Type"),
+                    K::NotEcsService {
+                        found: found.map(shown),
+                    },
+                );
+                return None;
+            }
+        }
+        self.resource_name = Some(resource_name.clone());
+        Some((base, body))
+    }
+
+    /// The one key and value of the resource mapping (`- TargetService: ...`).
+    fn single_entry<'d>(&mut self, resource: &'d Value) -> Option<(&'d Value, &'d Value)> {
+        match resource {
+            Value::Mapping(m) if m.len() == 1 => m.iter().next(),
+            other => {
+                let shape = match other {
+                    Value::Mapping(m) => format!("a mapping with {} keys", m.len()),
+                    v => yaml_kind(v).to_owned(),
+                };
+                self.problem(
+                    "Resources[0]",
+                    K::Shape {
+                        problem: format!(
+                            "is {shape}: it must be a mapping with a single key, the resource name (`- TargetService:`)"
+                        ),
+                    },
+                );
+                None
+            }
+        }
+    }
+
+    /// Checks that the service has a `Properties` mapping; returns its key path and it.
+    fn properties<'d>(&mut self, base: &str, body: &'d Value) -> Option<(String, &'d Value)> {
+        let props_path = join(base, "Properties");
+        match get(body, "Properties") {
+            Some(p) if p.is_mapping() => Some((props_path, p)),
+            found => {
+                let problem = match found {
+                    None => {
+                        "is missing: add `Properties` with `TaskDefinition` and `LoadBalancerInfo`"
+                            .to_owned()
+                    }
+                    Some(p) => format!("is {}: it must be a mapping", yaml_kind(p)),
+                };
+                self.problem(&props_path, K::Shape { problem });
+                None
+            }
+        }
+    }
+
+    /// Reads the string `TaskDefinition`.
+    fn task_definition(&mut self, props_path: &str, props: &Value) {
+        match get(props, "TaskDefinition") {
+            Some(Value::String(s)) => self.task_definition = Some(s.clone()),
+            found => self.problem(
+                &join(props_path, "TaskDefinition"),
+                K::TaskDefinition {
+                    found: found.map(yaml_kind),
+                },
+            ),
+        }
+    }
+
+    /// Reads `LoadBalancerInfo`, when there is one: its `ContainerName` and `ContainerPort`.
+    fn load_balancer(&mut self, props_path: &str, props: &Value) -> Option<()> {
+        let lb = get(props, "LoadBalancerInfo")?;
+        self.load_balanced = true;
+        let lb_path = join(props_path, "LoadBalancerInfo");
+        if !lb.is_mapping() {
+            self.problem(
+                &lb_path,
+                K::LoadBalancerInfo {
+                    found: yaml_kind(lb),
+                },
+            );
+            return None;
+        }
+        match get(lb, "ContainerName") {
+            Some(Value::String(s)) => self.lb_container = Some(s.clone()),
+            found => self.problem(
+                &join(&lb_path, "ContainerName"),
+                K::ContainerName {
+                    found: found.map(yaml_kind),
+                },
+            ),
+        }
+        self.container_port(&lb_path, get(lb, "ContainerPort"));
+        Some(())
+    }
+
+    /// Reads `ContainerPort`, a port from 1 to 65535.
+    fn container_port(&mut self, lb_path: &str, found: Option<&Value>) {
+        let port_path = join(lb_path, "ContainerPort");
+        match found {
+            Some(p) => match port(p) {
+                Some(n) => self.lb_port = Some(n),
+                None => self.problem(
+                    &port_path,
+                    K::ContainerPort {
+                        found: Some(shown(p)),
+                    },
+                ),
+            },
+            None => self.problem(&port_path, K::ContainerPort { found: None }),
         }
     }
 }
