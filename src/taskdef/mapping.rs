@@ -25,7 +25,7 @@
 use std::collections::BTreeMap;
 
 use super::image_ref::Image;
-use super::{TaskDef, TaskdefError};
+use super::{Container, TaskDef, TaskdefError};
 use crate::reference::{Host, ImageRef, Repository};
 
 /// How one container of the task definition is produced.
@@ -71,15 +71,35 @@ pub(crate) fn map_containers(
     explicit: &[(String, String)],
     registry: Option<&str>,
 ) -> Result<Vec<Mapping>, TaskdefError> {
+    check_registry(registry)?;
+    // Unnamed stages (reported as empty names) can be neither matched nor listed.
+    let stages: Vec<String> = stages.iter().filter(|s| !s.is_empty()).cloned().collect();
+    let mapper = Mapper {
+        td,
+        stages: &stages,
+        chosen: explicit_targets(td, &stages, explicit)?,
+        registry,
+    };
+    td.container_list().iter().map(|c| mapper.map(c)).collect()
+}
+
+/// Checks that the `--registry` override is a valid `HOST[:PORT]`.
+fn check_registry(registry: Option<&str>) -> Result<(), TaskdefError> {
     if let Some(registry) = registry {
         Host::parse(registry).map_err(|source| TaskdefError::InvalidRegistry {
             registry: registry.to_owned(),
             source,
         })?;
     }
-    // Unnamed stages (reported as empty names) can be neither matched nor listed.
-    let stages: Vec<String> = stages.iter().filter(|s| !s.is_empty()).cloned().collect();
-    let stages = stages.as_slice();
+    Ok(())
+}
+
+/// The stage (lowercase) each explicit `--target CONTAINER=STAGE` chooses, by container.
+fn explicit_targets<'e>(
+    td: &TaskDef,
+    stages: &[String],
+    explicit: &'e [(String, String)],
+) -> Result<BTreeMap<&'e str, String>, TaskdefError> {
     let containers = td.container_list();
     let mut chosen: BTreeMap<&str, String> = BTreeMap::new();
     for (container, stage) in explicit {
@@ -112,68 +132,73 @@ pub(crate) fn map_containers(
         }
         chosen.insert(container, lower);
     }
+    Ok(chosen)
+}
 
-    let mut out = Vec::with_capacity(containers.len());
-    for c in containers {
+/// What mapping one container needs: the task definition, the named
+/// stages, the explicit choices and the `--registry` override.
+struct Mapper<'a> {
+    td: &'a TaskDef,
+    stages: &'a [String],
+    chosen: BTreeMap<&'a str, String>,
+    registry: Option<&'a str>,
+}
+
+impl Mapper<'_> {
+    /// Maps one container, in the order of preference the module describes.
+    fn map(&self, c: &Container) -> Result<Mapping, TaskdefError> {
         let image = Image::parse(&c.image).map_err(|source| TaskdefError::InvalidImage {
             container: c.name.clone(),
             image: c.image.clone(),
             source,
         })?;
-        let target = |stage: String, repository: String| Mapping::Target {
-            container: c.name.clone(),
-            stage,
-            repository,
-            source_image: c.image.clone(),
-        };
-        if let Some(stage) = chosen.get(c.name.as_str()) {
+        if let Some(stage) = self.chosen.get(c.name.as_str()) {
             let repository = match &image {
                 Image::Ref(r) => r.repository().to_string(),
-                Image::Placeholder(_) => default_repository(td, &c.name, stage),
+                Image::Placeholder(_) => default_repository(self.td, &c.name, stage),
             };
-            out.push(target(stage.clone(), repository));
-            continue;
+            return Ok(target(c, stage.clone(), repository));
         }
         if let Image::Placeholder(_) = &image
-            && let Some(stage) = stages.iter().find(|s| s.eq_ignore_ascii_case(&c.name))
+            && let Some(stage) = self.stages.iter().find(|s| s.eq_ignore_ascii_case(&c.name))
         {
-            out.push(target(
+            return Ok(target(
+                c,
                 stage.clone(),
-                default_repository(td, &c.name, stage),
+                default_repository(self.td, &c.name, stage),
             ));
-            continue;
         }
-        let ours = match &image {
-            Image::Ref(r) => is_ours(r, registry),
-            Image::Placeholder(_) => false,
-        };
-        let Image::Ref(r) = image else {
-            out.push(Mapping::External {
+        match image {
+            Image::Ref(r) if is_ours(&r, self.registry) => self.inferred(c, &r),
+            _ => Ok(Mapping::External {
                 container: c.name.clone(),
                 image: c.image.clone(),
-            });
-            continue;
-        };
-        if !ours {
-            out.push(Mapping::External {
-                container: c.name.clone(),
-                image: c.image.clone(),
-            });
-            continue;
-        }
-        match infer_stage(&c.name, &r, stages) {
-            Some(stage) => out.push(target(stage, r.repository().to_string())),
-            None => {
-                return Err(TaskdefError::Unmapped {
-                    container: c.name.clone(),
-                    image: c.image.clone(),
-                    repository: r.repository().to_string(),
-                    stages: stages.to_vec(),
-                });
-            }
+            }),
         }
     }
-    Ok(out)
+
+    /// Maps an ours image without an explicit or same-named stage by inference.
+    fn inferred(&self, c: &Container, r: &ImageRef) -> Result<Mapping, TaskdefError> {
+        match infer_stage(&c.name, r, self.stages) {
+            Some(stage) => Ok(target(c, stage, r.repository().to_string())),
+            None => Err(TaskdefError::Unmapped {
+                container: c.name.clone(),
+                image: c.image.clone(),
+                repository: r.repository().to_string(),
+                stages: self.stages.to_vec(),
+            }),
+        }
+    }
+}
+
+/// The mapping of container `c` to `stage`, pushed to `repository`.
+fn target(c: &Container, stage: String, repository: String) -> Mapping {
+    Mapping::Target {
+        container: c.name.clone(),
+        stage,
+        repository,
+        source_image: c.image.clone(),
+    }
 }
 
 /// Whether an image lives in a registry we push to.
