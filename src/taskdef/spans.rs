@@ -250,82 +250,13 @@ impl Scanner<'_> {
             elements: Vec::new(),
         });
         match self.peek() {
-            Some(b'{') => {
-                self.pos += 1;
-                self.ws();
-                if self.peek() == Some(b'}') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.ws();
-                        let (key_span, name) = self.string()?;
-                        self.ws();
-                        self.expect(b':')?;
-                        self.ws();
-                        let child_path = if path.is_empty() {
-                            name.clone()
-                        } else {
-                            format!("{path}.{name}")
-                        };
-                        let child = self.value(child_path, Some(key_span), depth + 1)?;
-                        self.nodes[id].members.push((name, child));
-                        self.ws();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(b'}') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.error("expected `,` or `}`")),
-                        }
-                    }
-                }
-            }
-            Some(b'[') => {
-                self.pos += 1;
-                self.ws();
-                if self.peek() == Some(b']') {
-                    self.pos += 1;
-                } else {
-                    loop {
-                        self.ws();
-                        let index = self.nodes[id].elements.len();
-                        let child = self.value(format!("{path}[{index}]"), None, depth + 1)?;
-                        self.nodes[id].elements.push(child);
-                        self.ws();
-                        match self.peek() {
-                            Some(b',') => self.pos += 1,
-                            Some(b']') => {
-                                self.pos += 1;
-                                break;
-                            }
-                            _ => return Err(self.error("expected `,` or `]`")),
-                        }
-                    }
-                }
-            }
+            Some(b'{') => self.object(id, &path, depth)?,
+            Some(b'[') => self.array(id, &path, depth)?,
             Some(b'"') => {
                 self.string()?;
             }
-            Some(b'-' | b'0'..=b'9') => {
-                while matches!(
-                    self.peek(),
-                    Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
-                ) {
-                    self.pos += 1;
-                }
-            }
-            _ => {
-                let literal = ["true", "false", "null"].into_iter().find(|l| {
-                    self.text
-                        .get(self.pos..)
-                        .is_some_and(|rest| rest.starts_with(l))
-                });
-                match literal {
-                    Some(l) => self.pos += l.len(),
-                    None => return Err(self.error("expected a JSON value")),
-                }
-            }
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => self.literal()?,
         }
         self.nodes[id].value = start..self.pos;
         // A member with an empty key at the top level would have the
@@ -334,6 +265,90 @@ impl Scanner<'_> {
             self.paths.insert(path, id);
         }
         Ok(id)
+    }
+
+    /// Reads the object at the cursor (node `id` at `path`) and its members.
+    fn object(&mut self, id: NodeId, path: &str, depth: usize) -> Result<(), ScanError> {
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(b'}') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let (key_span, name) = self.string()?;
+            self.ws();
+            self.expect(b':')?;
+            self.ws();
+            let child_path = if path.is_empty() {
+                name.clone()
+            } else {
+                format!("{path}.{name}")
+            };
+            let child = self.value(child_path, Some(key_span), depth + 1)?;
+            self.nodes[id].members.push((name, child));
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected `,` or `}`")),
+            }
+        }
+    }
+
+    /// Reads the array at the cursor (node `id` at `path`) and its elements.
+    fn array(&mut self, id: NodeId, path: &str, depth: usize) -> Result<(), ScanError> {
+        self.pos += 1;
+        self.ws();
+        if self.peek() == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            self.ws();
+            let index = self.nodes[id].elements.len();
+            let child = self.value(format!("{path}[{index}]"), None, depth + 1)?;
+            self.nodes[id].elements.push(child);
+            self.ws();
+            match self.peek() {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                _ => return Err(self.error("expected `,` or `]`")),
+            }
+        }
+    }
+
+    /// Skips the number at the cursor.
+    fn number(&mut self) {
+        while matches!(
+            self.peek(),
+            Some(b'-' | b'+' | b'.' | b'e' | b'E' | b'0'..=b'9')
+        ) {
+            self.pos += 1;
+        }
+    }
+
+    /// Skips `true`, `false` or `null` at the cursor.
+    fn literal(&mut self) -> Result<(), ScanError> {
+        let literal = ["true", "false", "null"].into_iter().find(|l| {
+            self.text
+                .get(self.pos..)
+                .is_some_and(|rest| rest.starts_with(l))
+        });
+        match literal {
+            Some(l) => {
+                self.pos += l.len();
+                Ok(())
+            }
+            None => Err(self.error("expected a JSON value")),
+        }
     }
 
     /// Reads a string token; returns its byte range (quotes included) and
