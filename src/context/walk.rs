@@ -45,103 +45,154 @@ pub(crate) fn list(
     ignore: &DockerIgnore,
     always_include: &[&str],
 ) -> Result<Vec<Entry>, ContextError> {
-    match std::fs::metadata(root) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => {
-            return Err(ContextError::NotADirectory {
-                path: root.to_path_buf(),
-            });
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ContextError::NotADirectory {
-                path: root.to_path_buf(),
-            });
-        }
-        Err(source) => {
-            return Err(ContextError::Io {
-                op: "stat",
-                path: root.to_path_buf(),
-                source,
-            });
-        }
-    }
+    check_root(root)?;
     let ignore = if always_include.is_empty() {
         ignore.clone()
     } else {
         ignore.with_exceptions(always_include)?
     };
-    let mut out = Vec::new();
-    // (absolute dir, relative prefix, per-pattern results of that dir)
-    let mut stack: Vec<(PathBuf, String, Option<Vec<bool>>)> =
-        vec![(root.to_path_buf(), String::new(), None)];
-    while let Some((dir, prefix, info)) = stack.pop() {
-        let rd = std::fs::read_dir(&dir).map_err(|source| ContextError::Io {
+    let mut walk = Walk {
+        ignore,
+        stack: vec![Pending {
+            abs: root.to_path_buf(),
+            rel: String::new(),
+            info: None,
+        }],
+        out: Vec::new(),
+    };
+    while let Some(dir) = walk.stack.pop() {
+        walk.directory(&dir)?;
+    }
+    let mut out = walk.out;
+    out.sort_by(|a, b| a.rel.cmp(&b.rel));
+    Ok(out)
+}
+
+/// Checks that the context root is an existing directory.
+fn check_root(root: &Path) -> Result<(), ContextError> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(ContextError::NotADirectory {
+            path: root.to_path_buf(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ContextError::NotADirectory {
+            path: root.to_path_buf(),
+        }),
+        Err(source) => Err(ContextError::Io {
+            op: "stat",
+            path: root.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// A directory still to read.
+struct Pending {
+    /// Absolute path.
+    abs: PathBuf,
+    /// Path relative to the context root (empty for the root).
+    rel: String,
+    /// The directory's per-pattern `.dockerignore` results (`None` for the root).
+    info: Option<Vec<bool>>,
+}
+
+/// The state of one listing: the matcher, the directories still to read and
+/// the entries found so far.
+struct Walk {
+    ignore: DockerIgnore,
+    stack: Vec<Pending>,
+    out: Vec<Entry>,
+}
+
+impl Walk {
+    /// Reads one directory: lists its kept entries and queues its subdirectories.
+    fn directory(&mut self, dir: &Pending) -> Result<(), ContextError> {
+        let rd = std::fs::read_dir(&dir.abs).map_err(|source| ContextError::Io {
             op: "read directory",
-            path: dir.clone(),
+            path: dir.abs.clone(),
             source,
         })?;
         for item in rd {
             let item = item.map_err(|source| ContextError::Io {
                 op: "read directory",
-                path: dir.clone(),
+                path: dir.abs.clone(),
                 source,
             })?;
-            let abs = item.path();
-            let name = item
-                .file_name()
-                .into_string()
-                .map_err(|_| ContextError::NonUtf8Path { path: abs.clone() })?;
-            let rel = if prefix.is_empty() {
-                name
-            } else {
-                format!("{prefix}/{name}")
-            };
-            // `DirEntry::metadata` is an `lstat` relative to the open directory
-            // (statx with the directory's fd), cheaper than resolving `abs` again.
-            let meta = item.metadata().map_err(|source| ContextError::Io {
-                op: "stat",
-                path: abs.clone(),
-                source,
-            })?;
-            let ft = meta.file_type();
-            let (skip, child_info) = ignore.evaluate(&rel, info.as_deref());
-            if skip {
-                if ft.is_dir() && ignore.descend(&rel) {
-                    stack.push((abs, rel, Some(child_info)));
-                }
-                continue;
-            }
-            let mode = meta.permissions().mode() & 0o7777;
-            let kind = if ft.is_dir() {
-                stack.push((abs.clone(), rel.clone(), Some(child_info)));
-                Kind::Dir
-            } else if ft.is_symlink() {
-                let target = std::fs::read_link(&abs).map_err(|source| ContextError::Io {
-                    op: "read link",
-                    path: abs.clone(),
-                    source,
-                })?;
-                let target = target
-                    .into_os_string()
-                    .into_string()
-                    .map_err(|_| ContextError::NonUtf8Path { path: abs.clone() })?;
-                Kind::Symlink(target)
-            } else if ft.is_file() {
-                Kind::File
-            } else {
-                continue;
-            };
-            let size = if kind == Kind::File { meta.size() } else { 0 };
-            out.push(Entry {
-                rel,
-                kind,
-                mode,
-                size,
-            });
+            self.item(dir, &item)?;
         }
+        Ok(())
     }
-    out.sort_by(|a, b| a.rel.cmp(&b.rel));
-    Ok(out)
+
+    /// Judges one directory item against `.dockerignore` and records it.
+    fn item(&mut self, dir: &Pending, item: &std::fs::DirEntry) -> Result<(), ContextError> {
+        let abs = item.path();
+        let name = item
+            .file_name()
+            .into_string()
+            .map_err(|_| ContextError::NonUtf8Path { path: abs.clone() })?;
+        let rel = if dir.rel.is_empty() {
+            name
+        } else {
+            format!("{}/{name}", dir.rel)
+        };
+        // `DirEntry::metadata` is an `lstat` relative to the open directory
+        // (statx with the directory's fd), cheaper than resolving `abs` again.
+        let meta = item.metadata().map_err(|source| ContextError::Io {
+            op: "stat",
+            path: abs.clone(),
+            source,
+        })?;
+        let ft = meta.file_type();
+        let (skip, child_info) = self.ignore.evaluate(&rel, dir.info.as_deref());
+        if skip {
+            if ft.is_dir() && self.ignore.descend(&rel) {
+                self.stack.push(Pending {
+                    abs,
+                    rel,
+                    info: Some(child_info),
+                });
+            }
+            return Ok(());
+        }
+        let mode = meta.permissions().mode() & 0o7777;
+        let kind = if ft.is_dir() {
+            self.stack.push(Pending {
+                abs: abs.clone(),
+                rel: rel.clone(),
+                info: Some(child_info),
+            });
+            Kind::Dir
+        } else if ft.is_symlink() {
+            Kind::Symlink(link_target(&abs)?)
+        } else if ft.is_file() {
+            Kind::File
+        } else {
+            return Ok(());
+        };
+        let size = if kind == Kind::File { meta.size() } else { 0 };
+        self.out.push(Entry {
+            rel,
+            kind,
+            mode,
+            size,
+        });
+        Ok(())
+    }
+}
+
+/// A symlink's target exactly as stored.
+fn link_target(abs: &Path) -> Result<String, ContextError> {
+    let target = std::fs::read_link(abs).map_err(|source| ContextError::Io {
+        op: "read link",
+        path: abs.to_path_buf(),
+        source,
+    })?;
+    target
+        .into_os_string()
+        .into_string()
+        .map_err(|_| ContextError::NonUtf8Path {
+            path: abs.to_path_buf(),
+        })
 }
 
 #[cfg(test)]
