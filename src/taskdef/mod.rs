@@ -269,6 +269,22 @@ impl Validator<'_> {
     /// The shape of the document and of each container; returns the
     /// containers that are fine, with their index.
     fn structure(&mut self, value: &Value) -> Vec<(usize, Container)> {
+        let Some(defs) = self.container_definitions(value) else {
+            return Vec::new();
+        };
+        let mut first_named: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut containers = Vec::with_capacity(defs.len());
+        for (index, def) in defs.iter().enumerate() {
+            if let Some(container) = self.container(index, def, &mut first_named) {
+                containers.push((index, container));
+            }
+        }
+        containers
+    }
+
+    /// The `containerDefinitions` array of a document that is an object;
+    /// `None` when there is none to read (an empty one is a problem too).
+    fn container_definitions<'v>(&mut self, value: &'v Value) -> Option<&'v [Value]> {
         let Value::Object(top) = value else {
             self.at(
                 String::new(),
@@ -276,7 +292,7 @@ impl Validator<'_> {
                     found: json_kind(value),
                 },
             );
-            return Vec::new();
+            return None;
         };
         let defs = match top.get("containerDefinitions") {
             Some(Value::Array(defs)) => defs,
@@ -287,7 +303,7 @@ impl Validator<'_> {
                         found: json_kind(other),
                     },
                 );
-                return Vec::new();
+                return None;
             }
             None => {
                 let describe_output = top.contains_key("taskDefinition");
@@ -300,7 +316,7 @@ impl Validator<'_> {
                     .to_owned(),
                     TaskdefError::MissingContainerDefinitions { describe_output },
                 );
-                return Vec::new();
+                return None;
             }
         };
         if defs.is_empty() {
@@ -309,46 +325,54 @@ impl Validator<'_> {
                 TaskdefError::NoContainers,
             );
         }
-        let mut first_named: BTreeMap<&str, usize> = BTreeMap::new();
-        let mut containers = Vec::with_capacity(defs.len());
-        for (index, def) in defs.iter().enumerate() {
-            let path = format!("containerDefinitions[{index}]");
-            let Value::Object(obj) = def else {
+        Some(defs)
+    }
+
+    /// Container `index` of `containerDefinitions`, when it is an object with
+    /// a string `name` and `image` and its name is not taken; `first_named`
+    /// maps each name seen so far to its first index.
+    fn container<'v>(
+        &mut self,
+        index: usize,
+        def: &'v Value,
+        first_named: &mut BTreeMap<&'v str, usize>,
+    ) -> Option<Container> {
+        let path = format!("containerDefinitions[{index}]");
+        let Value::Object(obj) = def else {
+            self.at(
+                path,
+                TaskdefError::ContainerNotObject {
+                    index,
+                    found: json_kind(def),
+                },
+            );
+            return None;
+        };
+        let name = self.field(obj, index, &path, "name", String::new());
+        let label = name
+            .as_ref()
+            .map_or_else(String::new, |n| format!(" ({n})"));
+        let image = self.field(obj, index, &path, "image", label);
+        let mut unique = true;
+        if let Some(Value::String(n)) = obj.get("name") {
+            if let Some(&first) = first_named.get(n.as_str()) {
+                unique = false;
                 self.at(
-                    path,
-                    TaskdefError::ContainerNotObject {
-                        index,
-                        found: json_kind(def),
+                    format!("{path}.name"),
+                    TaskdefError::DuplicateContainer {
+                        name: n.clone(),
+                        first,
+                        second: index,
                     },
                 );
-                continue;
-            };
-            let name = self.field(obj, index, &path, "name", String::new());
-            let label = name
-                .as_ref()
-                .map_or_else(String::new, |n| format!(" ({n})"));
-            let image = self.field(obj, index, &path, "image", label);
-            let mut unique = true;
-            if let Some(Value::String(n)) = obj.get("name") {
-                if let Some(&first) = first_named.get(n.as_str()) {
-                    unique = false;
-                    self.at(
-                        format!("{path}.name"),
-                        TaskdefError::DuplicateContainer {
-                            name: n.clone(),
-                            first,
-                            second: index,
-                        },
-                    );
-                } else {
-                    first_named.insert(n, index);
-                }
-            }
-            if let (Some(name), Some(image), true) = (name, image, unique) {
-                containers.push((index, Container { name, image }));
+            } else {
+                first_named.insert(n, index);
             }
         }
-        containers
+        match (name, image, unique) {
+            (Some(name), Some(image), true) => Some(Container { name, image }),
+            _ => None,
+        }
     }
 
     /// A container's non-empty string `field`, or a problem.
