@@ -27,6 +27,12 @@ mod taskdef_rules;
 #[cfg(test)]
 mod batch_tests;
 #[cfg(test)]
+mod secrets_tests;
+#[cfg(test)]
+mod stages_tests;
+#[cfg(test)]
+mod taskdef_tests;
+#[cfg(test)]
 mod tests;
 
 use std::path::{Path, PathBuf};
