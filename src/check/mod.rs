@@ -19,6 +19,7 @@ mod finding;
 mod limits_rules;
 mod locate;
 mod names;
+mod network_rules;
 mod placeholder_rules;
 mod policy_rules;
 mod secrets_rules;
