@@ -79,76 +79,16 @@ impl Settings {
     /// Validates `build`/`plan` flags.
     pub(crate) fn from_args(a: &BuildArgs) -> Result<Settings, Error> {
         let dir = a.common.dir.clone();
-        if !dir.is_dir() {
-            return Err(Error::Usage(format!(
-                "--dir {}: not a directory. Pass the project root that holds the Dockerfile and taskdef.json",
-                dir.display()
-            )));
-        }
-        let mut build_args = BTreeMap::new();
-        for kv in &a.build_args {
-            let (k, v) = match kv.split_once('=') {
-                Some((k, v)) => (k.to_string(), v.to_string()),
-                // As docker: `--build-arg KEY` takes the value from the environment.
-                None => match std::env::var(kv) {
-                    Ok(v) => (kv.clone(), v),
-                    Err(_) => {
-                        return Err(Error::Usage(format!(
-                            "--build-arg {kv}: expected KEY=VALUE (or KEY with KEY set in the environment)"
-                        )));
-                    }
-                },
-            };
-            if k.is_empty() {
-                return Err(Error::Usage(format!("--build-arg {kv}: the name is empty")));
-            }
-            build_args.insert(k, v);
-        }
-        let mut targets = Vec::new();
-        for t in &a.targets {
-            match t.split_once('=') {
-                Some((c, s)) if !c.trim().is_empty() && !s.trim().is_empty() => {
-                    targets.push((c.trim().to_string(), s.trim().to_lowercase()));
-                }
-                _ => {
-                    return Err(Error::Usage(format!(
-                        "--target {t}: expected CONTAINER=STAGE, e.g. --target bash-dog-api=api"
-                    )));
-                }
-            }
-        }
+        check_dir(&dir)?;
+        let build_args = build_args(&a.build_args)?;
+        let targets = targets(&a.targets)?;
         let tag = a.tag.as_deref().map(validate_tag).transpose()?;
         if let Some(r) = &a.registry {
             validate_registry(r)?;
         }
-        let registry_credentials = match (&a.registry_user, std::env::var(PASSWORD_ENV)) {
-            (Some(user), Ok(pass)) => Some(Credentials {
-                username: user.clone(),
-                password: Secret::new(pass),
-            }),
-            (Some(_), Err(_)) => {
-                return Err(Error::Usage(format!(
-                    "--registry-user is set but {PASSWORD_ENV} is not: export the registry password in {PASSWORD_ENV}"
-                )));
-            }
-            (None, _) => None,
-        };
-        if registry_credentials.is_some() && a.registry.is_none() {
-            return Err(Error::Usage(
-                "--registry-user needs --registry HOST[:PORT]".to_string(),
-            ));
-        }
-        let max_age = a
-            .max_age
-            .as_deref()
-            .map(crate::build::expiry::parse_duration)
-            .transpose()
-            .map_err(|e| Error::Usage(format!("--max-age: {e}")))?;
+        let registry_credentials = registry_credentials(a)?;
+        let max_age = max_age(a)?;
         let shard = shard(a)?;
-        let jobs = a.jobs.map_or_else(
-            || std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
-            std::num::NonZeroUsize::get,
-        );
         // In place by default: next to the taskdef (which `--taskdef` may
         // put in a subdirectory), so the pinned one replaces it.
         let taskdefs = taskdef_paths(&dir, &a.common.taskdef)?;
@@ -156,13 +96,7 @@ impl Settings {
             .first()
             .cloned()
             .unwrap_or_else(|| dir.join("taskdef.json"));
-        let out = match &a.out {
-            Some(o) => o.clone(),
-            None if a.local => dir.join("stackbake-out"),
-            None => taskdef
-                .parent()
-                .map_or_else(|| dir.clone(), Path::to_path_buf),
-        };
+        let out = out_dir(a, &dir, &taskdef);
         let secrets = Arc::new(load_secrets(&a.secrets, &dir)?);
         Ok(Settings {
             builder: a.builder,
@@ -180,15 +114,10 @@ impl Settings {
             tag,
             no_latest: a.no_latest,
             force: a.force,
-            jobs,
+            jobs: jobs(a),
             jobs_given: a.jobs.is_some(),
             create_repos: a.create_repos,
-            mirrors: a
-                .mirrors
-                .iter()
-                .filter(|m| !m.trim().is_empty())
-                .map(|m| Mirror::parse(m).map_err(|e| Error::Usage(e.to_string())))
-                .collect::<Result<_, _>>()?,
+            mirrors: mirrors(a)?,
             out,
             fail_fast: a.fail_fast,
             timeout: std::time::Duration::from_secs(a.timeout.get()),
@@ -199,6 +128,120 @@ impl Settings {
             env_file: a.env_file.clone(),
         })
     }
+}
+
+/// `--dir` must be a directory.
+fn check_dir(dir: &Path) -> Result<(), Error> {
+    if !dir.is_dir() {
+        return Err(Error::Usage(format!(
+            "--dir {}: not a directory. Pass the project root that holds the Dockerfile and taskdef.json",
+            dir.display()
+        )));
+    }
+    Ok(())
+}
+
+/// `--build-arg KEY=VALUE` (or `KEY`, valued from the environment) flags.
+fn build_args(flags: &[String]) -> Result<BTreeMap<String, String>, Error> {
+    let mut build_args = BTreeMap::new();
+    for kv in flags {
+        let (k, v) = match kv.split_once('=') {
+            Some((k, v)) => (k.to_string(), v.to_string()),
+            // As docker: `--build-arg KEY` takes the value from the environment.
+            None => match std::env::var(kv) {
+                Ok(v) => (kv.clone(), v),
+                Err(_) => {
+                    return Err(Error::Usage(format!(
+                        "--build-arg {kv}: expected KEY=VALUE (or KEY with KEY set in the environment)"
+                    )));
+                }
+            },
+        };
+        if k.is_empty() {
+            return Err(Error::Usage(format!("--build-arg {kv}: the name is empty")));
+        }
+        build_args.insert(k, v);
+    }
+    Ok(build_args)
+}
+
+/// `--target CONTAINER=STAGE` flags, the stage lowercased.
+fn targets(flags: &[String]) -> Result<Vec<(String, String)>, Error> {
+    let mut targets = Vec::new();
+    for t in flags {
+        match t.split_once('=') {
+            Some((c, s)) if !c.trim().is_empty() && !s.trim().is_empty() => {
+                targets.push((c.trim().to_string(), s.trim().to_lowercase()));
+            }
+            _ => {
+                return Err(Error::Usage(format!(
+                    "--target {t}: expected CONTAINER=STAGE, e.g. --target bash-dog-api=api"
+                )));
+            }
+        }
+    }
+    Ok(targets)
+}
+
+/// `--registry-user` with the password from [`PASSWORD_ENV`]; it needs
+/// `--registry`.
+fn registry_credentials(a: &BuildArgs) -> Result<Option<Credentials>, Error> {
+    let registry_credentials = match (&a.registry_user, std::env::var(PASSWORD_ENV)) {
+        (Some(user), Ok(pass)) => Some(Credentials {
+            username: user.clone(),
+            password: Secret::new(pass),
+        }),
+        (Some(_), Err(_)) => {
+            return Err(Error::Usage(format!(
+                "--registry-user is set but {PASSWORD_ENV} is not: export the registry password in {PASSWORD_ENV}"
+            )));
+        }
+        (None, _) => None,
+    };
+    if registry_credentials.is_some() && a.registry.is_none() {
+        return Err(Error::Usage(
+            "--registry-user needs --registry HOST[:PORT]".to_string(),
+        ));
+    }
+    Ok(registry_credentials)
+}
+
+/// `--max-age`, parsed.
+fn max_age(a: &BuildArgs) -> Result<Option<std::time::Duration>, Error> {
+    a.max_age
+        .as_deref()
+        .map(crate::build::expiry::parse_duration)
+        .transpose()
+        .map_err(|e| Error::Usage(format!("--max-age: {e}")))
+}
+
+/// `--jobs`, or the machine's parallelism (2 when unknown).
+fn jobs(a: &BuildArgs) -> usize {
+    a.jobs.map_or_else(
+        || std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+        std::num::NonZeroUsize::get,
+    )
+}
+
+/// `--out`, else `DIR/stackbake-out` with `--local`, else the taskdef's
+/// directory.
+fn out_dir(a: &BuildArgs, dir: &Path, taskdef: &Path) -> PathBuf {
+    match &a.out {
+        Some(o) => o.clone(),
+        None if a.local => dir.join("stackbake-out"),
+        None => taskdef
+            .parent()
+            .map_or_else(|| dir.to_path_buf(), Path::to_path_buf),
+    }
+}
+
+/// The `--mirror` flags, parsed (blank ones skipped).
+fn mirrors(a: &BuildArgs) -> Result<Vec<Mirror>, Error> {
+    a.mirrors
+        .iter()
+        .filter(|m| !m.trim().is_empty())
+        .map(|m| Mirror::parse(m).map_err(|e| Error::Usage(e.to_string())))
+        .collect()
 }
 
 /// `--shard K/N`, which needs a registry to hand images to the assemble step.

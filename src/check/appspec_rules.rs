@@ -8,8 +8,8 @@
 use super::finding::{Finding, Severity};
 use super::locate::YamlLocator;
 use super::taskdef_rules::{Td, container_ports};
-use crate::taskdef::TaskdefError;
 use crate::taskdef::appspec::{AppSpec, Problem, ProblemKind};
+use crate::taskdef::{TaskDef, TaskdefError};
 
 /// What the buildspec rules need to know about the appspec.
 #[derive(Debug, Clone, Copy, Default)]
@@ -37,78 +37,121 @@ pub(crate) fn rules(
     let Some(appspec) = reading.appspec() else {
         return info;
     };
-    let mut push = |path: &str, rule: &'static str, message: String, help: &str| {
+    let service = Service {
+        file,
+        loc: &loc,
+        props: format!("Resources[0].{}.Properties", appspec.resource_name),
+        appspec: &appspec,
+    };
+    service.placeholder(out);
+    // Compared with the task definition only when that has no problem of
+    // its own (those are reported by the taskdef rules).
+    if let Some((td, taskdef)) = td.and_then(|td| Some((td, td.taskdef.as_ref()?))) {
+        service.load_balancer(td, taskdef, out);
+    }
+    info
+}
+
+/// The appspec's service as read, with where its keys are.
+struct Service<'a> {
+    /// The file, as shown in findings.
+    file: &'a str,
+    /// Key positions.
+    loc: &'a YamlLocator,
+    /// The path of the service's `Properties`.
+    props: String,
+    /// The service.
+    appspec: &'a AppSpec,
+}
+
+impl Service<'_> {
+    /// An error at the key of `path`.
+    fn push(
+        &self,
+        out: &mut Vec<Finding>,
+        path: &str,
+        rule: &'static str,
+        message: String,
+        help: &str,
+    ) {
         out.push(Finding::new(
-            file,
-            loc.at(path),
+            self.file,
+            self.loc.at(path),
             Severity::Error,
             rule,
             message,
             help,
         ));
-    };
-    let props = format!("Resources[0].{}.Properties", appspec.resource_name);
-    if appspec.task_definition != "<TASK_DEFINITION>" {
-        push(
-            &format!("{props}.TaskDefinition"),
-            PLACEHOLDER,
-            format!(
-                "`TaskDefinition` is `{}`, not the `<TASK_DEFINITION>` placeholder",
-                appspec.task_definition
-            ),
-            PLACEHOLDER_HELP,
-        );
     }
-    // Compared with the task definition only when that has no problem of
-    // its own (those are reported by the taskdef rules).
-    let Some((td, taskdef)) = td.and_then(|td| Some((td, td.taskdef.as_ref()?))) else {
-        return info;
-    };
-    match appspec.check_against(taskdef) {
-        Err(TaskdefError::LbContainerNotInTaskdef {
-            path,
-            container,
-            available,
-        }) => push(
-            &path,
-            "appspec/lb-container",
-            format!("`ContainerName: {container}` is not a container of the task definition"),
-            &format!("use one of: {}", available.join(", ")),
-        ),
-        Err(other) => push(
-            &format!("{props}.LoadBalancerInfo"),
-            "appspec/lb-container",
-            other.to_string(),
-            "name a container of the task definition",
-        ),
-        Ok(()) => {
-            if let (Some(name), Some(port)) = (&appspec.lb_container, appspec.lb_port) {
-                let ports = container_ports(td, name).unwrap_or_default();
-                if !ports.contains(&u64::from(port)) {
-                    let listed = ports
-                        .iter()
-                        .map(u64::to_string)
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    push(
-                        &format!("{props}.LoadBalancerInfo.ContainerPort"),
-                        "appspec/lb-port",
-                        format!(
-                            "`ContainerPort: {port}` is not a containerPort of container `{name}`"
-                        ),
-                        &if listed.is_empty() {
-                            format!(
-                                "add a portMappings entry with containerPort {port} to `{name}`"
-                            )
-                        } else {
-                            format!("use one of its ports: {listed}")
-                        },
-                    );
-                }
-            }
+
+    /// `appspec/task-definition-placeholder`: `TaskDefinition` is the placeholder.
+    fn placeholder(&self, out: &mut Vec<Finding>) {
+        if self.appspec.task_definition != "<TASK_DEFINITION>" {
+            self.push(
+                out,
+                &format!("{}.TaskDefinition", self.props),
+                PLACEHOLDER,
+                format!(
+                    "`TaskDefinition` is `{}`, not the `<TASK_DEFINITION>` placeholder",
+                    self.appspec.task_definition
+                ),
+                PLACEHOLDER_HELP,
+            );
         }
     }
-    info
+
+    /// `appspec/lb-container`: `LoadBalancerInfo` names a container of the
+    /// task definition; then its port.
+    fn load_balancer(&self, td: &Td, taskdef: &TaskDef, out: &mut Vec<Finding>) {
+        match self.appspec.check_against(taskdef) {
+            Err(TaskdefError::LbContainerNotInTaskdef {
+                path,
+                container,
+                available,
+            }) => self.push(
+                out,
+                &path,
+                "appspec/lb-container",
+                format!("`ContainerName: {container}` is not a container of the task definition"),
+                &format!("use one of: {}", available.join(", ")),
+            ),
+            Err(other) => self.push(
+                out,
+                &format!("{}.LoadBalancerInfo", self.props),
+                "appspec/lb-container",
+                other.to_string(),
+                "name a container of the task definition",
+            ),
+            Ok(()) => self.lb_port(td, out),
+        }
+    }
+
+    /// `appspec/lb-port`: `ContainerPort` is one of the container's ports.
+    fn lb_port(&self, td: &Td, out: &mut Vec<Finding>) {
+        let (Some(name), Some(port)) = (&self.appspec.lb_container, self.appspec.lb_port) else {
+            return;
+        };
+        let ports = container_ports(td, name).unwrap_or_default();
+        if ports.contains(&u64::from(port)) {
+            return;
+        }
+        let listed = ports
+            .iter()
+            .map(u64::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
+        self.push(
+            out,
+            &format!("{}.LoadBalancerInfo.ContainerPort", self.props),
+            "appspec/lb-port",
+            format!("`ContainerPort: {port}` is not a containerPort of container `{name}`"),
+            &if listed.is_empty() {
+                format!("add a portMappings entry with containerPort {port} to `{name}`")
+            } else {
+                format!("use one of its ports: {listed}")
+            },
+        );
+    }
 }
 
 /// The finding for one problem of the appspec, at its key path.

@@ -123,6 +123,39 @@ pub(crate) fn rules(
     expected: &Expected<'_>,
     out: &mut Vec<Finding>,
 ) -> Facts {
+    let Some(doc) = mapping(file, text, out) else {
+        return Facts::default();
+    };
+    let loc = YamlLocator::new(text);
+    version(file, &doc, &loc, out);
+    super::batch_rules::rules(file, &doc, &loc, out);
+    let facts = Facts {
+        runs_build: commands(&doc).iter().any(|c| c.lines().any(runs_build)),
+        mirror: has_setting(&doc, "mirror"),
+        create_repos: has_setting(&doc, "create-repos"),
+    };
+    if !facts.runs_build {
+        out.push(Finding::new(
+            file,
+            position(&loc, "phases"),
+            Severity::Error,
+            "buildspec/no-stackbake-build",
+            "no command of the buildspec runs `stackbake build`",
+            "add `- stackbake build` to `phases.build.commands`",
+        ));
+    }
+    missing_artifacts(file, &doc, &loc, expected, out);
+    facts
+}
+
+/// Where `path` is, or the top of the file when it is absent.
+fn position(loc: &YamlLocator, path: &str) -> (usize, usize) {
+    if loc.has(path) { loc.at(path) } else { (1, 1) }
+}
+
+/// The buildspec as YAML, when it is a mapping (`buildspec/invalid-yaml`,
+/// `buildspec/structure` otherwise).
+fn mapping(file: &str, text: &str, out: &mut Vec<Finding>) -> Option<Value> {
     let doc: Value = match serde_yaml::from_str(text) {
         Ok(v) => v,
         Err(e) => {
@@ -134,12 +167,8 @@ pub(crate) fn rules(
                 location,
                 &message,
             ));
-            return Facts::default();
+            return None;
         }
-    };
-    let loc = YamlLocator::new(text);
-    let pos = |path: &str| {
-        if loc.has(path) { loc.at(path) } else { (1, 1) }
     };
     if !doc.is_mapping() {
         out.push(Finding::new(
@@ -150,8 +179,13 @@ pub(crate) fn rules(
             "the buildspec is not a mapping",
             "start from `version: 0.2`, `phases:` and `artifacts:`",
         ));
-        return Facts::default();
+        return None;
     }
+    Some(doc)
+}
+
+/// `buildspec/version`: the version is 0.2.
+fn version(file: &str, doc: &Value, loc: &YamlLocator, out: &mut Vec<Finding>) {
     let version_ok = match doc.get("version") {
         Some(Value::Number(n)) => n.as_f64() == Some(0.2),
         Some(Value::String(s)) => s == "0.2",
@@ -160,7 +194,7 @@ pub(crate) fn rules(
     if !version_ok {
         out.push(Finding::new(
             file,
-            pos("version"),
+            position(loc, "version"),
             Severity::Error,
             "buildspec/version",
             match doc.get("version") {
@@ -173,22 +207,17 @@ pub(crate) fn rules(
             "write `version: 0.2` (0.1 runs each command in a separate shell)",
         ));
     }
-    super::batch_rules::rules(file, &doc, &loc, out);
-    let facts = Facts {
-        runs_build: commands(&doc).iter().any(|c| c.lines().any(runs_build)),
-        mirror: has_setting(&doc, "mirror"),
-        create_repos: has_setting(&doc, "create-repos"),
-    };
-    if !facts.runs_build {
-        out.push(Finding::new(
-            file,
-            pos("phases"),
-            Severity::Error,
-            "buildspec/no-stackbake-build",
-            "no command of the buildspec runs `stackbake build`",
-            "add `- stackbake build` to `phases.build.commands`",
-        ));
-    }
+}
+
+/// `buildspec/missing-artifact`: every task definition, the appspec and
+/// (when load-balanced) `imageDetail.json` are under `artifacts.files`.
+fn missing_artifacts(
+    file: &str,
+    doc: &Value,
+    loc: &YamlLocator,
+    expected: &Expected<'_>,
+    out: &mut Vec<Finding>,
+) {
     let files: Vec<&str> = doc
         .get("artifacts")
         .and_then(|a| a.get("files"))
@@ -198,7 +227,7 @@ pub(crate) fn rules(
     let at = if loc.has("artifacts.files") {
         loc.at("artifacts.files")
     } else {
-        pos("artifacts")
+        position(loc, "artifacts")
     };
     let mut wanted: Vec<(&str, Severity)> = expected
         .taskdefs
@@ -221,7 +250,6 @@ pub(crate) fn rules(
             ));
         }
     }
-    facts
 }
 
 #[cfg(test)]

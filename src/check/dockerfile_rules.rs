@@ -56,15 +56,6 @@ pub(crate) fn rules(
         return;
     };
     let stages = stage_names(df);
-    let image_at = |container: &str| {
-        let index = td
-            .containers()
-            .iter()
-            .find(|c| c.name == Some(container))
-            .map_or(0, |c| c.index);
-        td.loc
-            .value(&format!("containerDefinitions[{index}].image"))
-    };
     let mut skip: Vec<(String, String)> = targets.to_vec();
     let mut unmapped: Vec<String> = Vec::new();
     let mappings = loop {
@@ -75,17 +66,7 @@ pub(crate) fn rules(
                 repository,
                 ..
             }) => {
-                out.push(Finding::new(
-                    &td.file,
-                    image_at(&container),
-                    Severity::Error,
-                    "stages/unmapped-container",
-                    format!(
-                        "container `{container}` (repository `{repository}`) matches no Dockerfile stage; stages: {}",
-                        if stages.is_empty() { "(none named)".to_owned() } else { stages.join(", ") }
-                    ),
-                    format!("name a stage `{container}` or like the repository's `-`-suffix, or pass --target {container}=STAGE to build"),
-                ));
+                out.push(unmapped_finding(td, &container, &repository, &stages));
                 unmapped.push(container.clone());
                 match stages.first() {
                     Some(any) if unmapped.len() <= parsed.container_names().len() => {
@@ -102,14 +83,7 @@ pub(crate) fn rules(
                 image,
                 source,
             }) => {
-                out.push(Finding::new(
-                    &td.file,
-                    image_at(&container),
-                    Severity::Error,
-                    "taskdef/invalid-image",
-                    format!("container `{container}` has image `{image}`: {source}"),
-                    "write a valid image reference: REGISTRY/REPOSITORY[:TAG][@DIGEST]",
-                ));
+                out.push(invalid_image_finding(td, &container, &image, &source));
                 return;
             }
             Err(e) => {
@@ -125,7 +99,57 @@ pub(crate) fn rules(
             }
         }
     };
-    repository_pattern(td, &mappings, &unmapped, &image_at, out);
+    repository_pattern(td, &mappings, &unmapped, &|c| image_at(td, c), out);
+}
+
+/// Where the image of container `container` is (the first container's
+/// when there is none of that name).
+fn image_at(td: &Td, container: &str) -> (usize, usize) {
+    let index = td
+        .containers()
+        .iter()
+        .find(|c| c.name == Some(container))
+        .map_or(0, |c| c.index);
+    td.loc
+        .value(&format!("containerDefinitions[{index}].image"))
+}
+
+/// `stages/unmapped-container`: `container` maps to none of `stages`.
+fn unmapped_finding(td: &Td, container: &str, repository: &str, stages: &[String]) -> Finding {
+    Finding::new(
+        &td.file,
+        image_at(td, container),
+        Severity::Error,
+        "stages/unmapped-container",
+        format!(
+            "container `{container}` (repository `{repository}`) matches no Dockerfile stage; stages: {}",
+            if stages.is_empty() {
+                "(none named)".to_owned()
+            } else {
+                stages.join(", ")
+            }
+        ),
+        format!(
+            "name a stage `{container}` or like the repository's `-`-suffix, or pass --target {container}=STAGE to build"
+        ),
+    )
+}
+
+/// `taskdef/invalid-image`: `container`'s image is not a reference.
+fn invalid_image_finding(
+    td: &Td,
+    container: &str,
+    image: &str,
+    source: &impl std::fmt::Display,
+) -> Finding {
+    Finding::new(
+        &td.file,
+        image_at(td, container),
+        Severity::Error,
+        "taskdef/invalid-image",
+        format!("container `{container}` has image `{image}`: {source}"),
+        "write a valid image reference: REGISTRY/REPOSITORY[:TAG][@DIGEST]",
+    )
 }
 
 /// Without named stages the mapping loop cannot continue: report every other

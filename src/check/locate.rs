@@ -62,89 +62,113 @@ fn is_block_scalar(value: &str) -> bool {
     v.starts_with('|') || v.starts_with('>')
 }
 
+/// The locator's scan state, line to line.
+#[derive(Debug, Default)]
+struct Scan {
+    /// path → (line, col), as in [`YamlLocator`].
+    spans: BTreeMap<String, (usize, usize)>,
+    /// The keys and items enclosing the current line.
+    stack: Vec<Frame>,
+    /// The next item index under each sequence's path.
+    counters: BTreeMap<String, usize>,
+    /// Inside a block scalar: lines indented more than this are its text.
+    block_over: Option<usize>,
+}
+
+impl Scan {
+    /// Records the keys and sequence items of line `line_no`.
+    fn line(&mut self, line_no: usize, line: &str) {
+        let indent = line.chars().take_while(|c| *c == ' ').count();
+        let content = line.trim();
+        if let Some(limit) = self.block_over {
+            if content.is_empty() || indent > limit {
+                return;
+            }
+            self.block_over = None;
+        }
+        if content.is_empty() || content.starts_with('#') || content == "---" || content == "..." {
+            return;
+        }
+        let (col, rest) = self.items(line_no, indent, &line[indent..]);
+        if rest.is_empty() {
+            return;
+        }
+        if is_block_scalar(rest) {
+            self.block_over = Some(indent);
+            return;
+        }
+        let Some((key, value)) = split_key(rest) else {
+            return;
+        };
+        self.key(line_no, col, key);
+        if is_block_scalar(value) {
+            self.block_over = Some(col);
+        }
+    }
+
+    /// Records the sequence items that start `rest` at column `col`,
+    /// possibly nested on one line (`- - a`); returns the column and the
+    /// text after them.
+    fn items<'l>(&mut self, line_no: usize, mut col: usize, mut rest: &'l str) -> (usize, &'l str) {
+        while rest == "-" || rest.starts_with("- ") {
+            while self
+                .stack
+                .last()
+                .is_some_and(|f| f.indent > col || (f.indent == col && f.is_item))
+            {
+                self.stack.pop();
+            }
+            let parent = path_of(&self.stack);
+            let counter = self.counters.entry(parent).or_insert(0);
+            let seg = format!("[{counter}]");
+            *counter += 1;
+            let after = rest[1..].trim_start();
+            let skip = rest.len() - after.len();
+            self.stack.push(Frame {
+                indent: col,
+                seg,
+                is_item: true,
+            });
+            self.spans
+                .entry(path_of(&self.stack))
+                .or_insert((line_no, col + skip + 1));
+            col += skip;
+            rest = after;
+            if rest.is_empty() {
+                break;
+            }
+        }
+        (col, rest)
+    }
+
+    /// Records mapping key `key` at column `col`.
+    fn key(&mut self, line_no: usize, col: usize, key: String) {
+        while self
+            .stack
+            .last()
+            .is_some_and(|f| f.indent > col || (f.indent == col && !f.is_item))
+        {
+            self.stack.pop();
+        }
+        self.stack.push(Frame {
+            indent: col,
+            seg: key,
+            is_item: false,
+        });
+        let path = path_of(&self.stack);
+        self.counters.remove(&path);
+        self.spans.entry(path).or_insert((line_no, col + 1));
+    }
+}
+
 impl YamlLocator {
     /// Scans `text` line by line. Never fails.
     pub(super) fn new(text: &str) -> Self {
-        let mut spans = BTreeMap::new();
-        let mut stack: Vec<Frame> = Vec::new();
-        let mut counters: BTreeMap<String, usize> = BTreeMap::new();
-        let mut block_over: Option<usize> = None;
+        let mut scan = Scan::default();
         for (n, line) in text.lines().enumerate() {
-            let line_no = n + 1;
-            let indent = line.chars().take_while(|c| *c == ' ').count();
-            let content = line.trim();
-            if let Some(limit) = block_over {
-                if content.is_empty() || indent > limit {
-                    continue;
-                }
-                block_over = None;
-            }
-            if content.is_empty()
-                || content.starts_with('#')
-                || content == "---"
-                || content == "..."
-            {
-                continue;
-            }
-            let mut col = indent;
-            let mut rest = &line[indent..];
-            // Sequence items, possibly nested on one line (`- - a`).
-            while rest == "-" || rest.starts_with("- ") {
-                while stack
-                    .last()
-                    .is_some_and(|f| f.indent > col || (f.indent == col && f.is_item))
-                {
-                    stack.pop();
-                }
-                let parent = path_of(&stack);
-                let counter = counters.entry(parent).or_insert(0);
-                let seg = format!("[{counter}]");
-                *counter += 1;
-                let after = rest[1..].trim_start();
-                let skip = rest.len() - after.len();
-                stack.push(Frame {
-                    indent: col,
-                    seg,
-                    is_item: true,
-                });
-                spans
-                    .entry(path_of(&stack))
-                    .or_insert((line_no, col + skip + 1));
-                col += skip;
-                rest = after;
-                if rest.is_empty() {
-                    break;
-                }
-            }
-            if rest.is_empty() {
-                continue;
-            }
-            if is_block_scalar(rest) {
-                block_over = Some(indent);
-                continue;
-            }
-            let Some((key, value)) = split_key(rest) else {
-                continue;
-            };
-            while stack
-                .last()
-                .is_some_and(|f| f.indent > col || (f.indent == col && !f.is_item))
-            {
-                stack.pop();
-            }
-            stack.push(Frame {
-                indent: col,
-                seg: key,
-                is_item: false,
-            });
-            let path = path_of(&stack);
-            counters.remove(&path);
-            spans.entry(path).or_insert((line_no, col + 1));
-            if is_block_scalar(value) {
-                block_over = Some(col);
-            }
+            scan.line(n + 1, line);
         }
-        Self { spans }
+        Self { spans: scan.spans }
     }
 
     /// Line and column of `path` (`Resources[0].TargetService.Properties`),

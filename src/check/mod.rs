@@ -19,6 +19,7 @@ mod finding;
 mod limits_rules;
 mod locate;
 mod names;
+mod network_rules;
 mod placeholder_rules;
 mod policy_rules;
 mod secrets_rules;
@@ -26,6 +27,12 @@ mod taskdef_rules;
 
 #[cfg(test)]
 mod batch_tests;
+#[cfg(test)]
+mod secrets_tests;
+#[cfg(test)]
+mod stages_tests;
+#[cfg(test)]
+mod taskdef_tests;
 #[cfg(test)]
 mod tests;
 
@@ -250,107 +257,195 @@ pub(crate) fn check_with(
     build_args: &std::collections::BTreeMap<String, String>,
 ) -> Vec<Finding> {
     let mut out = Vec::new();
-    let mut configured = vec![file_name(&files.appspec), file_name(&files.buildspec)];
-    configured.extend(files.taskdefs().map(|p| file_name(p)));
-    let near = names::rules(&files.dir, &configured, &mut out);
-    let is_missing = |p: &Path| !p.exists() && !near.contains(&file_name(p));
-
-    let df_name = shown(&files.dir, &files.dockerfile);
-    let dockerfile = match read(&df_name, &files.dockerfile, &mut out) {
-        Some(text) => {
-            let df = dockerfile_rules::parse(&df_name, &text, &mut out);
-            if let Some(df) = &df {
-                dialect_rules::rules(&df_name, df, build_args, &mut out);
-            }
-            df
-        }
-        None => {
-            if is_missing(&files.dockerfile) {
-                missing(&df_name, "the Dockerfile", &mut out);
-            }
-            None
-        }
+    let reader = Reader::new(files, &mut out);
+    let dockerfile = reader.dockerfile(build_args, &mut out);
+    let tds = reader.taskdefs(&mut out);
+    let stages = Stages {
+        dockerfile: dockerfile.as_ref(),
+        targets,
+        registry,
     };
+    taskdefs(&tds, &stages, &mut out);
+    let mut repositories: Vec<String> = tds.iter().flatten().flat_map(ecr_repositories).collect();
+    repositories.sort();
+    repositories.dedup();
+    let td = tds.into_iter().next().flatten();
+    let info = reader.appspec(td.as_ref(), &mut out);
+    let facts = reader.buildspec(info, dockerfile.as_ref(), &mut out);
+    policy_files(files, &repositories, facts.create_repos, &mut out);
+    out
+}
 
-    let mut tds = Vec::new();
-    for path in files.taskdefs() {
-        let name = shown(&files.dir, path);
-        match read(&name, path, &mut out) {
-            Some(text) => tds.push(taskdef_rules::parse(&name, &text, &mut out)),
-            None => {
-                if is_missing(path) {
-                    missing(&name, "the task definition", &mut out);
+/// Reads the project's files, reporting the missing ones that have no
+/// near-miss name.
+struct Reader<'a> {
+    /// The files.
+    files: &'a ProjectFiles,
+    /// The configured names a near-miss file was found for.
+    near: Vec<&'static str>,
+}
+
+impl<'a> Reader<'a> {
+    /// Runs the `names/` rules first.
+    fn new(files: &'a ProjectFiles, out: &mut Vec<Finding>) -> Self {
+        let mut configured = vec![file_name(&files.appspec), file_name(&files.buildspec)];
+        configured.extend(files.taskdefs().map(|p| file_name(p)));
+        let near = names::rules(&files.dir, &configured, out);
+        Self { files, near }
+    }
+
+    /// Whether `p` is missing with no near-miss name reported for it.
+    fn is_missing(&self, p: &Path) -> bool {
+        !p.exists() && !self.near.contains(&file_name(p))
+    }
+
+    /// The Dockerfile, parsed, with its syntax and dialect rules run.
+    fn dockerfile(
+        &self,
+        build_args: &std::collections::BTreeMap<String, String>,
+        out: &mut Vec<Finding>,
+    ) -> Option<crate::dockerfile::Dockerfile> {
+        let files = self.files;
+        let df_name = shown(&files.dir, &files.dockerfile);
+        match read(&df_name, &files.dockerfile, out) {
+            Some(text) => {
+                let df = dockerfile_rules::parse(&df_name, &text, out);
+                if let Some(df) = &df {
+                    dialect_rules::rules(&df_name, df, build_args, out);
                 }
-                tds.push(None);
+                df
+            }
+            None => {
+                if self.is_missing(&files.dockerfile) {
+                    missing(&df_name, "the Dockerfile", out);
+                }
+                None
             }
         }
     }
+
+    /// Every task definition, parsed (`None` for one missing or not JSON).
+    fn taskdefs(&self, out: &mut Vec<Finding>) -> Vec<Option<Td>> {
+        let mut tds = Vec::new();
+        for path in self.files.taskdefs() {
+            let name = shown(&self.files.dir, path);
+            match read(&name, path, out) {
+                Some(text) => tds.push(taskdef_rules::parse(&name, &text, out)),
+                None => {
+                    if self.is_missing(path) {
+                        missing(&name, "the task definition", out);
+                    }
+                    tds.push(None);
+                }
+            }
+        }
+        tds
+    }
+
+    /// The appspec rules (against the first task definition `td`).
+    fn appspec(
+        &self,
+        td: Option<&Td>,
+        out: &mut Vec<Finding>,
+    ) -> Option<appspec_rules::AppspecInfo> {
+        let files = self.files;
+        let as_name = shown(&files.dir, &files.appspec);
+        match read(&as_name, &files.appspec, out) {
+            Some(text) => {
+                let info = appspec_rules::rules(&as_name, &text, td, out);
+                placeholder_rules::yaml(&as_name, &text, out);
+                Some(info)
+            }
+            None => {
+                if self.is_missing(&files.appspec) {
+                    missing(&as_name, "the appspec", out);
+                }
+                None
+            }
+        }
+    }
+
+    /// The buildspec rules, when there is one, and what they learnt.
+    fn buildspec(
+        &self,
+        info: Option<appspec_rules::AppspecInfo>,
+        dockerfile: Option<&crate::dockerfile::Dockerfile>,
+        out: &mut Vec<Finding>,
+    ) -> buildspec_rules::Facts {
+        let files = self.files;
+        let bs_name = shown(&files.dir, &files.buildspec);
+        let mut facts = buildspec_rules::Facts::default();
+        if let Some(text) = read(&bs_name, &files.buildspec, out) {
+            let taskdefs: Vec<&str> = files.taskdefs().map(|p| file_name(p)).collect();
+            let expected = buildspec_rules::Expected {
+                taskdefs: &taskdefs,
+                appspec: file_name(&files.appspec),
+                image_detail: info.is_some_and(|i| i.load_balanced),
+            };
+            facts = buildspec_rules::rules(&bs_name, &text, &expected, out);
+            placeholder_rules::yaml(&bs_name, &text, out);
+            if facts.runs_build
+                && !facts.mirror
+                && let Some(df) = dockerfile
+            {
+                let df_name = shown(&files.dir, &files.dockerfile);
+                dockerfile_rules::docker_hub_without_mirror(&df_name, df, out);
+            }
+        }
+        facts
+    }
+}
+
+/// What maps a task definition's containers to the Dockerfile's stages.
+struct Stages<'a> {
+    /// The Dockerfile, when it parsed.
+    dockerfile: Option<&'a crate::dockerfile::Dockerfile>,
+    /// The `--target CONTAINER=STAGE` flags.
+    targets: &'a [(String, String)],
+    /// The `--registry` override.
+    registry: Option<&'a str>,
+}
+
+/// The rules on every parsed task definition, each with the `--target`
+/// flags that apply to it.
+fn taskdefs(tds: &[Option<Td>], stages: &Stages<'_>, out: &mut Vec<Finding>) {
     let everywhere: Vec<String> = tds.iter().flatten().flat_map(Td::names).collect();
     for (i, td) in tds.iter().enumerate() {
         let Some(td) = td else { continue };
         // A --target applies to the task definitions with that container; one
         // naming a container of none is reported with the first.
         let names = td.names();
-        let mine: Vec<(String, String)> = targets
+        let mine: Vec<(String, String)> = stages
+            .targets
             .iter()
             .filter(|(c, _)| names.contains(c) || (i == 0 && !everywhere.contains(c)))
             .cloned()
             .collect();
-        taskdef(td, dockerfile.as_ref(), &mine, registry, &mut out);
+        taskdef(td, stages.dockerfile, &mine, stages.registry, out);
     }
-    let mut repositories: Vec<String> = tds.iter().flatten().flat_map(ecr_repositories).collect();
-    repositories.sort();
-    repositories.dedup();
-    let td = tds.into_iter().next().flatten();
+}
 
-    let as_name = shown(&files.dir, &files.appspec);
-    let info = match read(&as_name, &files.appspec, &mut out) {
-        Some(text) => {
-            let info = appspec_rules::rules(&as_name, &text, td.as_ref(), &mut out);
-            placeholder_rules::yaml(&as_name, &text, &mut out);
-            Some(info)
-        }
-        None => {
-            if is_missing(&files.appspec) {
-                missing(&as_name, "the appspec", &mut out);
-            }
-            None
-        }
-    };
-
-    let bs_name = shown(&files.dir, &files.buildspec);
-    let mut facts = buildspec_rules::Facts::default();
-    if let Some(text) = read(&bs_name, &files.buildspec, &mut out) {
-        let taskdefs: Vec<&str> = files.taskdefs().map(|p| file_name(p)).collect();
-        let expected = buildspec_rules::Expected {
-            taskdefs: &taskdefs,
-            appspec: file_name(&files.appspec),
-            image_detail: info.is_some_and(|i| i.load_balanced),
-        };
-        facts = buildspec_rules::rules(&bs_name, &text, &expected, &mut out);
-        placeholder_rules::yaml(&bs_name, &text, &mut out);
-        if facts.runs_build
-            && !facts.mirror
-            && let Some(df) = &dockerfile
-        {
-            dockerfile_rules::docker_hub_without_mirror(&df_name, df, &mut out);
-        }
-    }
+/// The IAM and lifecycle policy rules, on the files that exist.
+fn policy_files(
+    files: &ProjectFiles,
+    repositories: &[String],
+    create_repos: bool,
+    out: &mut Vec<Finding>,
+) {
     let iam = files.dir.join(crate::policies::IAM_POLICY_FILE);
-    if let Some(text) = read(crate::policies::IAM_POLICY_FILE, &iam, &mut out) {
+    if let Some(text) = read(crate::policies::IAM_POLICY_FILE, &iam, out) {
         policy_rules::iam(
             crate::policies::IAM_POLICY_FILE,
             &text,
-            &repositories,
-            facts.create_repos,
-            &mut out,
+            repositories,
+            create_repos,
+            out,
         );
     }
     let lifecycle = files.dir.join(crate::policies::LIFECYCLE_POLICY_FILE);
-    if let Some(text) = read(crate::policies::LIFECYCLE_POLICY_FILE, &lifecycle, &mut out) {
-        policy_rules::lifecycle(crate::policies::LIFECYCLE_POLICY_FILE, &text, &mut out);
+    if let Some(text) = read(crate::policies::LIFECYCLE_POLICY_FILE, &lifecycle, out) {
+        policy_rules::lifecycle(crate::policies::LIFECYCLE_POLICY_FILE, &text, out);
     }
-    out
 }
 
 /// The task definition's ECR repositories, as ARNs.

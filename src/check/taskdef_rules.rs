@@ -2,11 +2,10 @@
 //! sees it (`taskdef/…`) and awsvpc networking between its containers
 //! (`network/…`). Secrets and leftover placeholders have their own files.
 
-use std::collections::BTreeMap;
-
 use serde_json::{Map, Value};
 
 use super::finding::{Finding, Severity};
+pub(crate) use super::network_rules::container_ports;
 use crate::reference::EcrHost;
 use crate::taskdef::Image;
 use crate::taskdef::spans::JsonSpans;
@@ -140,42 +139,85 @@ const STRUCTURE: &str = "taskdef/structure";
 
 /// The finding for one problem of the task definition.
 fn finding(file: &str, p: &Problem) -> Finding {
-    let (rule, message, help) = match &p.error {
-        TaskdefError::Json { message, .. } => (
+    let Explanation {
+        rule,
+        message,
+        help,
+    } = document_problem(&p.error).unwrap_or_else(|| part_problem(&p.error));
+    Finding::new(
+        file,
+        (p.line, p.column),
+        Severity::Error,
+        rule,
+        message,
+        help,
+    )
+}
+
+/// A problem's rule id, message and `help:` line.
+struct Explanation {
+    rule: &'static str,
+    message: String,
+    help: String,
+}
+
+impl Explanation {
+    /// An explanation with a fixed help line.
+    fn new(rule: &'static str, message: String, help: &str) -> Self {
+        Self {
+            rule,
+            message,
+            help: help.to_owned(),
+        }
+    }
+}
+
+/// A problem of the document as a whole (its JSON, its top-level shape,
+/// `containerDefinitions` itself); `None` for the others.
+fn document_problem(error: &TaskdefError) -> Option<Explanation> {
+    Some(match error {
+        TaskdefError::Json { message, .. } => Explanation::new(
             "taskdef/invalid-json",
             format!("taskdef.json is not valid JSON: {message}"),
             "fix the syntax at this position (a trailing comma or a missing quote is the usual cause)",
         ),
-        TaskdefError::NotAnObject { found } => (
+        TaskdefError::NotAnObject { found } => Explanation::new(
             STRUCTURE,
             format!("the task definition is {found}, expected an object"),
             "write an object with `family` and `containerDefinitions`",
         ),
         TaskdefError::MissingContainerDefinitions {
             describe_output: true,
-        } => (
+        } => Explanation::new(
             "taskdef/describe-output",
             "this is `aws ecs describe-task-definition` output, not a task definition".to_owned(),
             "keep only the object under `taskDefinition` (and drop its output-only fields)",
         ),
         TaskdefError::MissingContainerDefinitions {
             describe_output: false,
-        } => (
+        } => Explanation::new(
             STRUCTURE,
             "`containerDefinitions` is missing".to_owned(),
             "list the task's containers under `containerDefinitions`",
         ),
-        TaskdefError::ContainerDefinitionsNotArray { found } => (
+        TaskdefError::ContainerDefinitionsNotArray { found } => Explanation::new(
             STRUCTURE,
             format!("`containerDefinitions` is {found}, expected an array"),
             "list the containers as a JSON array",
         ),
-        TaskdefError::NoContainers => (
+        TaskdefError::NoContainers => Explanation::new(
             STRUCTURE,
             "`containerDefinitions` is empty".to_owned(),
             "a task definition needs at least one container",
         ),
-        TaskdefError::ContainerNotObject { index, found } => (
+        _ => return None,
+    })
+}
+
+/// A problem of one container or one object's keys, or any other problem.
+fn part_problem(error: &TaskdefError) -> Explanation {
+    match error {
+        TaskdefError::ContainerNotObject { index, found } => Explanation::new(
             STRUCTURE,
             format!("containerDefinitions[{index}] is {found}, expected an object"),
             "each container definition is an object with `name` and `image`",
@@ -185,40 +227,27 @@ fn finding(file: &str, p: &Problem) -> Finding {
             field,
             problem,
             ..
-        } => {
-            return Finding::new(
-                file,
-                (p.line, p.column),
-                Severity::Error,
-                STRUCTURE,
-                format!("containerDefinitions[{index}]: `{field}` {problem}"),
-                format!("every container needs a non-empty string `{field}`"),
-            );
-        }
-        TaskdefError::DuplicateContainer { name, first, .. } => (
+        } => Explanation {
+            rule: STRUCTURE,
+            message: format!("containerDefinitions[{index}]: `{field}` {problem}"),
+            help: format!("every container needs a non-empty string `{field}`"),
+        },
+        TaskdefError::DuplicateContainer { name, first, .. } => Explanation::new(
             "taskdef/duplicate-container-name",
             format!("container name `{name}` is already used by containerDefinitions[{first}]"),
             "container names must be unique within a task definition",
         ),
-        TaskdefError::DuplicateKey { key, .. } => (
+        TaskdefError::DuplicateKey { key, .. } => Explanation::new(
             STRUCTURE,
             format!("key `{key}` appears twice in the same object"),
             "keep one: JSON readers disagree on which one wins",
         ),
-        other => (
+        other => Explanation::new(
             STRUCTURE,
             other.to_string(),
             "please report this with the file",
         ),
-    };
-    Finding::new(
-        file,
-        (p.line, p.column),
-        Severity::Error,
-        rule,
-        message,
-        help,
-    )
+    }
 }
 
 /// Fields DescribeTaskDefinition returns that RegisterTaskDefinition rejects.
@@ -310,7 +339,7 @@ pub(crate) fn rules(td: &Td, out: &mut Vec<Finding>) {
     references(td, out);
     essential(td, out);
     placeholders(td, out);
-    network(td, out);
+    super::network_rules::rules(td, out);
 }
 
 fn fargate(td: &Td, out: &mut Vec<Finding>) {
@@ -517,140 +546,9 @@ fn placeholders(td: &Td, out: &mut Vec<Finding>) {
     }
 }
 
-/// A container's port mappings: (index, containerPort, protocol, hostPort).
-fn ports(c: &Container<'_>) -> Vec<(usize, u64, String, Option<u64>)> {
-    c.def
-        .get("portMappings")
-        .and_then(Value::as_array)
-        .map(|pm| {
-            pm.iter()
-                .enumerate()
-                .filter_map(|(i, p)| {
-                    let port = p.get("containerPort").and_then(Value::as_u64)?;
-                    let proto = p
-                        .get("protocol")
-                        .and_then(Value::as_str)
-                        .unwrap_or("tcp")
-                        .to_ascii_lowercase();
-                    let host = p.get("hostPort").and_then(Value::as_u64);
-                    Some((i, port, proto, host))
-                })
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// The `containerPort`s of container `name`.
-pub(crate) fn container_ports(td: &Td, name: &str) -> Option<Vec<u64>> {
-    td.containers()
-        .into_iter()
-        .find(|c| c.name == Some(name))
-        .map(|c| ports(&c).into_iter().map(|(_, p, ..)| p).collect())
-}
-
-fn network(td: &Td, out: &mut Vec<Finding>) {
-    if !td.awsvpc() {
-        return;
-    }
-    let cs = td.containers();
-    let mut used: BTreeMap<(u64, String), String> = BTreeMap::new();
-    for c in &cs {
-        for (i, port, proto, host) in ports(c) {
-            let path = c.path(&format!("portMappings[{i}].containerPort"));
-            if let Some(other) = used.get(&(port, proto.clone())) {
-                out.push(td.at(
-                    &path,
-                    Severity::Error,
-                    "network/duplicate-port",
-                    format!("containers {other} and {} both use {proto} port {port}; with awsvpc they share one network namespace", c.label()),
-                    "give each container its own port",
-                ));
-            } else {
-                used.insert((port, proto), c.label());
-            }
-            if let Some(h) = host
-                && h != port
-            {
-                out.push(td.at(
-                    &c.path(&format!("portMappings[{i}].hostPort")),
-                    Severity::Error,
-                    "network/host-port-mismatch",
-                    format!("hostPort {h} differs from containerPort {port}; with awsvpc they must be equal"),
-                    format!("set \"hostPort\": {port} or remove hostPort"),
-                ));
-            }
-        }
-    }
-    let names: Vec<&str> = cs.iter().filter_map(|c| c.name).collect();
-    for c in &cs {
-        let Some(env) = c.def.get("environment").and_then(Value::as_array) else {
-            continue;
-        };
-        for (i, e) in env.iter().enumerate() {
-            let Some(value) = e.get("value").and_then(Value::as_str) else {
-                continue;
-            };
-            if let Some(target) = names.iter().find(|n| addresses_host(value, n)) {
-                out.push(td.at(
-                    &c.path(&format!("environment[{i}].value")),
-                    Severity::Warning,
-                    "network/container-hostname",
-                    format!("`{value}` reaches container `{target}` by its name, which does not resolve with awsvpc"),
-                    format!("use `localhost` instead of `{target}`: awsvpc containers share one network namespace"),
-                ));
-            }
-        }
-    }
-}
-
-/// Whether `value` uses `name` as a host: `scheme://name[:/]…` or `name:port`.
-fn addresses_host(value: &str, name: &str) -> bool {
-    let is_host_char = |c: char| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_';
-    if name.is_empty() {
-        return false;
-    }
-    let mut from = 0;
-    while let Some(pos) = value.get(from..).and_then(|rest| rest.find(name)) {
-        let start = from + pos;
-        let end = start + name.len();
-        from = end;
-        let before = value[..start].chars().next_back();
-        let after = value[end..].chars().next();
-        let prefixed = value[..start].ends_with("//") || value[..start].ends_with('@');
-        let bounded_before = before.is_none_or(|c| !is_host_char(c));
-        let bounded_after = after.is_none_or(|c| !is_host_char(c));
-        if !(bounded_before && bounded_after) {
-            continue;
-        }
-        let port_follows = value[end..]
-            .strip_prefix(':')
-            .and_then(|r| r.chars().next())
-            .is_some_and(|c| c.is_ascii_digit());
-        if (prefixed && (after.is_none() || matches!(after, Some(':' | '/' | '?')))) || port_follows
-        {
-            return true;
-        }
-    }
-    false
-}
-
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-
-    #[test]
-    fn host_detection() {
-        assert!(addresses_host("http://bash-dog-api:8080", "bash-dog-api"));
-        assert!(addresses_host("bash-dog-api:8080", "bash-dog-api"));
-        assert!(addresses_host("redis://redis", "redis"));
-        assert!(!addresses_host("http://localhost:8080", "api"));
-        assert!(!addresses_host("http://my-api:8080", "api"));
-        assert!(!addresses_host("api", "api"));
-        assert!(!addresses_host("the api is slow", "api"));
-        assert!(!addresses_host("anything", ""));
-        assert!(addresses_host("http://é:1", "é"));
-        assert!(!addresses_host("ééé", "é"));
-    }
 
     #[test]
     fn fargate_sizes() {

@@ -1,12 +1,14 @@
 //! Tests of `check`: the valid corpus gives no findings, and each rule fires
-//! on a small broken fixture at the right line.
+//! on a small broken fixture at the right line. The shared fixtures and
+//! helpers are here; `taskdef_tests`, `secrets_tests` and `stages_tests`
+//! hold the rules of those groups.
 
 use std::path::Path;
 
 use super::*;
 use crate::dockerfile;
 
-const DOCKERFILE: &str = "\
+pub(super) const DOCKERFILE: &str = "\
 FROM alpine:3.20 AS base
 RUN apk add --no-cache curl
 
@@ -19,7 +21,7 @@ CMD [\"worker\"]
 ";
 
 /// A valid task definition (line numbers matter to the tests below).
-const TASKDEF: &str = r#"{
+pub(super) const TASKDEF: &str = r#"{
   "family": "shop",
   "networkMode": "awsvpc",
   "requiresCompatibilities": ["FARGATE"],
@@ -54,7 +56,7 @@ const TASKDEF: &str = r#"{
 }
 "#;
 
-const APPSPEC: &str = "\
+pub(super) const APPSPEC: &str = "\
 version: 0.0
 Resources:
   - TargetService:
@@ -66,7 +68,7 @@ Resources:
           ContainerPort: 8080
 ";
 
-const BUILDSPEC: &str = "\
+pub(super) const BUILDSPEC: &str = "\
 version: 0.2
 phases:
   build:
@@ -80,7 +82,7 @@ artifacts:
 ";
 
 /// Writes a project (name, text) into a temp dir and checks it.
-fn run(files: &[(&str, &str)]) -> Vec<Finding> {
+pub(super) fn run(files: &[(&str, &str)]) -> Vec<Finding> {
     let tmp = match tempfile::tempdir() {
         Ok(t) => t,
         Err(e) => panic!("tempdir: {e}"),
@@ -93,7 +95,7 @@ fn run(files: &[(&str, &str)]) -> Vec<Finding> {
     check(&project(tmp.path()))
 }
 
-fn project(dir: &Path) -> ProjectFiles {
+pub(super) fn project(dir: &Path) -> ProjectFiles {
     ProjectFiles {
         dir: dir.to_path_buf(),
         dockerfile: dir.join("Dockerfile"),
@@ -105,7 +107,7 @@ fn project(dir: &Path) -> ProjectFiles {
 }
 
 /// The valid stack with one file's text changed by `edit`.
-fn stack_with(file: &str, edit: impl Fn(&str) -> String) -> Vec<Finding> {
+pub(super) fn stack_with(file: &str, edit: impl Fn(&str) -> String) -> Vec<Finding> {
     let mut files = vec![
         ("Dockerfile", DOCKERFILE.to_owned()),
         ("taskdef.json", TASKDEF.to_owned()),
@@ -123,13 +125,13 @@ fn stack_with(file: &str, edit: impl Fn(&str) -> String) -> Vec<Finding> {
     run(&refs)
 }
 
-fn replace(from: &'static str, to: &'static str) -> impl Fn(&str) -> String {
+pub(super) fn replace(from: &'static str, to: &'static str) -> impl Fn(&str) -> String {
     move |t: &str| t.replacen(from, to, 1)
 }
 
 /// Asserts that `rule` fired in `file` at `line`, with `severity`.
 #[track_caller]
-fn fired(findings: &[Finding], rule: &str, file: &str, line: usize, severity: Severity) {
+pub(super) fn fired(findings: &[Finding], rule: &str, file: &str, line: usize, severity: Severity) {
     assert!(
         findings
             .iter()
@@ -381,735 +383,6 @@ fn appspec_lb_container_and_port() {
     fired(&f, "appspec/lb-port", "appspec.yaml", 9, Severity::Error);
 }
 
-// ---- taskdef/ ----
-
-#[test]
-fn taskdef_invalid_json_at_position() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("\"cpu\": \"512\",", "\"cpu\": \"512\",,"),
-    );
-    fired(
-        &f,
-        "taskdef/invalid-json",
-        "taskdef.json",
-        5,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn taskdef_structure_and_describe_output() {
-    let f = run(&[("taskdef.json", "[1, 2]")]);
-    fired(&f, "taskdef/structure", "taskdef.json", 1, Severity::Error);
-    let f = run(&[(
-        "taskdef.json",
-        "{\n  \"taskDefinition\": {\"containerDefinitions\": []}\n}",
-    )]);
-    fired(
-        &f,
-        "taskdef/describe-output",
-        "taskdef.json",
-        2,
-        Severity::Error,
-    );
-    let f = stack_with(
-        "taskdef.json",
-        replace("\"name\": \"worker\",", "\"name\": 7,"),
-    );
-    fired(&f, "taskdef/structure", "taskdef.json", 27, Severity::Error);
-}
-
-/// `check` reads the task definition with the reader `build` uses, so a
-/// repeated `image` key (which `build` refuses) is a finding too.
-#[test]
-fn taskdef_duplicate_key() {
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "\"essential\": false,",
-            "\"essential\": false, \"image\": \"210987654321.dkr.ecr.eu-west-1.amazonaws.com/shop-worker:v2\",",
-        ),
-    );
-    fired(&f, "taskdef/structure", "taskdef.json", 29, Severity::Error);
-    assert!(
-        f.iter()
-            .any(|f| f.message == "key `image` appears twice in the same object"),
-        "{}",
-        render_human(&f)
-    );
-}
-
-#[test]
-fn taskdef_empty_container_definitions() {
-    let f = run(&[(
-        "taskdef.json",
-        "{\n  \"family\": \"x\",\n  \"containerDefinitions\": []\n}",
-    )]);
-    fired(&f, "taskdef/structure", "taskdef.json", 3, Severity::Error);
-}
-
-#[test]
-fn taskdef_duplicate_container_name() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("\"name\": \"worker\",", "\"name\": \"api\","),
-    );
-    fired(
-        &f,
-        "taskdef/duplicate-container-name",
-        "taskdef.json",
-        27,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn taskdef_output_only_fields() {
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "  \"family\": \"shop\",",
-            "  \"family\": \"shop\",\n  \"revision\": 7,\n  \"status\": \"ACTIVE\",",
-        ),
-    );
-    fired(
-        &f,
-        "taskdef/output-only-field",
-        "taskdef.json",
-        3,
-        Severity::Error,
-    );
-    fired(
-        &f,
-        "taskdef/output-only-field",
-        "taskdef.json",
-        4,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn taskdef_fargate_network_mode() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("\"networkMode\": \"awsvpc\"", "\"networkMode\": \"bridge\""),
-    );
-    fired(
-        &f,
-        "taskdef/fargate-network-mode",
-        "taskdef.json",
-        3,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn taskdef_fargate_cpu_memory() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("\"memory\": \"1024\"", "\"memory\": \"512\""),
-    );
-    fired(
-        &f,
-        "taskdef/fargate-cpu-memory",
-        "taskdef.json",
-        6,
-        Severity::Error,
-    );
-    let f = stack_with(
-        "taskdef.json",
-        replace("\"cpu\": \"512\"", "\"cpu\": \"300\""),
-    );
-    fired(
-        &f,
-        "taskdef/fargate-cpu-memory",
-        "taskdef.json",
-        5,
-        Severity::Error,
-    );
-    let f = stack_with("taskdef.json", replace("  \"memory\": \"1024\",\n", ""));
-    assert!(
-        f.iter().any(|f| f.rule == "taskdef/fargate-cpu-memory"),
-        "{}",
-        render_human(&f)
-    );
-    // the unit spellings AWS accepts are fine
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "\"cpu\": \"512\",\n  \"memory\": \"1024\"",
-            "\"cpu\": \"0.5 vCPU\",\n  \"memory\": \"2 GB\"",
-        ),
-    );
-    assert!(f.is_empty(), "{}", render_human(&f));
-}
-
-#[test]
-fn taskdef_execution_role_required() {
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "  \"executionRoleArn\": \"arn:aws:iam::210987654321:role/shop-execution\",\n",
-            "",
-        ),
-    );
-    fired(
-        &f,
-        "taskdef/execution-role-required",
-        "taskdef.json",
-        15,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn taskdef_unknown_container_refs() {
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "\"containerName\": \"worker\"",
-            "\"containerName\": \"wrker\"",
-        ),
-    );
-    fired(
-        &f,
-        "taskdef/unknown-container-ref",
-        "taskdef.json",
-        20,
-        Severity::Error,
-    );
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "\"essential\": false,",
-            "\"essential\": false, \"links\": [\"nope\"],",
-        ),
-    );
-    fired(
-        &f,
-        "taskdef/unknown-container-ref",
-        "taskdef.json",
-        29,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn taskdef_no_essential_container() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("\"essential\": true", "\"essential\": false"),
-    );
-    fired(
-        &f,
-        "taskdef/no-essential-container",
-        "taskdef.json",
-        9,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn taskdef_too_many_image_placeholders() {
-    let mut defs = Vec::new();
-    for i in 1..=5 {
-        defs.push(format!(
-            "    {{\"name\": \"c{i}\", \"image\": \"<IMAGE{i}_NAME>\"}}"
-        ));
-    }
-    let td = format!(
-        "{{\n  \"containerDefinitions\": [\n{}\n  ]\n}}\n",
-        defs.join(",\n")
-    );
-    let f = run(&[("Dockerfile", DOCKERFILE), ("taskdef.json", &td)]);
-    fired(
-        &f,
-        "taskdef/too-many-image-placeholders",
-        "taskdef.json",
-        7,
-        Severity::Error,
-    );
-}
-
-// ---- network/ ----
-
-#[test]
-fn network_duplicate_port() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("\"containerPort\": 9000", "\"containerPort\": 8080"),
-    );
-    fired(
-        &f,
-        "network/duplicate-port",
-        "taskdef.json",
-        30,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn network_host_port_mismatch() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("\"hostPort\": 8080", "\"hostPort\": 80"),
-    );
-    fired(
-        &f,
-        "network/host-port-mismatch",
-        "taskdef.json",
-        14,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn network_container_hostname() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("http://localhost:9000", "http://worker:9000"),
-    );
-    fired(
-        &f,
-        "network/container-hostname",
-        "taskdef.json",
-        15,
-        Severity::Warning,
-    );
-}
-
-#[test]
-fn network_links_on_awsvpc() {
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "\"essential\": true,",
-            "\"essential\": true, \"links\": [\"worker\"],",
-        ),
-    );
-    fired(
-        &f,
-        "network/links-awsvpc",
-        "taskdef.json",
-        13,
-        Severity::Error,
-    );
-}
-
-// ---- secrets/ ----
-
-#[test]
-fn secrets_malformed_arn() {
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "arn:aws:ssm:eu-west-1:210987654321:parameter/",
-            "arn:aws:ssm:eu-west-1:2109876:parameter/",
-        ),
-    );
-    fired(
-        &f,
-        "secrets/malformed-arn",
-        "taskdef.json",
-        18,
-        Severity::Error,
-    );
-    let f = stack_with(
-        "taskdef.json",
-        replace(":parameter/shop/api-key", ":param/shop/api-key"),
-    );
-    fired(
-        &f,
-        "secrets/malformed-arn",
-        "taskdef.json",
-        18,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn secrets_missing_suffix() {
-    let f = stack_with("taskdef.json", replace("shop/db-AbC123", "shop/db"));
-    fired(
-        &f,
-        "secrets/missing-suffix",
-        "taskdef.json",
-        17,
-        Severity::Warning,
-    );
-}
-
-#[test]
-fn secrets_json_key_colons() {
-    let f = stack_with("taskdef.json", replace(":password::", ":password"));
-    fired(
-        &f,
-        "secrets/json-key-colons",
-        "taskdef.json",
-        17,
-        Severity::Error,
-    );
-    let f = stack_with("taskdef.json", replace(":password::", ":password:"));
-    fired(
-        &f,
-        "secrets/json-key-colons",
-        "taskdef.json",
-        17,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn secrets_json_key_mismatch() {
-    // the key is another variable's name
-    let f = stack_with("taskdef.json", replace(":password::", ":API_KEY::"));
-    fired(
-        &f,
-        "secrets/json-key-mismatch",
-        "taskdef.json",
-        17,
-        Severity::Warning,
-    );
-    // an env-var-style key that is not this variable's
-    let f = stack_with("taskdef.json", replace(":password::", ":DB_USER::"));
-    fired(
-        &f,
-        "secrets/json-key-mismatch",
-        "taskdef.json",
-        17,
-        Severity::Warning,
-    );
-    // two variables read the same key of the same secret
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "        { \"name\": \"API_KEY\", \"valueFrom\": \"arn:aws:ssm:eu-west-1:210987654321:parameter/shop/api-key\" }",
-            "        { \"name\": \"DB_USER\", \"valueFrom\": \"arn:aws:secretsmanager:eu-west-1:210987654321:secret:shop/db-AbC123:password::\" }",
-        ),
-    );
-    fired(
-        &f,
-        "secrets/json-key-mismatch",
-        "taskdef.json",
-        18,
-        Severity::Warning,
-    );
-    // a lowercase key that names a part of the variable is fine (DB_PASSWORD ← password): the valid corpus
-}
-
-#[test]
-fn secrets_other_region_or_account() {
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "secretsmanager:eu-west-1:210987654321",
-            "secretsmanager:us-east-1:210987654321",
-        ),
-    );
-    fired(
-        &f,
-        "secrets/other-region-or-account",
-        "taskdef.json",
-        17,
-        Severity::Warning,
-    );
-}
-
-// ---- placeholder/ ----
-
-#[test]
-fn placeholder_example_account() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("role/shop-task", "role/shop-task-123456789012"),
-    );
-    fired(
-        &f,
-        "placeholder/example-account",
-        "taskdef.json",
-        8,
-        Severity::Warning,
-    );
-}
-
-#[test]
-fn placeholder_example_value() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("role/shop-task", "role/<task-role>"),
-    );
-    fired(
-        &f,
-        "placeholder/example-value",
-        "taskdef.json",
-        8,
-        Severity::Warning,
-    );
-}
-
-#[test]
-fn placeholder_inconsistent_account_region() {
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "\"awslogs-region\": \"eu-west-1\"",
-            "\"awslogs-region\": \"us-east-1\"",
-        ),
-    );
-    fired(
-        &f,
-        "placeholder/inconsistent-account-region",
-        "taskdef.json",
-        23,
-        Severity::Warning,
-    );
-    let f = stack_with(
-        "taskdef.json",
-        replace(
-            "iam::210987654321:role/shop-task",
-            "iam::999999999999:role/shop-task",
-        ),
-    );
-    fired(
-        &f,
-        "placeholder/inconsistent-account-region",
-        "taskdef.json",
-        8,
-        Severity::Warning,
-    );
-}
-
-#[test]
-fn placeholder_example_value_in_yaml() {
-    let f = stack_with(
-        "buildspec.yml",
-        replace(
-            "      - stackbake build --mirror",
-            "      - curl -o sb https://<bucket>/sb  # fetch <it>\n      - stackbake build --mirror",
-        ),
-    );
-    fired(
-        &f,
-        "placeholder/example-value",
-        "buildspec.yml",
-        5,
-        Severity::Warning,
-    );
-    assert_eq!(f.len(), 1, "{}", render_human(&f));
-    let f = stack_with("buildspec.yml", |t| {
-        format!("# <org> in a comment is fine\n{t}")
-    });
-    assert!(f.is_empty(), "{}", render_human(&f));
-}
-
-#[test]
-fn placeholder_todo() {
-    let f = stack_with(
-        "appspec.yaml",
-        replace("ContainerPort: 8080", "ContainerPort: 8080 # TODO check"),
-    );
-    fired(&f, "placeholder/todo", "appspec.yaml", 9, Severity::Warning);
-    let f = stack_with(
-        "taskdef.json",
-        replace("\"family\": \"shop\"", "\"family\": \"TODO\""),
-    );
-    fired(&f, "placeholder/todo", "taskdef.json", 2, Severity::Warning);
-}
-
-// ---- stages/ ----
-
-#[test]
-fn stages_unmapped_container() {
-    let f = stack_with(
-        "taskdef.json",
-        replace("shop-worker:latest", "shop-wrker:latest"),
-    );
-    let f2: Vec<_> = f
-        .iter()
-        .filter(|f| f.rule == "stages/unmapped-container")
-        .collect();
-    assert!(f2.is_empty(), "worker still maps by its container name");
-    let f = stack_with("taskdef.json", |t| {
-        t.replacen("\"name\": \"worker\"", "\"name\": \"jobs\"", 1)
-            .replacen(
-                "\"containerName\": \"worker\"",
-                "\"containerName\": \"jobs\"",
-                1,
-            )
-            .replacen("shop-worker:latest", "shop-jobs:latest", 1)
-    });
-    fired(
-        &f,
-        "stages/unmapped-container",
-        "taskdef.json",
-        28,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn stages_mapping_honours_target_flags() {
-    let tmp = match tempfile::tempdir() {
-        Ok(t) => t,
-        Err(e) => panic!("{e}"),
-    };
-    let td = TASKDEF
-        .replacen("\"name\": \"worker\"", "\"name\": \"jobs\"", 1)
-        .replacen(
-            "\"containerName\": \"worker\"",
-            "\"containerName\": \"jobs\"",
-            1,
-        )
-        .replacen("shop-worker:latest", "shop-jobs:latest", 1);
-    for (name, text) in [
-        ("Dockerfile", DOCKERFILE),
-        ("taskdef.json", td.as_str()),
-        ("appspec.yaml", APPSPEC),
-        ("buildspec.yml", BUILDSPEC),
-    ] {
-        if let Err(e) = std::fs::write(tmp.path().join(name), text) {
-            panic!("{e}");
-        }
-    }
-    let files = project(tmp.path());
-    fired(
-        &check(&files),
-        "stages/unmapped-container",
-        "taskdef.json",
-        28,
-        Severity::Error,
-    );
-    let f = check_with(
-        &files,
-        &[("jobs".into(), "worker".into())],
-        None,
-        &Default::default(),
-    );
-    assert!(f.is_empty(), "{}", render_human(&f));
-    // an invalid --target is reported, not a panic
-    let f = check_with(
-        &files,
-        &[("nope".into(), "worker".into())],
-        None,
-        &Default::default(),
-    );
-    assert!(
-        f.iter()
-            .any(|f| f.rule == "stages/unmapped-container" && f.message.contains("nope")),
-        "{}",
-        render_human(&f)
-    );
-}
-
-#[test]
-fn stages_duplicate_name_and_invalid_dockerfile() {
-    let f = stack_with(
-        "Dockerfile",
-        replace("FROM base AS worker", "FROM base AS api"),
-    );
-    fired(
-        &f,
-        "stages/duplicate-name",
-        "Dockerfile",
-        8,
-        Severity::Error,
-    );
-    let f = stack_with("Dockerfile", |t| format!("RUN echo before\n{t}"));
-    fired(
-        &f,
-        "stages/invalid-dockerfile",
-        "Dockerfile",
-        1,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn stages_repository_pattern() {
-    let dockerfile = format!("{DOCKERFILE}FROM base AS cron\n");
-    let td = TASKDEF.replacen(
-        "      \"portMappings\": [{ \"containerPort\": 9000, \"protocol\": \"tcp\" }]\n    }",
-        "      \"portMappings\": [{ \"containerPort\": 9000, \"protocol\": \"tcp\" }]\n    },\n    {\n      \"name\": \"cron\",\n      \"image\": \"210987654321.dkr.ecr.eu-west-1.amazonaws.com/cron:latest\"\n    }",
-        1,
-    );
-    assert_ne!(td, TASKDEF);
-    let f = run(&[
-        ("Dockerfile", &dockerfile),
-        ("taskdef.json", &td),
-        ("appspec.yaml", APPSPEC),
-        ("buildspec.yml", BUILDSPEC),
-    ]);
-    fired(
-        &f,
-        "stages/repository-pattern",
-        "taskdef.json",
-        34,
-        Severity::Warning,
-    );
-}
-
-// ---- buildspec/ ----
-
-#[test]
-fn buildspec_version() {
-    let f = stack_with("buildspec.yml", replace("version: 0.2", "version: 0.1"));
-    fired(&f, "buildspec/version", "buildspec.yml", 1, Severity::Error);
-}
-
-#[test]
-fn buildspec_must_run_stackbake_build() {
-    let f = stack_with(
-        "buildspec.yml",
-        replace("stackbake build", "stackbake plan"),
-    );
-    fired(
-        &f,
-        "buildspec/no-stackbake-build",
-        "buildspec.yml",
-        2,
-        Severity::Error,
-    );
-}
-
-#[test]
-fn buildspec_artifacts() {
-    let f = stack_with("buildspec.yml", replace("    - appspec.yaml\n", ""));
-    fired(
-        &f,
-        "buildspec/missing-artifact",
-        "buildspec.yml",
-        7,
-        Severity::Error,
-    );
-    let f = stack_with("buildspec.yml", replace("    - imageDetail.json\n", ""));
-    fired(
-        &f,
-        "buildspec/missing-artifact",
-        "buildspec.yml",
-        7,
-        Severity::Warning,
-    );
-    let f = stack_with("buildspec.yml", |t| {
-        t.replacen(
-            "    - taskdef.json\n    - appspec.yaml\n    - imageDetail.json\n",
-            "    - '**/*'\n",
-            1,
-        )
-    });
-    assert!(f.is_empty(), "{}", render_human(&f));
-}
-
-#[test]
-fn buildspec_invalid_yaml() {
-    let f = stack_with("buildspec.yml", replace("phases:", "phases: ["));
-    assert!(
-        f.iter().any(|f| f.rule == "buildspec/invalid-yaml"),
-        "{}",
-        render_human(&f)
-    );
-}
-
 // ---- robustness ----
 
 #[test]
@@ -1201,37 +474,6 @@ fn mutated_fixtures_never_panic() {
             }
         }
     }
-}
-
-#[test]
-fn stages_docker_hub_without_mirror() {
-    let f = stack_with(
-        "buildspec.yml",
-        replace(
-            "stackbake build --mirror docker.io=210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub",
-            "stackbake build",
-        ),
-    );
-    fired(
-        &f,
-        "stages/docker-hub-without-mirror",
-        "Dockerfile",
-        1,
-        Severity::Warning,
-    );
-    assert_eq!(f.len(), 1, "{f:?}");
-    // STACKBAKE_MIRROR in the buildspec's environment is a mirror too.
-    let f = stack_with("buildspec.yml", |b| {
-        b.replace(
-            "stackbake build --mirror docker.io=210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub",
-            "stackbake build",
-        )
-        .replace(
-            "version: 0.2\n",
-            "version: 0.2\nenv:\n  variables:\n    STACKBAKE_MIRROR: docker.io=210987654321.dkr.ecr.eu-west-1.amazonaws.com/docker-hub\n",
-        )
-    });
-    assert!(f.is_empty(), "{f:?}");
 }
 
 #[test]

@@ -54,16 +54,31 @@ pub(crate) fn init_with_env(
     args: &InitArgs,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Vec<PathBuf>, Error> {
-    let dir = &args.common.dir;
-    let taskdef = match args.common.taskdef.as_slice() {
-        [] => PathBuf::from("taskdef.json"),
-        [one] => one.clone(),
-        _ => {
-            return Err(Error::Usage(
-                "stackbake init writes one task definition: pass one --taskdef (copy it for staging and prod afterwards)".to_string(),
-            ));
-        }
-    };
+    let taskdef = taskdef_path(args)?;
+    check_batch(args)?;
+    let targets = target_paths(args, &taskdef);
+    refuse_existing(&targets)?;
+    let df_path = args.common.dir.join(&args.common.dockerfile);
+    let df = read_dockerfile(&df_path)?;
+    let plan = plan::plan(args, &df, &df_path, env)?;
+    let iam = iam_policy(args, &plan)?;
+    let bodies = bodies(args, &plan, &targets, iam);
+    write_all(&targets, bodies)
+}
+
+/// The one `--taskdef` (default `taskdef.json`); several are a usage error.
+fn taskdef_path(args: &InitArgs) -> Result<PathBuf, Error> {
+    match args.common.taskdef.as_slice() {
+        [] => Ok(PathBuf::from("taskdef.json")),
+        [one] => Ok(one.clone()),
+        _ => Err(Error::Usage(
+            "stackbake init writes one task definition: pass one --taskdef (copy it for staging and prod afterwards)".to_string(),
+        )),
+    }
+}
+
+/// `--batch N` is within 1..=[`batch::MAX_SHARDS`].
+fn check_batch(args: &InitArgs) -> Result<(), Error> {
     if let Some(n) = args.batch
         && !(1..=batch::MAX_SHARDS).contains(&n)
     {
@@ -72,13 +87,24 @@ pub(crate) fn init_with_env(
             batch::MAX_SHARDS
         )));
     }
-    let targets = [
-        dir.join(&taskdef),
+    Ok(())
+}
+
+/// The files `init` writes, in order: taskdef, appspec, buildspec, IAM
+/// policy, lifecycle policy.
+fn target_paths(args: &InitArgs, taskdef: &Path) -> [PathBuf; 5] {
+    let dir = &args.common.dir;
+    [
+        dir.join(taskdef),
         dir.join(&args.common.appspec),
         dir.join("buildspec.yml"),
         dir.join(policies::IAM_POLICY_FILE),
         dir.join(policies::LIFECYCLE_POLICY_FILE),
-    ];
+    ]
+}
+
+/// A usage error naming every target that already exists.
+fn refuse_existing(targets: &[PathBuf]) -> Result<(), Error> {
     let existing: Vec<String> = targets
         .iter()
         .filter(|p| p.exists())
@@ -92,22 +118,29 @@ pub(crate) fn init_with_env(
             if existing.len() == 1 { "it" } else { "them" },
         )));
     }
-    let df_path = dir.join(&args.common.dockerfile);
-    let text = std::fs::read_to_string(&df_path).map_err(|e| {
+    Ok(())
+}
+
+/// Reads and parses the Dockerfile at `df_path`.
+fn read_dockerfile(df_path: &Path) -> Result<dockerfile::Dockerfile, Error> {
+    let text = std::fs::read_to_string(df_path).map_err(|e| {
         input(
-            &df_path,
+            df_path,
             format!("cannot read the Dockerfile ({e}); init writes starters for an existing Dockerfile's stages, pass --dockerfile or --dir"),
         )
     })?;
-    let df = dockerfile::parse(&text).map_err(|e| input(&df_path, e.to_string()))?;
-    let plan = plan::plan(args, &df, &df_path, env)?;
+    dockerfile::parse(&text).map_err(|e| input(df_path, e.to_string()))
+}
+
+/// The CodeBuild role's IAM policy, allowing the `--mirror` repositories.
+fn iam_policy(args: &InitArgs, plan: &Plan) -> Result<String, Error> {
     let mirrors = args
         .mirrors
         .iter()
         .filter(|m| !m.trim().is_empty())
         .map(|m| Mirror::parse(m).map_err(|e| Error::Usage(e.to_string())))
         .collect::<Result<Vec<_>, _>>()?;
-    let iam = policies::iam_policy(&policies::IamScope {
+    Ok(policies::iam_policy(&policies::IamScope {
         account: &plan.account,
         region: &plan.region,
         project: &plan.project,
@@ -116,26 +149,34 @@ pub(crate) fn init_with_env(
             .iter()
             .filter_map(Mirror::ecr_repositories)
             .collect(),
-    });
+    }))
+}
 
-    let taskdef = files::taskdef_json(&plan);
-    let appspec = files::appspec_yaml(&plan);
-    let rel = |p: &Path| {
-        p.file_name()
-            .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
-    };
+/// The file name of `path`, as the buildspec lists it.
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+}
+
+/// The texts of the files, in the order of [`target_paths`].
+fn bodies(args: &InitArgs, plan: &Plan, targets: &[PathBuf; 5], iam: String) -> [String; 5] {
     let settings = build_settings(args);
+    let (taskdef, appspec) = (file_name(&targets[0]), file_name(&targets[1]));
     let buildspec = match args.batch {
-        Some(n) => batch::buildspec_yaml(&rel(&targets[0]), &rel(&targets[1]), n, &settings),
-        None => files::buildspec_yaml(&rel(&targets[0]), &rel(&targets[1]), &settings),
+        Some(n) => batch::buildspec_yaml(&taskdef, &appspec, n, &settings),
+        None => files::buildspec_yaml(&taskdef, &appspec, &settings),
     };
-    let bodies = [
-        taskdef,
-        appspec,
+    [
+        files::taskdef_json(plan),
+        files::appspec_yaml(plan),
         buildspec,
         iam,
         policies::lifecycle_policy(),
-    ];
+    ]
+}
+
+/// Writes each new file; on any failure removes the ones written and fails.
+fn write_all(targets: &[PathBuf; 5], bodies: [String; 5]) -> Result<Vec<PathBuf>, Error> {
     let mut written = Vec::new();
     for (path, body) in targets.iter().zip(bodies) {
         if let Err(e) = write_new(path, &body) {

@@ -6,7 +6,7 @@ use std::path::Path;
 
 use super::Plan;
 use crate::cli::InitArgs;
-use crate::dockerfile::{Args, BaseRef, Dockerfile};
+use crate::dockerfile::{Args, BaseRef, Dockerfile, StageGraph};
 use crate::error::{Error, input};
 
 /// A lowercase ECR-safe project name from a directory name.
@@ -85,6 +85,9 @@ fn exposed(df: &Dockerfile, bases: &[BaseRef], stage: usize) -> Vec<u16> {
     ports
 }
 
+/// The whole plan: the stages to deploy, the project, account and region,
+/// the load-balanced container and each container's ports. The first
+/// problem is the error, in that order.
 pub(super) fn plan(
     args: &InitArgs,
     df: &Dockerfile,
@@ -94,49 +97,53 @@ pub(super) fn plan(
     let graph = df
         .graph(&BTreeMap::new())
         .map_err(|e| input(df_path, e.to_string()))?;
-    let named: Vec<(usize, String)> = df
-        .stages
+    let chosen = chosen_stages(args, df, &graph, df_path)?;
+    let project = project_name(args)?;
+    let account = account_id(args)?;
+    let region = region_name(args, env)?;
+    let lb = lb_container(args, df, &graph.bases, &chosen)?;
+    let ports = assign_ports(df, &graph.bases, &chosen, &lb);
+    Ok(Plan {
+        project,
+        account,
+        region,
+        containers: ports.containers,
+        guessed: ports.guessed,
+        lb,
+        lb_port: ports.lb_port,
+    })
+}
+
+/// The Dockerfile's named stages, `(index, name)`.
+fn named_stages(df: &Dockerfile) -> Vec<(usize, String)> {
+    df.stages
         .iter()
         .filter_map(|s| s.name.clone().map(|n| (s.index, n)))
-        .collect();
-    let all_names = || {
-        named
-            .iter()
-            .map(|(_, n)| n.as_str())
-            .collect::<Vec<_>>()
-            .join(", ")
-    };
-    let variants = df.platform_variants();
-    let chosen: Vec<(usize, String)> = if args.stages.is_empty() {
-        named
-            .iter()
-            .filter(|(i, _)| {
-                !variants.contains(i)
-                    && !graph
-                        .deps
-                        .iter()
-                        .enumerate()
-                        .any(|(j, d)| j != *i && d.contains(i))
-            })
-            .cloned()
-            .collect()
+        .collect()
+}
+
+/// The names of `stages`, comma-separated.
+fn joined_names(stages: &[(usize, String)]) -> String {
+    stages
+        .iter()
+        .map(|(_, n)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The stages to deploy: the `--stage` flags, or else every named stage no
+/// other stage builds on (platform variants aside). Never empty.
+fn chosen_stages(
+    args: &InitArgs,
+    df: &Dockerfile,
+    graph: &StageGraph,
+    df_path: &Path,
+) -> Result<Vec<(usize, String)>, Error> {
+    let named = named_stages(df);
+    let chosen = if args.stages.is_empty() {
+        final_stages(df, graph, &named)
     } else {
-        let mut v = Vec::new();
-        for s in &args.stages {
-            let lower = s.to_lowercase();
-            match named.iter().find(|(_, n)| *n == lower) {
-                Some(found) if !v.contains(found) => v.push(found.clone()),
-                Some(_) => {}
-                None => {
-                    return Err(Error::Usage(format!(
-                        "--stage {s}: the Dockerfile has no stage `{s}`; its named stages are: {}",
-                        all_names()
-                    )));
-                }
-            }
-        }
-        v.sort();
-        v
+        flagged_stages(&args.stages, &named)?
     };
     if chosen.is_empty() {
         return Err(Error::Usage(format!(
@@ -145,11 +152,60 @@ pub(super) fn plan(
             if named.is_empty() {
                 "(none)".to_owned()
             } else {
-                all_names()
+                joined_names(&named)
             }
         )));
     }
+    Ok(chosen)
+}
 
+/// The named stages no other stage depends on, without platform variants.
+fn final_stages(
+    df: &Dockerfile,
+    graph: &StageGraph,
+    named: &[(usize, String)],
+) -> Vec<(usize, String)> {
+    let variants = df.platform_variants();
+    named
+        .iter()
+        .filter(|(i, _)| {
+            !variants.contains(i)
+                && !graph
+                    .deps
+                    .iter()
+                    .enumerate()
+                    .any(|(j, d)| j != *i && d.contains(i))
+        })
+        .cloned()
+        .collect()
+}
+
+/// The stages named by `--stage` (case-insensitive), once each, in
+/// Dockerfile order; an unknown name is a usage error.
+fn flagged_stages(
+    flags: &[String],
+    named: &[(usize, String)],
+) -> Result<Vec<(usize, String)>, Error> {
+    let mut v = Vec::new();
+    for s in flags {
+        let lower = s.to_lowercase();
+        match named.iter().find(|(_, n)| *n == lower) {
+            Some(found) if !v.contains(found) => v.push(found.clone()),
+            Some(_) => {}
+            None => {
+                return Err(Error::Usage(format!(
+                    "--stage {s}: the Dockerfile has no stage `{s}`; its named stages are: {}",
+                    joined_names(named)
+                )));
+            }
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// `--project`, or the name derived from `--dir`; checked.
+fn project_name(args: &InitArgs) -> Result<String, Error> {
     let project = match &args.project {
         Some(p) => p.clone(),
         None => project_from_dir(&args.common.dir).ok_or_else(|| {
@@ -161,6 +217,11 @@ pub(super) fn plan(
             "--project `{project}`: use lowercase letters, digits, `-` and `_` (it prefixes ECR repository names `<project>-<stage>`)"
         )));
     }
+    Ok(project)
+}
+
+/// `--account`, required and 12 digits.
+fn account_id(args: &InitArgs) -> Result<String, Error> {
     let account = args.account.clone().ok_or_else(|| {
         Error::Usage(
             "pass --account ACCOUNT_ID (or set STACKBAKE_ACCOUNT): the image URIs and role ARNs need your 12-digit AWS account id".to_owned(),
@@ -171,6 +232,11 @@ pub(super) fn plan(
             "--account `{account}`: an AWS account id is 12 digits"
         )));
     }
+    Ok(account)
+}
+
+/// `--region`, else `AWS_REGION`, else `AWS_DEFAULT_REGION`; required and checked.
+fn region_name(args: &InitArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<String, Error> {
     let region = args
         .region
         .clone()
@@ -187,44 +253,57 @@ pub(super) fn plan(
             "--region `{region}` is not an AWS region (e.g. us-east-2)"
         )));
     }
-    let lb = match &args.lb_container {
-        Some(lb) => {
-            let lower = lb.to_lowercase();
-            if !chosen.iter().any(|(_, n)| *n == lower) {
-                return Err(Error::Usage(format!(
-                    "--lb-container {lb}: not one of the stages being written: {}",
-                    chosen
-                        .iter()
-                        .map(|(_, n)| n.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )));
-            }
-            lower
-        }
-        None => chosen
-            .iter()
-            .find(|(i, _)| {
-                exposed(df, &graph.bases, *i)
-                    .iter()
-                    .any(|p| [80, 443].contains(p))
-            })
-            .or_else(|| {
-                chosen
-                    .iter()
-                    .find(|(i, _)| !exposed(df, &graph.bases, *i).is_empty())
-            })
-            .or_else(|| chosen.first())
-            .map(|(_, n)| n.clone())
-            .unwrap_or_default(),
-    };
+    Ok(region)
+}
 
-    // Ports: each container keeps the EXPOSEd ports no earlier container took.
+/// The load-balanced container: `--lb-container` (one of `chosen`), else
+/// the first exposing port 80 or 443, else the first exposing any port,
+/// else the first.
+fn lb_container(
+    args: &InitArgs,
+    df: &Dockerfile,
+    bases: &[BaseRef],
+    chosen: &[(usize, String)],
+) -> Result<String, Error> {
+    if let Some(lb) = &args.lb_container {
+        let lower = lb.to_lowercase();
+        if !chosen.iter().any(|(_, n)| *n == lower) {
+            return Err(Error::Usage(format!(
+                "--lb-container {lb}: not one of the stages being written: {}",
+                joined_names(chosen)
+            )));
+        }
+        return Ok(lower);
+    }
+    Ok(chosen
+        .iter()
+        .find(|(i, _)| exposed(df, bases, *i).iter().any(|p| [80, 443].contains(p)))
+        .or_else(|| {
+            chosen
+                .iter()
+                .find(|(i, _)| !exposed(df, bases, *i).is_empty())
+        })
+        .or_else(|| chosen.first())
+        .map(|(_, n)| n.clone())
+        .unwrap_or_default())
+}
+
+/// Each container's ports, the ones guessed and the load balancer's.
+struct Ports {
+    containers: Vec<(String, Vec<u16>)>,
+    guessed: BTreeSet<String>,
+    lb_port: u16,
+}
+
+/// Ports: each container keeps the EXPOSEd ports no earlier container took;
+/// the load-balanced one without any gets a free common port (guessed), and
+/// the others without any are marked guessed.
+fn assign_ports(df: &Dockerfile, bases: &[BaseRef], chosen: &[(usize, String)], lb: &str) -> Ports {
     let mut used = BTreeSet::new();
     let mut containers = Vec::new();
     let mut guessed = BTreeSet::new();
-    for (i, name) in &chosen {
-        let ports: Vec<u16> = exposed(df, &graph.bases, *i)
+    for (i, name) in chosen {
+        let ports: Vec<u16> = exposed(df, bases, *i)
             .into_iter()
             .filter(|p| used.insert(*p))
             .collect();
@@ -247,13 +326,9 @@ pub(super) fn plan(
             guessed.insert(name.clone());
         }
     }
-    Ok(Plan {
-        project,
-        account,
-        region,
+    Ports {
         containers,
         guessed,
-        lb,
         lb_port,
-    })
+    }
 }
