@@ -143,28 +143,57 @@ pub(crate) async fn connect(
     attempt_timeout: std::time::Duration,
 ) -> Result<EcrSession, AwsError> {
     let region = resolve_region(|k| std::env::var(k).ok(), region_hint)?;
+    let config = load_config(&region, attempt_timeout).await;
+    check_credentials(&config, &region).await?;
+    let account = caller_account(&config, &region).await?;
+    let client = aws_sdk_ecr::Client::new(&config);
+    let login = registry_login(&client, &region).await?;
+    Ok(EcrSession {
+        account,
+        region,
+        registry_host: login.registry_host,
+        credentials: login.credentials,
+        client,
+    })
+}
+
+/// The SDK configuration from the default chain, for `region`, with each
+/// attempt of every call bounded by `attempt_timeout`.
+async fn load_config(region: &str, attempt_timeout: std::time::Duration) -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .operation_attempt_timeout(attempt_timeout)
         .build();
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.clone()))
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
         .timeout_config(timeouts)
         .load()
-        .await;
+        .await
+}
 
-    let cred_err = |detail: String| AwsError::Credentials {
-        region: region.clone(),
+/// The error for credentials that are missing or refused.
+fn credentials_error(region: &str, detail: String) -> AwsError {
+    AwsError::Credentials {
+        region: region.to_owned(),
         detail,
-    };
-    let provider = config
-        .credentials_provider()
-        .ok_or_else(|| cred_err("no credentials provider is configured".to_owned()))?;
+    }
+}
+
+/// Checks that the configured credentials provider gives credentials.
+async fn check_credentials(config: &aws_config::SdkConfig, region: &str) -> Result<(), AwsError> {
+    let provider = config.credentials_provider().ok_or_else(|| {
+        credentials_error(region, "no credentials provider is configured".to_owned())
+    })?;
     provider
         .provide_credentials()
         .await
-        .map_err(|e| cred_err(DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| credentials_error(region, DisplayErrorContext(&e).to_string()))?;
+    Ok(())
+}
 
-    let sts = aws_sdk_sts::Client::new(&config);
+/// The account the credentials belong to, from STS GetCallerIdentity; a
+/// refused identity is a credentials error, anything else an STS error.
+async fn caller_account(config: &aws_config::SdkConfig, region: &str) -> Result<String, AwsError> {
+    let sts = aws_sdk_sts::Client::new(config);
     let identity = match sts.get_caller_identity().send().await {
         Ok(out) => out,
         Err(e) => {
@@ -179,33 +208,49 @@ pub(crate) async fn connect(
                     | "ExpiredToken"
                     | "AccessDenied"
                     | "UnrecognizedClientException",
-                ) => cred_err(detail),
-                _ => AwsError::Sts { region, detail },
+                ) => credentials_error(region, detail),
+                _ => AwsError::Sts {
+                    region: region.to_owned(),
+                    detail,
+                },
             });
         }
     };
-    let account = identity
+    Ok(identity
         .account()
         .filter(|a| !a.is_empty())
         .ok_or_else(|| AwsError::Sts {
-            region: region.clone(),
+            region: region.to_owned(),
             detail: "the answer names no account".to_owned(),
         })?
-        .to_owned();
+        .to_owned())
+}
 
-    let client = aws_sdk_ecr::Client::new(&config);
+/// The registry credentials and host from ECR GetAuthorizationToken.
+struct RegistryLogin {
+    /// `AWS` and the decoded token.
+    credentials: Credentials,
+    /// The host of the token's proxy endpoint.
+    registry_host: String,
+}
+
+/// Gets and decodes the registry credentials and host from ECR.
+async fn registry_login(
+    client: &aws_sdk_ecr::Client,
+    region: &str,
+) -> Result<RegistryLogin, AwsError> {
     let token = client
         .get_authorization_token()
         .send()
         .await
         .map_err(|e| AwsError::Ecr {
             operation: "GetAuthorizationToken",
-            region: region.clone(),
+            region: region.to_owned(),
             repository: None,
             detail: DisplayErrorContext(&e).to_string(),
         })?;
     let bad = |reason| AwsError::BadAuthorizationToken {
-        region: region.clone(),
+        region: region.to_owned(),
         reason,
     };
     let data = token
@@ -223,13 +268,9 @@ pub(crate) async fn connect(
         .and_then(host_of_endpoint)
         .map(|host| host.to_string())
         .ok_or_else(|| bad("no usable proxyEndpoint"))?;
-
-    Ok(EcrSession {
-        account,
-        region,
-        registry_host,
+    Ok(RegistryLogin {
         credentials,
-        client,
+        registry_host,
     })
 }
 
