@@ -64,9 +64,8 @@ fn stage_header() -> impl Strategy<Value = String> {
         .prop_map(|(f, b, a)| format!("{f} {b}{a}\n"))
 }
 
-/// One mostly well-formed instruction (or comment / blank line) inside a
-/// stage, written with escape character `esc`; `stages` earlier stage names.
-fn instruction(esc: char) -> impl Strategy<Value = String> {
+/// A few shell words, joined by spaces.
+fn words() -> impl Strategy<Value = String> + Clone {
     let word = prop::sample::select(vec![
         "echo",
         "hi",
@@ -89,8 +88,12 @@ fn instruction(esc: char) -> impl Strategy<Value = String> {
         "é",
         "\\$X",
     ]);
-    let words = prop::collection::vec(word, 0..6).prop_map(|w| w.join(" "));
-    let run_flag = prop::sample::select(vec![
+    prop::collection::vec(word, 0..6).prop_map(|w| w.join(" "))
+}
+
+/// A `RUN` flag, or none.
+fn run_flag() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
         "",
         "--mount=type=bind,from=s0,source=/x,target=/y ",
         "--mount=type=bind,from=0,target=/y ",
@@ -98,8 +101,12 @@ fn instruction(esc: char) -> impl Strategy<Value = String> {
         "--mount=type=bind,source=app,target=/app ",
         "--mount=\"type=bind,from=s1\",target=/t ",
         "--network=none ",
-    ]);
-    let copy_flag = prop::sample::select(vec![
+    ])
+}
+
+/// A `COPY` flag, or none.
+fn copy_flag() -> impl Strategy<Value = &'static str> {
+    prop::sample::select(vec![
         "",
         "",
         "--from=s0 ",
@@ -112,8 +119,12 @@ fn instruction(esc: char) -> impl Strategy<Value = String> {
         "--link ",
         "--from=${X} ",
         "--chmod=755 ",
-    ]);
-    let src = prop::sample::select(vec![
+    ])
+}
+
+/// A `COPY` / `ADD` source.
+fn copy_source() -> impl Strategy<Value = &'static str> + Clone {
+    prop::sample::select(vec![
         "app/",
         "app/api/",
         "app/**/*.md",
@@ -124,8 +135,12 @@ fn instruction(esc: char) -> impl Strategy<Value = String> {
         "https://example.com/x.tgz",
         "[abc]",
         "a\\ b",
-    ]);
-    let heredoc = (
+    ])
+}
+
+/// A heredoc opener and its body.
+fn heredoc() -> impl Strategy<Value = (&'static str, &'static str)> + Clone {
+    (
         prop::sample::select(vec!["<<EOF", "<<-EOF", "<<'EOF'", "<<\"EOF\"", "<<EOT"]),
         prop::sample::select(vec![
             "echo $X",
@@ -134,14 +149,46 @@ fn instruction(esc: char) -> impl Strategy<Value = String> {
             "line one\nline two",
             "EO",
         ]),
-    );
+    )
+}
+
+/// An instruction of one fixed line (`ARG`, `ENV`, `LABEL`, …).
+fn fixed_line() -> impl Strategy<Value = String> {
+    prop::sample::select(vec![
+        "ARG X",
+        "ARG X=s0",
+        "ARG X=\"a b\"",
+        "ARG X Y",
+        "arg API=1",
+        "ENV X=v Y=\"a b\"",
+        "ENV X v",
+        "LABEL a=b \"c d\"=e",
+        "WORKDIR /srv",
+        "EXPOSE 80/tcp",
+        "USER 1000",
+        "HEALTHCHECK NONE",
+        "SHELL [\"/bin/sh\", \"-c\"]",
+        "ONBUILD RUN echo x",
+        "STOPSIGNAL SIGTERM",
+        "VOLUME [\"/data\"]",
+        "ENTRYPOINT [\"a\"]",
+    ])
+    .prop_map(|l| format!("{l}\n"))
+}
+
+/// One mostly well-formed instruction (or comment / blank line) inside a
+/// stage, written with escape character `esc`; `stages` earlier stage names.
+fn instruction(esc: char) -> impl Strategy<Value = String> {
+    let words = words();
+    let src = copy_source();
+    let heredoc = heredoc();
     let cont = format!(" {esc}\n");
     let cont2 = cont.clone();
     prop_oneof![
-        3 => (run_flag, words.clone()).prop_map(|(f, w)| format!("RUN {f}{w}\n")),
+        3 => (run_flag(), words.clone()).prop_map(|(f, w)| format!("RUN {f}{w}\n")),
         1 => (words.clone(), words.clone()).prop_map(move |(a, b)| format!("RUN {a}{cont}  # inside{}\n  && {b}\n", "")),
         1 => words.clone().prop_map(|w| format!("CMD [\"sh\", \"-c\", \"{}\"]\n", w.replace('"', ""))),
-        3 => (copy_flag, src.clone(), prop::sample::select(vec!["/srv/", "/x", "."])).prop_map(|(f, s, d)| format!("COPY {f}{s} {d}\n")),
+        3 => (copy_flag(), src.clone(), prop::sample::select(vec!["/srv/", "/x", "."])).prop_map(|(f, s, d)| format!("COPY {f}{s} {d}\n")),
         1 => (prop::sample::select(vec!["ADD", "COPY"]), src).prop_map(|(k, s)| format!("{k} {s} /dst/\n")),
         2 => heredoc.clone().prop_map(|(h, body)| {
             let name = if h.contains("EOT") { "EOT" } else { "EOF" };
@@ -152,13 +199,7 @@ fn instruction(esc: char) -> impl Strategy<Value = String> {
             let name = if h.contains("EOT") { "EOT" } else { "EOF" };
             format!("COPY {h} /x\n{body}\n{name}\n")
         }),
-        2 => prop::sample::select(vec![
-            "ARG X", "ARG X=s0", "ARG X=\"a b\"", "ARG X Y", "arg API=1", "ENV X=v Y=\"a b\"",
-            "ENV X v", "LABEL a=b \"c d\"=e", "WORKDIR /srv", "EXPOSE 80/tcp", "USER 1000",
-            "HEALTHCHECK NONE", "SHELL [\"/bin/sh\", \"-c\"]", "ONBUILD RUN echo x",
-            "STOPSIGNAL SIGTERM", "VOLUME [\"/data\"]", "ENTRYPOINT [\"a\"]",
-        ])
-        .prop_map(|l| format!("{l}\n")),
+        2 => fixed_line(),
         1 => prop::sample::select(vec!["# comment\n", "\n", "   \n", "#\n"]).prop_map(str::to_owned),
         1 => words.prop_map(move |w| format!("RUN {w}{cont2}\n")),
     ]
@@ -224,13 +265,8 @@ fn stage_names(df: &dockerfile::Dockerfile) -> Vec<Option<String>> {
     df.stages.iter().map(|s| s.name.clone()).collect()
 }
 
-/// Parse, then graph, needed, pruned and its re-parse; context sources
-/// and stage variables, with and without build args.
-fn check_dockerfile(text: &str) -> Result<(), TestCaseError> {
-    let parsed = no_panic("dockerfile::parse", || dockerfile::parse(text))?;
-    let Ok(df) = parsed else { return Ok(()) };
-    deep();
-    prop_assert_eq!(df.source(), text);
+/// Each named stage is found again by `stage_index`.
+fn check_stage_indices(df: &dockerfile::Dockerfile) -> Result<(), TestCaseError> {
     for (i, s) in df.stages.iter().enumerate() {
         prop_assert_eq!(s.index, i);
         if let Some(name) = &s.name {
@@ -243,7 +279,107 @@ fn check_dockerfile(text: &str) -> Result<(), TestCaseError> {
             );
         }
     }
+    Ok(())
+}
+
+/// With one set of build args: the per-stage queries do not panic, and the
+/// graph (when there is one) is well-formed and prunes to Dockerfiles that
+/// parse again.
+fn check_with_args(
+    df: &dockerfile::Dockerfile,
+    args: &BTreeMap<String, String>,
+) -> Result<(), TestCaseError> {
     let n = df.stages.len();
+    for i in 0..n + 1 {
+        no_panic("stage_args", || df.stage_args(i))?;
+        let _ = no_panic("vars_for_stage", || df.vars_for_stage(i, args))?;
+        let _ = no_panic("context_sources", || df.context_sources(i, args))?;
+    }
+    let graph = no_panic("graph", || df.graph(args))?;
+    let Ok(graph) = graph else { return Ok(()) };
+    prop_assert_eq!(graph.bases.len(), n);
+    prop_assert_eq!(graph.deps.len(), n);
+    for (i, deps) in graph.deps.iter().enumerate() {
+        prop_assert!(
+            deps.iter().all(|&d| d < i),
+            "stage {} depends on a later stage: {:?}",
+            i,
+            deps
+        );
+    }
+    for i in 0..n {
+        check_pruned_stage(df, &graph, i, args)?;
+    }
+    Ok(())
+}
+
+/// Stage `i`'s needed set, and the Dockerfile pruned to it: it parses, keeps
+/// the stages' names and instructions, and has a graph.
+fn check_pruned_stage(
+    df: &dockerfile::Dockerfile,
+    graph: &dockerfile::StageGraph,
+    i: usize,
+    args: &BTreeMap<String, String>,
+) -> Result<(), TestCaseError> {
+    let needed = graph.needed(i);
+    prop_assert!(needed.contains(&i));
+    prop_assert!(needed.windows(2).all(|w| w[0] < w[1]));
+    let pruned = no_panic("pruned", || df.pruned(&needed))?;
+    let again = no_panic("parse(pruned)", || dockerfile::parse(&pruned))?;
+    let again = match again {
+        Ok(d) => d,
+        Err(e) => {
+            return Err(TestCaseError::fail(format!(
+                "the pruned Dockerfile for stage {i} does not parse ({e}):\n{pruned}"
+            )));
+        }
+    };
+    let kept: Vec<Option<String>> = needed.iter().map(|&k| df.stages[k].name.clone()).collect();
+    prop_assert_eq!(
+        stage_names(&again),
+        kept,
+        "pruned for stage {}:\n{}",
+        i,
+        pruned
+    );
+    for (new, &old) in needed.iter().enumerate() {
+        let a: Vec<&str> = again.stages[new]
+            .instructions
+            .iter()
+            .map(|x| x.keyword.as_str())
+            .collect();
+        let b: Vec<&str> = df.stages[old]
+            .instructions
+            .iter()
+            .map(|x| x.keyword.as_str())
+            .collect();
+        prop_assert_eq!(
+            a,
+            b,
+            "instructions of stage {} differ after pruning:\n{}",
+            old,
+            pruned
+        );
+    }
+    let regraph = no_panic("graph(pruned)", || again.graph(args))?;
+    prop_assert!(
+        regraph.is_ok(),
+        "the pruned Dockerfile for stage {} has no graph ({:?}):\n{}",
+        i,
+        regraph.err(),
+        pruned
+    );
+    Ok(())
+}
+
+/// Parse, then graph, needed, pruned and its re-parse; context sources
+/// and stage variables, with and without build args.
+fn check_dockerfile(text: &str) -> Result<(), TestCaseError> {
+    let parsed = no_panic("dockerfile::parse", || dockerfile::parse(text))?;
+    let Ok(df) = parsed else { return Ok(()) };
+    deep();
+    prop_assert_eq!(df.source(), text);
+    check_stage_indices(&df)?;
     let arg_sets = [
         BTreeMap::new(),
         BTreeMap::from([
@@ -252,74 +388,7 @@ fn check_dockerfile(text: &str) -> Result<(), TestCaseError> {
         ]),
     ];
     for args in &arg_sets {
-        for i in 0..n + 1 {
-            no_panic("stage_args", || df.stage_args(i))?;
-            let _ = no_panic("vars_for_stage", || df.vars_for_stage(i, args))?;
-            let _ = no_panic("context_sources", || df.context_sources(i, args))?;
-        }
-        let graph = no_panic("graph", || df.graph(args))?;
-        let Ok(graph) = graph else { continue };
-        prop_assert_eq!(graph.bases.len(), n);
-        prop_assert_eq!(graph.deps.len(), n);
-        for (i, deps) in graph.deps.iter().enumerate() {
-            prop_assert!(
-                deps.iter().all(|&d| d < i),
-                "stage {} depends on a later stage: {:?}",
-                i,
-                deps
-            );
-        }
-        for i in 0..n {
-            let needed = graph.needed(i);
-            prop_assert!(needed.contains(&i));
-            prop_assert!(needed.windows(2).all(|w| w[0] < w[1]));
-            let pruned = no_panic("pruned", || df.pruned(&needed))?;
-            let again = no_panic("parse(pruned)", || dockerfile::parse(&pruned))?;
-            let again = match again {
-                Ok(d) => d,
-                Err(e) => {
-                    return Err(TestCaseError::fail(format!(
-                        "the pruned Dockerfile for stage {i} does not parse ({e}):\n{pruned}"
-                    )));
-                }
-            };
-            let kept: Vec<Option<String>> =
-                needed.iter().map(|&k| df.stages[k].name.clone()).collect();
-            prop_assert_eq!(
-                stage_names(&again),
-                kept,
-                "pruned for stage {}:\n{}",
-                i,
-                pruned
-            );
-            for (new, &old) in needed.iter().enumerate() {
-                let a: Vec<&str> = again.stages[new]
-                    .instructions
-                    .iter()
-                    .map(|x| x.keyword.as_str())
-                    .collect();
-                let b: Vec<&str> = df.stages[old]
-                    .instructions
-                    .iter()
-                    .map(|x| x.keyword.as_str())
-                    .collect();
-                prop_assert_eq!(
-                    a,
-                    b,
-                    "instructions of stage {} differ after pruning:\n{}",
-                    old,
-                    pruned
-                );
-            }
-            let regraph = no_panic("graph(pruned)", || again.graph(args))?;
-            prop_assert!(
-                regraph.is_ok(),
-                "the pruned Dockerfile for stage {} has no graph ({:?}):\n{}",
-                i,
-                regraph.err(),
-                pruned
-            );
-        }
+        check_with_args(&df, args)?;
     }
     Ok(())
 }

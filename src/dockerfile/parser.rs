@@ -128,26 +128,81 @@ pub(crate) fn parse(src: &str) -> Result<Dockerfile, DockerfileError> {
 fn read_instruction(
     src: &str,
     lines: &[PhysLine],
-    mut idx: usize,
+    idx: usize,
     escape: char,
 ) -> Result<Option<(Instruction, usize)>, DockerfileError> {
-    // Skip blank lines and comments (directives are comments too).
-    let first = loop {
-        let Some(l) = lines.get(idx) else {
-            return Ok(None);
-        };
-        let text = &src[l.start..l.end];
-        let trimmed = text.trim_start();
-        if trimmed.is_empty() || trimmed.starts_with('#') {
-            idx += 1;
-            continue;
-        }
-        break idx;
+    let Some(first) = skip_blank_and_comments(src, lines, idx) else {
+        return Ok(None);
     };
     let line_no = first + 1;
     let err = |msg: String| DockerfileError::new(line_no, msg);
 
-    // Join continuation lines.
+    let Logical {
+        text: logical,
+        segments,
+        mut last,
+    } = join_continuations(src, lines, first, escape);
+    let (keyword, kw_end) = read_keyword(&logical, escape).map_err(&err)?;
+    let (flags, args_start) = parse_flags(&logical, kw_end).map_err(&err)?;
+    let args_text = logical[args_start..].trim();
+
+    // Heredocs: bodies follow the instruction line.
+    let mut heredocs = Vec::new();
+    if matches!(keyword.as_str(), "RUN" | "COPY" | "ADD") {
+        for word in lexer::split_words(args_text, escape) {
+            if let Some(marker) = lexer::heredoc_marker(word, escape) {
+                heredocs.push(read_heredoc(src, lines, &mut last, marker).map_err(&err)?);
+            }
+        }
+    }
+
+    let args = parse_args(&keyword, args_text).map_err(&err)?;
+    check_arity(&keyword, &args, heredocs.is_empty()).map_err(&err)?;
+
+    let start = lines[first].start;
+    let end = lines[last].end.max(start);
+    let ins = Instruction {
+        keyword,
+        line: line_no,
+        end_line: last + 1,
+        raw: src[start..end].to_string(),
+        flags,
+        args,
+        heredocs,
+        logical,
+        segments,
+        span: start..end,
+    };
+    Ok(Some((ins, last + 1)))
+}
+
+/// The index of the first line at or after `idx` that is neither blank nor a
+/// comment (directives are comments too), or `None` at end of input.
+fn skip_blank_and_comments(src: &str, lines: &[PhysLine], mut idx: usize) -> Option<usize> {
+    loop {
+        let l = lines.get(idx)?;
+        let trimmed = src[l.start..l.end].trim_start();
+        if trimmed.is_empty() || trimmed.starts_with('#') {
+            idx += 1;
+            continue;
+        }
+        return Some(idx);
+    }
+}
+
+/// One instruction's text with its continuation lines joined.
+struct Logical {
+    /// The joined text, without escape characters before line ends.
+    text: String,
+    /// Where each piece of `text` comes from in the source.
+    segments: Vec<Segment>,
+    /// The index of the last physical line joined.
+    last: usize,
+}
+
+/// Joins the instruction starting at line `first` with its continuation
+/// lines, skipping comments and blank lines between them.
+fn join_continuations(src: &str, lines: &[PhysLine], first: usize, escape: char) -> Logical {
     let mut logical = String::new();
     let mut segments = Vec::new();
     let l = lines[first];
@@ -186,76 +241,64 @@ fn read_instruction(
         });
         logical.push_str(piece);
     }
+    Logical {
+        text: logical,
+        segments,
+        last,
+    }
+}
 
-    // Keyword and rest.
+/// The upper-cased keyword of a logical line and the offset where it ends;
+/// an error for a word that is no instruction Docker knows.
+fn read_keyword(logical: &str, escape: char) -> Result<(String, usize), String> {
     let kw_end = logical.find(char::is_whitespace).unwrap_or(logical.len());
     let keyword = logical[..kw_end].to_ascii_uppercase();
     if !KEYWORDS.contains(&keyword.as_str()) {
         let shown: String = logical[..kw_end].chars().take(40).collect();
-        return Err(err(format!(
+        return Err(format!(
             "unknown instruction `{shown}`; if it belongs to the previous instruction, end that line with `{escape}`"
-        )));
+        ));
     }
-    let (flags, args_start) = parse_flags(&logical, kw_end).map_err(&err)?;
-    let args_text = logical[args_start..].trim();
+    Ok((keyword, kw_end))
+}
 
-    // Heredocs: bodies follow the instruction line.
-    let mut heredocs = Vec::new();
-    if matches!(keyword.as_str(), "RUN" | "COPY" | "ADD") {
-        for word in lexer::split_words(args_text, escape) {
-            let Some(marker) = lexer::heredoc_marker(word, escape) else {
-                continue;
-            };
-            let mut body = String::new();
-            let mut terminated = false;
-            while let Some(l) = lines.get(last + 1) {
-                last += 1;
-                let text = &src[l.start..l.end];
-                let candidate = if marker.chomp {
-                    text.trim_start_matches('\t')
-                } else {
-                    text
-                };
-                if candidate == marker.name {
-                    terminated = true;
-                    break;
-                }
-                body.push_str(candidate);
-                body.push('\n');
-            }
-            if !terminated {
-                return Err(err(format!(
-                    "unterminated heredoc `{}`: add a line containing only `{}` after its body",
-                    marker.name, marker.name
-                )));
-            }
-            heredocs.push(Heredoc {
-                name: marker.name,
-                body,
-                expand: marker.expand,
-                chomp: marker.chomp,
-            });
+/// Reads the body of one heredoc from the lines after `*last`, up to its
+/// terminator line; advances `*last` past what it read.
+fn read_heredoc(
+    src: &str,
+    lines: &[PhysLine],
+    last: &mut usize,
+    marker: lexer::HeredocMarker,
+) -> Result<Heredoc, String> {
+    let mut body = String::new();
+    let mut terminated = false;
+    while let Some(l) = lines.get(*last + 1) {
+        *last += 1;
+        let text = &src[l.start..l.end];
+        let candidate = if marker.chomp {
+            text.trim_start_matches('\t')
+        } else {
+            text
+        };
+        if candidate == marker.name {
+            terminated = true;
+            break;
         }
+        body.push_str(candidate);
+        body.push('\n');
     }
-
-    let args = parse_args(&keyword, args_text).map_err(&err)?;
-    check_arity(&keyword, &args, heredocs.is_empty()).map_err(&err)?;
-
-    let start = lines[first].start;
-    let end = lines[last].end.max(start);
-    let ins = Instruction {
-        keyword,
-        line: line_no,
-        end_line: last + 1,
-        raw: src[start..end].to_string(),
-        flags,
-        args,
-        heredocs,
-        logical,
-        segments,
-        span: start..end,
-    };
-    Ok(Some((ins, last + 1)))
+    if !terminated {
+        return Err(format!(
+            "unterminated heredoc `{}`: add a line containing only `{}` after its body",
+            marker.name, marker.name
+        ));
+    }
+    Ok(Heredoc {
+        name: marker.name,
+        body,
+        expand: marker.expand,
+        chomp: marker.chomp,
+    })
 }
 
 /// Parses leading `--name[=value]` words from `line[pos..]`; returns the flags

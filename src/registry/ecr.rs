@@ -143,28 +143,57 @@ pub(crate) async fn connect(
     attempt_timeout: std::time::Duration,
 ) -> Result<EcrSession, AwsError> {
     let region = resolve_region(|k| std::env::var(k).ok(), region_hint)?;
+    let config = load_config(&region, attempt_timeout).await;
+    check_credentials(&config, &region).await?;
+    let account = caller_account(&config, &region).await?;
+    let client = aws_sdk_ecr::Client::new(&config);
+    let login = registry_login(&client, &region).await?;
+    Ok(EcrSession {
+        account,
+        region,
+        registry_host: login.registry_host,
+        credentials: login.credentials,
+        client,
+    })
+}
+
+/// The SDK configuration from the default chain, for `region`, with each
+/// attempt of every call bounded by `attempt_timeout`.
+async fn load_config(region: &str, attempt_timeout: std::time::Duration) -> aws_config::SdkConfig {
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
         .operation_attempt_timeout(attempt_timeout)
         .build();
-    let config = aws_config::defaults(BehaviorVersion::latest())
-        .region(aws_config::Region::new(region.clone()))
+    aws_config::defaults(BehaviorVersion::latest())
+        .region(aws_config::Region::new(region.to_owned()))
         .timeout_config(timeouts)
         .load()
-        .await;
+        .await
+}
 
-    let cred_err = |detail: String| AwsError::Credentials {
-        region: region.clone(),
+/// The error for credentials that are missing or refused.
+fn credentials_error(region: &str, detail: String) -> AwsError {
+    AwsError::Credentials {
+        region: region.to_owned(),
         detail,
-    };
-    let provider = config
-        .credentials_provider()
-        .ok_or_else(|| cred_err("no credentials provider is configured".to_owned()))?;
+    }
+}
+
+/// Checks that the configured credentials provider gives credentials.
+async fn check_credentials(config: &aws_config::SdkConfig, region: &str) -> Result<(), AwsError> {
+    let provider = config.credentials_provider().ok_or_else(|| {
+        credentials_error(region, "no credentials provider is configured".to_owned())
+    })?;
     provider
         .provide_credentials()
         .await
-        .map_err(|e| cred_err(DisplayErrorContext(&e).to_string()))?;
+        .map_err(|e| credentials_error(region, DisplayErrorContext(&e).to_string()))?;
+    Ok(())
+}
 
-    let sts = aws_sdk_sts::Client::new(&config);
+/// The account the credentials belong to, from STS GetCallerIdentity; a
+/// refused identity is a credentials error, anything else an STS error.
+async fn caller_account(config: &aws_config::SdkConfig, region: &str) -> Result<String, AwsError> {
+    let sts = aws_sdk_sts::Client::new(config);
     let identity = match sts.get_caller_identity().send().await {
         Ok(out) => out,
         Err(e) => {
@@ -179,33 +208,49 @@ pub(crate) async fn connect(
                     | "ExpiredToken"
                     | "AccessDenied"
                     | "UnrecognizedClientException",
-                ) => cred_err(detail),
-                _ => AwsError::Sts { region, detail },
+                ) => credentials_error(region, detail),
+                _ => AwsError::Sts {
+                    region: region.to_owned(),
+                    detail,
+                },
             });
         }
     };
-    let account = identity
+    Ok(identity
         .account()
         .filter(|a| !a.is_empty())
         .ok_or_else(|| AwsError::Sts {
-            region: region.clone(),
+            region: region.to_owned(),
             detail: "the answer names no account".to_owned(),
         })?
-        .to_owned();
+        .to_owned())
+}
 
-    let client = aws_sdk_ecr::Client::new(&config);
+/// The registry credentials and host from ECR GetAuthorizationToken.
+struct RegistryLogin {
+    /// `AWS` and the decoded token.
+    credentials: Credentials,
+    /// The host of the token's proxy endpoint.
+    registry_host: String,
+}
+
+/// Gets and decodes the registry credentials and host from ECR.
+async fn registry_login(
+    client: &aws_sdk_ecr::Client,
+    region: &str,
+) -> Result<RegistryLogin, AwsError> {
     let token = client
         .get_authorization_token()
         .send()
         .await
         .map_err(|e| AwsError::Ecr {
             operation: "GetAuthorizationToken",
-            region: region.clone(),
+            region: region.to_owned(),
             repository: None,
             detail: DisplayErrorContext(&e).to_string(),
         })?;
     let bad = |reason| AwsError::BadAuthorizationToken {
-        region: region.clone(),
+        region: region.to_owned(),
         reason,
     };
     let data = token
@@ -223,13 +268,9 @@ pub(crate) async fn connect(
         .and_then(host_of_endpoint)
         .map(|host| host.to_string())
         .ok_or_else(|| bad("no usable proxyEndpoint"))?;
-
-    Ok(EcrSession {
-        account,
-        region,
-        registry_host,
+    Ok(RegistryLogin {
         credentials,
-        client,
+        registry_host,
     })
 }
 
@@ -487,110 +528,4 @@ impl Aws for EcrSession {
 mod live_tests;
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
-        move |k| {
-            vars.iter()
-                .find(|(n, _)| *n == k)
-                .map(|(_, v)| (*v).to_owned())
-        }
-    }
-
-    #[test]
-    fn region_prefers_aws_region_then_default_then_hint() {
-        let hint = Some("eu-west-1".to_owned());
-        assert_eq!(
-            resolve_region(
-                env(&[("AWS_REGION", "us-east-2"), ("AWS_DEFAULT_REGION", "x")]),
-                hint.clone()
-            )
-            .unwrap(),
-            "us-east-2"
-        );
-        assert_eq!(
-            resolve_region(env(&[("AWS_DEFAULT_REGION", "ap-south-1")]), hint.clone()).unwrap(),
-            "ap-south-1"
-        );
-        assert_eq!(
-            resolve_region(env(&[("AWS_REGION", " ")]), hint.clone()).unwrap(),
-            "eu-west-1"
-        );
-    }
-
-    #[test]
-    fn no_region_anywhere_says_how_to_set_it() {
-        let err = resolve_region(env(&[]), None).unwrap_err();
-        assert!(matches!(err, AwsError::NoRegion));
-        assert!(err.to_string().contains("AWS_REGION"), "{err}");
-        assert!(resolve_region(env(&[]), Some(String::new())).is_err());
-    }
-
-    #[test]
-    fn authorization_token_decodes_to_user_and_password() {
-        let c = decode_authorization_token("QVdTOjEyMzQ1Njc4OTAxMi1hdXRoLXRva2Vu").unwrap();
-        assert_eq!(c.username, "AWS");
-        assert_eq!(c.password.expose(), "123456789012-auth-token");
-        assert!(!format!("{c:?}").contains("auth-token"));
-        // A colon inside the password is kept.
-        let b64 = base64::engine::general_purpose::STANDARD.encode("AWS:a:b");
-        assert_eq!(
-            decode_authorization_token(&b64).unwrap().password.expose(),
-            "a:b"
-        );
-    }
-
-    #[test]
-    fn malformed_authorization_tokens_are_errors_without_the_token() {
-        let enc = |s: &[u8]| base64::engine::general_purpose::STANDARD.encode(s);
-        for bad in [
-            "!!!".to_owned(),
-            enc(b"nocolon"),
-            enc(b":pw"),
-            enc(b"AWS:"),
-            enc(&[0xff, b':', b'x']),
-        ] {
-            let err = decode_authorization_token(&bad).unwrap_err();
-            assert!(!err.contains("nocolon"), "{err}");
-        }
-    }
-
-    #[test]
-    fn proxy_endpoint_becomes_a_host() {
-        assert_eq!(
-            host_of_endpoint("https://123456789012.dkr.ecr.us-east-1.amazonaws.com").as_deref(),
-            Some("123456789012.dkr.ecr.us-east-1.amazonaws.com")
-        );
-        assert_eq!(
-            host_of_endpoint("http://127.0.0.1:5000/").as_deref(),
-            Some("127.0.0.1:5000")
-        );
-        assert_eq!(host_of_endpoint("https://"), None);
-        assert_eq!(host_of_endpoint(""), None);
-    }
-
-    #[test]
-    fn repository_missing_names_them_and_the_flag() {
-        let e = AwsError::RepositoryMissing {
-            region: "us-east-2".into(),
-            repos: vec!["bash-dog-api".into(), "bash-dog-nginx".into()],
-        };
-        let s = e.to_string();
-        assert!(
-            s.contains("bash-dog-api, bash-dog-nginx") && s.contains("--create-repos"),
-            "{s}"
-        );
-        let e = AwsError::Ecr {
-            operation: "CreateRepository",
-            region: "r".into(),
-            repository: Some("x".into()),
-            detail: "d".into(),
-        };
-        assert!(
-            e.to_string()
-                .contains("ECR CreateRepository for repository x failed"),
-            "{e}"
-        );
-    }
-}
+mod tests;

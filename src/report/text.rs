@@ -19,8 +19,7 @@ pub(crate) enum Loudness {
 /// The lines for `event`, and how loud they are; `None` for events that have
 /// no line of their own (a live view may still show them).
 pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
-    use Loudness::{Always, Log, Status};
-    let one = |l: Loudness, s: String| Some((l, vec![s]));
+    use Loudness::{Always, Status};
     match event {
         Event::Notice(n) => one(Status, format!("stackbake: {}", notice(n))),
         Event::Findings { text, errors: true } => one(Always, text.trim_end().to_string()),
@@ -28,6 +27,45 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
             text,
             errors: false,
         } => one(Status, format!("stackbake: {}", text.trim_end())),
+        Event::Decided { .. } | Event::Unresolved { .. } | Event::BaseMoved { .. } => {
+            decisions(event)
+        }
+        Event::CachePulled { .. } | Event::CacheSkipped { .. } | Event::CacheNotWritten { .. } => {
+            cache(event)
+        }
+        Event::UnitStarted { .. }
+        | Event::Step { .. }
+        | Event::Log { .. }
+        | Event::Pushing { .. }
+        | Event::Retry { .. }
+        | Event::UnitFinished { .. }
+        | Event::Reused { .. } => progress(event),
+        Event::TagNotMoved { .. } => tag_not_moved(event),
+        Event::Internal(_)
+        | Event::Interrupted
+        | Event::ContainerRemoved(_)
+        | Event::CleanupFailed(_)
+        | Event::ArtifactWritten(_) => run_state(event),
+        Event::Sharded { .. }
+        | Event::ShardEmpty { .. }
+        | Event::EnvFileWritten { .. }
+        | Event::ReportWritten(_) => outputs(event),
+        Event::Planned(report) => Some((Always, plan_table(report))),
+        Event::Built(report) => Some((Always, summary(report))),
+        Event::Diagnostic(line) => one(Always, line.trim_end().to_string()),
+    }
+}
+
+/// One line at loudness `l`.
+fn one(l: Loudness, s: String) -> Option<(Loudness, Vec<String>)> {
+    Some((l, vec![s]))
+}
+
+/// What the plan decided per target: build or reuse, unresolved inputs,
+/// moved bases.
+fn decisions(event: &Event) -> Option<(Loudness, Vec<String>)> {
+    use Loudness::{Always, Status};
+    match event {
         Event::Decided {
             target,
             action,
@@ -64,6 +102,14 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
                 short(to)
             ),
         ),
+        _ => None,
+    }
+}
+
+/// Pulling, skipping and writing the build cache.
+fn cache(event: &Event) -> Option<(Loudness, Vec<String>)> {
+    use Loudness::Status;
+    match event {
         Event::CachePulled { image, outcome } => one(
             Status,
             match outcome {
@@ -92,6 +138,14 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
             Status,
             format!("[{unit}] build cache not written (the build itself succeeded): {reason}"),
         ),
+        _ => None,
+    }
+}
+
+/// A unit's progress: started, log lines, pushing, retries, done, reused.
+fn progress(event: &Event) -> Option<(Loudness, Vec<String>)> {
+    use Loudness::{Log, Status};
+    match event {
         Event::UnitStarted { unit } => one(Status, format!("[{unit}] building")),
         Event::Step { .. } => None,
         Event::Log { unit, line } => one(Log, format!("[{unit}] {line}")),
@@ -117,6 +171,14 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
         Event::Reused { target, image, tag } => {
             one(Status, format!("[{target}] reused {image} as :{tag}"))
         }
+        _ => None,
+    }
+}
+
+/// A tag that stays where it was.
+fn tag_not_moved(event: &Event) -> Option<(Loudness, Vec<String>)> {
+    use Loudness::Status;
+    match event {
         Event::TagNotMoved {
             repository,
             tag,
@@ -137,6 +199,14 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
                 "stackbake: {repository}:{tag} not added: the image already carries as many tags as the registry allows (ECR: 1,000); its digest is pinned all the same"
             ),
         ),
+        _ => None,
+    }
+}
+
+/// Internal errors, interrupts, cleanup and the artifact written.
+fn run_state(event: &Event) -> Option<(Loudness, Vec<String>)> {
+    use Loudness::{Always, Status};
+    match event {
         Event::Internal(e) => one(Always, format!("internal error in a build task: {e}")),
         Event::Interrupted => one(
             Always,
@@ -151,13 +221,7 @@ pub(crate) fn lines(event: &Event) -> Option<(Loudness, Vec<String>)> {
             Status,
             format!("stackbake: artifact written to {}", dir.display()),
         ),
-        Event::Sharded { .. }
-        | Event::ShardEmpty { .. }
-        | Event::EnvFileWritten { .. }
-        | Event::ReportWritten(_) => outputs(event),
-        Event::Planned(report) => Some((Always, plan_table(report))),
-        Event::Built(report) => Some((Always, summary(report))),
-        Event::Diagnostic(line) => one(Always, line.trim_end().to_string()),
+        _ => None,
     }
 }
 
@@ -172,7 +236,6 @@ fn short(digest: &str) -> String {
 /// The lines of a shard's selection and of the outputs besides the artifact.
 fn outputs(event: &Event) -> Option<(Loudness, Vec<String>)> {
     use Loudness::{Always, Status};
-    let one = |l: Loudness, s: String| Some((l, vec![s]));
     match event {
         Event::Sharded {
             shard,

@@ -65,6 +65,14 @@ async fn manifests_head_get_put_and_copy_keep_the_exact_digest() {
     let client = Client::new(&host, creds(ECR_PASSWORD), fast_policy()).unwrap();
     let (digest, bytes) = reg.push_image("bash-dog-api", "abcdef1").await;
 
+    head_gives_the_digest_or_none(&client, &digest).await;
+    get_gives_the_exact_bytes(&client, &digest, &bytes).await;
+    copy_tag_keeps_the_digest(&reg, &client, &digest).await;
+    put_manifest_moves_the_tag(&reg, &client).await;
+}
+
+/// HEAD of `bash-dog-api:abcdef1` (pushed as `digest`) and of missing ones.
+async fn head_gives_the_digest_or_none(client: &Client, digest: &str) {
     // HEAD: missing tag and missing repository are None, present is its digest.
     assert_eq!(
         client
@@ -86,20 +94,23 @@ async fn manifests_head_get_put_and_copy_keep_the_exact_digest() {
             .await
             .unwrap()
             .as_deref(),
-        Some(digest.as_str())
+        Some(digest)
     );
+}
 
+/// GET of `bash-dog-api:abcdef1` (pushed as `digest` and `bytes`).
+async fn get_gives_the_exact_bytes(client: &Client, digest: &str, bytes: &[u8]) {
     // GET returns the exact bytes, media type and verified digest, by tag and by digest.
     let m = client
         .get_manifest("bash-dog-api", "abcdef1")
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(m.bytes.as_ref(), bytes.as_slice());
+    assert_eq!(m.bytes.as_ref(), bytes);
     assert_eq!(m.media_type, DOCKER_MANIFEST_V2);
     assert_eq!(m.digest, digest);
     let by_digest = client
-        .get_manifest("bash-dog-api", &digest)
+        .get_manifest("bash-dog-api", digest)
         .await
         .unwrap()
         .unwrap();
@@ -108,7 +119,10 @@ async fn manifests_head_get_put_and_copy_keep_the_exact_digest() {
         client.get_manifest("bash-dog-api", "nope").await.unwrap(),
         None
     );
+}
 
+/// `copy_tag` from `abcdef1` (pushed as `digest`) and from a missing tag.
+async fn copy_tag_keeps_the_digest(reg: &Registry, client: &Client, digest: &str) {
     // copy_tag moves `latest` with the same digest, checked with a raw HEAD.
     assert_eq!(reg.digest("bash-dog-api", "latest"), None);
     let copied = client
@@ -118,7 +132,7 @@ async fn manifests_head_get_put_and_copy_keep_the_exact_digest() {
     assert_eq!(copied, digest);
     assert_eq!(
         reg.digest("bash-dog-api", "latest").as_deref(),
-        Some(digest.as_str())
+        Some(digest)
     );
 
     // Copying from a missing tag says so and names it.
@@ -131,7 +145,10 @@ async fn manifests_head_get_put_and_copy_keep_the_exact_digest() {
         "{err:?}"
     );
     assert!(err.to_string().contains("bash-dog-api:missing"), "{err}");
+}
 
+/// `put_manifest` of another image's bytes onto `latest`.
+async fn put_manifest_moves_the_tag(reg: &Registry, client: &Client) {
     // put_manifest of other bytes moves the tag to their digest.
     let (other, other_bytes) = reg.push_image("bash-dog-api", "other").await;
     let put = client
