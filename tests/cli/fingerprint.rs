@@ -164,8 +164,6 @@ fn skopeo_labels(fx: &Fixture, repo: &str, tag: &str) -> Value {
     json["Labels"].clone()
 }
 
-// Long on purpose: one scenario of successive edits, each build checked
-// against the one before; split up, the chain of steps would be lost.
 #[test]
 fn rebuilds_only_what_changed() {
     let fx = Fixture::with_registry();
