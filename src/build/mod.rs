@@ -33,6 +33,8 @@ mod sharding;
 mod unit;
 
 #[cfg(test)]
+mod ecr_tests;
+#[cfg(test)]
 pub(crate) mod fakes;
 #[cfg(test)]
 mod output_tests;

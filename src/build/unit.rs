@@ -171,42 +171,12 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
         image: Some(&image),
     };
     let pruned = inputs.dockerfile.pruned_with(&unit.keep, &rewrites);
-    // Deployable images carry their fingerprint (and provenance) in one
-    // LABEL step; shared stages get none, so they stay cache-identical.
     let dockerfile = match &product {
-        Some(p) => {
-            let mut labels = BTreeMap::from([
-                (fingerprint::LABEL.to_string(), p.fingerprint.as_digest()),
-                ("dev.stackbake.stage".to_string(), label.clone()),
-                (BUILD_LABEL.to_string(), "1".to_string()),
-                (
-                    "org.opencontainers.image.revision".to_string(),
-                    commit.to_string(),
-                ),
-            ]);
-            let images = outside::images_of(&inputs.graph, &inputs.graph.needed(unit.stage));
-            let recorded = outside.images_label(&images);
-            if !recorded.is_empty() {
-                labels.insert(outside::IMAGES_LABEL.to_string(), recorded);
-            }
-            with_labels(&pruned, &labels)
-        }
+        Some(p) => labelled(src, unit, p, &label, &pruned),
         None => pruned,
     };
-    let no_cache = decisions
-        .iter()
-        .filter(|d| d.reason == Reason::Expired)
-        .any(|d| inputs.graph.needed(d.target.stage).contains(&unit.stage));
-    // The names the image is exported under: what it is tagged as first.
-    let names = product.as_ref().map_or_else(Vec::new, |p| {
-        p.repositories
-            .iter()
-            .map(|r| match dest {
-                Some(d) => format!("{}:{commit}", d.repository(r)),
-                None => format!("{r}:{commit}"),
-            })
-            .collect()
-    });
+    let no_cache = without_cache(src, unit);
+    let names = export_names(product.as_ref(), dest, commit);
     UnitJob {
         build: BuildJob {
             dockerfile,
@@ -225,6 +195,59 @@ pub(crate) fn job(src: &Sources<'_>, unit: &Unit, cache_from: Vec<String>) -> Un
         label,
         product,
     }
+}
+
+/// `pruned` with the LABEL step a deployable image carries: its
+/// fingerprint and provenance (shared stages get none, so they stay
+/// cache-identical).
+fn labelled(src: &Sources<'_>, unit: &Unit, p: &Product, label: &str, pruned: &str) -> String {
+    let (inputs, outside) = (src.inputs, src.outside);
+    let mut labels = BTreeMap::from([
+        (fingerprint::LABEL.to_string(), p.fingerprint.as_digest()),
+        ("dev.stackbake.stage".to_string(), label.to_string()),
+        (BUILD_LABEL.to_string(), "1".to_string()),
+        (
+            "org.opencontainers.image.revision".to_string(),
+            src.commit.to_string(),
+        ),
+    ]);
+    let images = outside::images_of(&inputs.graph, &inputs.graph.needed(unit.stage));
+    let recorded = outside.images_label(&images);
+    if !recorded.is_empty() {
+        labels.insert(outside::IMAGES_LABEL.to_string(), recorded);
+    }
+    with_labels(pruned, &labels)
+}
+
+/// Whether `unit` is built without cache: an expired target (`--max-age`)
+/// needs it.
+fn without_cache(src: &Sources<'_>, unit: &Unit) -> bool {
+    src.decisions
+        .iter()
+        .filter(|d| d.reason == Reason::Expired)
+        .any(|d| {
+            src.inputs
+                .graph
+                .needed(d.target.stage)
+                .contains(&unit.stage)
+        })
+}
+
+/// The names the image is exported under: what it is tagged as first.
+fn export_names(
+    product: Option<&Product>,
+    dest: Option<&Destination>,
+    commit: &str,
+) -> Vec<String> {
+    product.map_or_else(Vec::new, |p| {
+        p.repositories
+            .iter()
+            .map(|r| match dest {
+                Some(d) => format!("{}:{commit}", d.repository(r)),
+                None => format!("{r}:{commit}"),
+            })
+            .collect()
+    })
 }
 
 /// The external images the stages `keep` are built on, as the engine is

@@ -10,7 +10,7 @@ use std::path::Path;
 use serde_json::{Value, json};
 
 use crate::harness::{
-    Fixture, Project, docker_run, free_port, is_sha256, local_image_exists, report_target,
+    Fixture, Outcome, Project, docker_run, free_port, is_sha256, local_image_exists, report_target,
 };
 
 /// (container, repository, target stage) of the example's three targets.
@@ -136,7 +136,6 @@ fn cold_build_pushes_pins_and_writes_the_artifact() {
             "> /srv/base.txt && cat /proc/sys/kernel/random/uuid > /srv/base-run",
         )
     });
-    let registry = fx.registry();
     let run = fx.build().arg("--json").run();
     run.assert_success();
     let out = fx.project.out();
@@ -144,9 +143,25 @@ fn cold_build_pushes_pins_and_writes_the_artifact() {
     // The report: on stdout (--json) and in the out dir, the same document.
     let report = run.json();
     assert_eq!(Project::json_in(out, "stackbake-report.json"), report);
+    assert_report_header(&fx, &report);
+
+    let mut pinned = BTreeMap::new();
+    for (container, repo, stage) in TARGETS {
+        let image = assert_built_and_pinned(&fx, &report, (container, repo, stage));
+        pinned.insert(container, image);
+    }
+
+    assert_artifact_files(&fx, &pinned);
+    assert_images_hold_their_files(&pinned);
+    assert_shared_stage_ran_once(&run, &pinned);
+}
+
+/// Panics unless the cold build's report names the commit tag, the
+/// registry, the external container and three targets.
+fn assert_report_header(fx: &Fixture, report: &Value) {
     assert_eq!(report["schema_version"], 1, "{report:#}");
     assert_eq!(report["commit_tag"], fx.tag.as_str());
-    assert_eq!(report["registry"], registry.addr());
+    assert_eq!(report["registry"], fx.registry().addr());
     assert_eq!(
         report["external"],
         json!([{"container": "log-router", "image": LOG_ROUTER_IMAGE}])
@@ -156,53 +171,64 @@ fn cold_build_pushes_pins_and_writes_the_artifact() {
         Some(3),
         "{report:#}"
     );
+}
 
-    let mut pinned = BTreeMap::new();
-    for (container, repo, stage) in TARGETS {
-        let t = report_target(&report, container);
-        assert_eq!(t["target"], stage, "{t:#}");
-        assert_eq!(t["repository"], repo, "{t:#}");
-        assert_eq!(t["action"], "built", "{t:#}");
-        // Fingerprints arrive with build skipping; when present, well-formed.
-        let fingerprint = t.get("fingerprint").unwrap_or(&Value::Null);
-        assert!(
-            fingerprint.is_null() || fingerprint.as_str().is_some_and(is_sha256),
-            "{t:#}"
+/// Panics unless `container` was built from `stage`, pushed to `repo` and
+/// pinned to the digest both its tags name in the registry (read with
+/// curl); returns the pinned image.
+fn assert_built_and_pinned(
+    fx: &Fixture,
+    report: &Value,
+    (container, repo, stage): (&str, &str, &str),
+) -> String {
+    let registry = fx.registry();
+    let t = report_target(report, container);
+    assert_eq!(t["target"], stage, "{t:#}");
+    assert_eq!(t["repository"], repo, "{t:#}");
+    assert_eq!(t["action"], "built", "{t:#}");
+    // Fingerprints arrive with build skipping; when present, well-formed.
+    let fingerprint = t.get("fingerprint").unwrap_or(&Value::Null);
+    assert!(
+        fingerprint.is_null() || fingerprint.as_str().is_some_and(is_sha256),
+        "{t:#}"
+    );
+    assert!(
+        t["seconds"].is_number() && t["bytes_pushed"].is_number(),
+        "{t:#}"
+    );
+    let digest = t["digest"].as_str().expect("digest").to_owned();
+    assert!(is_sha256(&digest), "{t:#}");
+    let image = format!("{}/{repo}@{digest}", registry.addr());
+    assert_eq!(t["image"], image.as_str());
+    let tags: Vec<&str> = t["tags"]
+        .as_array()
+        .expect("tags")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        tags.contains(&fx.tag.as_str()) && tags.contains(&"latest"),
+        "{t:#}"
+    );
+    // The registry itself, read with curl: both tags point at the pin.
+    for tag in [fx.tag.as_str(), "latest"] {
+        assert_eq!(
+            registry.digest(repo, tag).as_deref(),
+            Some(digest.as_str()),
+            "{repo}:{tag} in the registry"
         );
-        assert!(
-            t["seconds"].is_number() && t["bytes_pushed"].is_number(),
-            "{t:#}"
-        );
-        let digest = t["digest"].as_str().expect("digest").to_owned();
-        assert!(is_sha256(&digest), "{t:#}");
-        let image = format!("{}/{repo}@{digest}", registry.addr());
-        assert_eq!(t["image"], image.as_str());
-        let tags: Vec<&str> = t["tags"]
-            .as_array()
-            .expect("tags")
-            .iter()
-            .filter_map(Value::as_str)
-            .collect();
-        assert!(
-            tags.contains(&fx.tag.as_str()) && tags.contains(&"latest"),
-            "{t:#}"
-        );
-        // The registry itself, read with curl: both tags point at the pin.
-        for tag in [fx.tag.as_str(), "latest"] {
-            assert_eq!(
-                registry.digest(repo, tag).as_deref(),
-                Some(digest.as_str()),
-                "{repo}:{tag} in the registry"
-            );
-        }
-        pinned.insert(container, image);
     }
+    image
+}
 
-    // The artifact files.
+/// Panics unless the out dir holds exactly the artifact, each file pinning
+/// `pinned` (container → image), and the tracked inputs are untouched.
+fn assert_artifact_files(fx: &Fixture, pinned: &BTreeMap<&str, String>) {
+    let out = fx.project.out();
     assert_eq!(Project::files_in(out), ARTIFACT);
     let input = fx.project.read("taskdef.json");
     let output = fs::read_to_string(out.join("taskdef.json")).expect("out taskdef.json");
-    assert_taskdef_pinned(&input, &output, &pinned);
+    assert_taskdef_pinned(&input, &output, pinned);
     assert_eq!(
         Project::json_in(out, "imageDetail.json"),
         json!({"ImageURI": pinned["nginx"]})
@@ -228,8 +254,10 @@ fn cold_build_pushes_pins_and_writes_the_artifact() {
     let original = fs::read_to_string(Path::new(crate::harness::REPO_ROOT).join("taskdef.json"))
         .expect("repo taskdef");
     assert_eq!(input, original);
+}
 
-    // The images hold what the Dockerfile put there.
+/// Panics unless the pinned images hold what the Dockerfile put there.
+fn assert_images_hold_their_files(pinned: &BTreeMap<&str, String>) {
     assert_eq!(
         docker_run(&pinned["bash-dog-api"], &["cat", "/srv/api/greeting.txt"]),
         "hello from api"
@@ -242,8 +270,11 @@ fn cold_build_pushes_pins_and_writes_the_artifact() {
         docker_run(&pinned["sidecar"], &["cat", "/srv/base.txt"]),
         "base stage ran"
     );
+}
 
-    // Streamed logs carry a prefix per target, and the shared stage ran once.
+/// Panics unless the streamed logs carry a prefix per target and the shared
+/// stage ran once (its log, and the one mark all images share).
+fn assert_shared_stage_ran_once(run: &Outcome, pinned: &BTreeMap<&str, String>) {
     for (_, _, stage) in TARGETS {
         assert!(
             run.stderr.contains(&format!("[{stage}] ")),

@@ -466,6 +466,27 @@ fn the_iam_policy_init_writes_allows_exactly_what_a_build_calls() {
         .run()
         .assert_success();
 
+    let called = calls_made(&e, &recorder);
+    let allowed = policy_init_writes(&e.fx);
+    for (action, resource) in &called {
+        assert!(
+            allowed
+                .iter()
+                .any(|(a, r)| iam_match(a, action) && iam_match(r, resource)),
+            "the build called {action} on {resource}, which the policy does not allow: {allowed:#?}"
+        );
+    }
+    for (action, _) in &allowed {
+        assert!(
+            called.iter().any(|(a, _)| a == action),
+            "the policy allows {action}, which no build call needed: {called:#?}"
+        );
+    }
+}
+
+/// Every (action, resource) the builds called: AWS API calls the recorder
+/// saw (on every repository, or `*`) and registry requests the front saw.
+fn calls_made(e: &Ecr, recorder: &AwsRecorder) -> BTreeSet<(String, String)> {
     let arn = |repo: &str| format!("arn:aws:ecr:us-east-2:123456789012:repository/{repo}");
     let mut called: BTreeSet<(String, String)> = BTreeSet::new();
     for op in recorder.calls() {
@@ -483,9 +504,15 @@ fn the_iam_policy_init_writes_allows_exactly_what_a_build_calls() {
         }
     }
 
+    called
+}
+
+/// The (action, resource) pairs the IAM policy `init --create-repos` writes
+/// for the project (its Dockerfile) allows; every statement an `Allow`.
+fn policy_init_writes(fx: &Fixture) -> Vec<(String, String)> {
     let dir = tempfile::tempdir().expect("tempdir");
     std::fs::copy(
-        e.fx.project.root().join("Dockerfile"),
+        fx.project.root().join("Dockerfile"),
         dir.path().join("Dockerfile"),
     )
     .expect("copy the Dockerfile");
@@ -526,18 +553,5 @@ fn the_iam_policy_init_writes_allows_exactly_what_a_build_calls() {
             }
         }
     }
-    for (action, resource) in &called {
-        assert!(
-            allowed
-                .iter()
-                .any(|(a, r)| iam_match(a, action) && iam_match(r, resource)),
-            "the build called {action} on {resource}, which the policy does not allow: {allowed:#?}"
-        );
-    }
-    for (action, _) in &allowed {
-        assert!(
-            called.iter().any(|(a, _)| a == action),
-            "the policy allows {action}, which no build call needed: {called:#?}"
-        );
-    }
+    allowed
 }
