@@ -6,7 +6,7 @@
 //!
 //! Needs the Docker engine (CI starts it through `scripts/test`) and adds a
 //! static build to the test run. `scripts/test` sets `STACKBAKE_PROFILE=
-//! static-check` (the release target and link flags at opt-level 1, no LTO)
+//! static-check` (the release target and link flags at opt-level 0, no LTO)
 //! to keep CI short, and starts that build before the tests; run alone, the
 //! test builds the real `release` profile.
 
