@@ -46,8 +46,15 @@ fn at_a_terminal_each_target_gets_a_live_line_and_logs_are_folded() {
         screen.chars().any(|c| "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏".contains(c)),
         "no spinner was drawn:\n{screen}"
     );
-    // Each live line shows the unit's current step (BuildKit's name for it)...
-    assert!(screen.contains("[api] [api "), "{screen}");
+    // Each live line shows the unit's current step (BuildKit's name for it,
+    // `[STAGE N/M]`): which of api's stages is on screen at a redraw depends
+    // on timing (the shared `base` steps, or api's own).
+    assert!(
+        ["[api] [base ", "[api] [api "]
+            .iter()
+            .any(|step| screen.contains(step)),
+        "no live line showed a step of api:\n{screen}"
+    );
     // ...and the build logs are folded away: no engine output line is printed.
     assert!(!screen.contains("load build definition"), "{screen}");
     assert!(!screen.contains("exporting to image"), "{screen}");
