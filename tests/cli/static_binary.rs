@@ -4,11 +4,10 @@
 //! nothing but `/stackbake` — no libc, no loader, no shell. If anything were
 //! dynamically linked, the kernel could not even start it there.
 //!
-//! Needs the Docker engine (CI starts it through `scripts/test`) and adds a
-//! static build to the test run. `scripts/test` sets `STACKBAKE_PROFILE=
-//! static-check` (the release target and link flags at opt-level 0, no LTO)
-//! to keep CI short, and starts that build before the tests; run alone, the
-//! test builds the real `release` profile.
+//! Needs the Docker engine (CI starts it through `scripts/test`). Under
+//! `scripts/test` (the release's target and static-runtime flags for the
+//! whole run, `STACKBAKE_RELEASE_PREBUILT=1`) the binary packaged is the one
+//! `cargo test` built; run alone, the test builds the real `release` profile.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -42,10 +41,11 @@ fn release_into(dist: &Path) -> PathBuf {
         Command::new(root.join("scripts/release"))
             .current_dir(root)
             .env("DIST_DIR", dist)
-            // scripts/test builds the release binary in its own target dir
-            // while the other tests run; build (or find it built) there.
+            // Under scripts/test every build has the release's target and
+            // static flags: package the binary this run built.
             .envs(
-                std::env::var_os("STACKBAKE_RELEASE_TARGET_DIR").map(|d| ("CARGO_TARGET_DIR", d)),
+                std::env::var_os("STACKBAKE_RELEASE_PREBUILT")
+                    .map(|_| ("STACKBAKE_PREBUILT", env!("CARGO_BIN_EXE_stackbake"))),
             ),
     );
     let bin = dist.join(ASSET);
