@@ -180,8 +180,15 @@ pub(crate) fn allowed(policy: &Value) -> Vec<(String, String)> {
 /// Whether IAM's wildcard `pattern` (`*`, `?`) matches `text`, ignoring
 /// case as IAM does for action names.
 pub(crate) fn iam_matches(pattern: &str, text: &str) -> bool {
-    let p: Vec<char> = pattern.to_ascii_lowercase().chars().collect();
-    let t: Vec<char> = text.to_ascii_lowercase().chars().collect();
+    wildcard_matches(&pattern.to_ascii_lowercase(), &text.to_ascii_lowercase())
+}
+
+/// Whether `pattern` matches the whole of `text`, where `*` stands for any
+/// run of characters and `?` for one (case-sensitive; two-pointer matching
+/// with backtracking to the last `*`, linear in practice).
+pub(crate) fn wildcard_matches(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
     let (mut i, mut j, mut star, mut mark) = (0, 0, None, 0);
     while j < t.len() {
         if i < p.len() && (p[i] == '?' || p[i] == t[j]) {

@@ -62,21 +62,7 @@ pub(crate) fn buildspec_yaml(taskdef: &str, appspec: &str, n: u32, settings: &st
          \x20 build-graph:\n\
          {graph}\
          \n\
-         env:\n\
-         \x20 variables:\n\
-         \x20   # Where the stackbake {version} release binary (stackbake-x86_64-linux)\n\
-         \x20   # is published (GitHub release or your S3 mirror), and its sha256.\n\
-         \x20   STACKBAKE_URL: \"TODO-https-url-of-stackbake-x86_64-linux\"\n\
-         \x20   STACKBAKE_SHA256: \"TODO-sha256-of-stackbake-x86_64-linux\"\n\
-         {settings}\
-         \n\
-         phases:\n\
-         \x20 install:\n\
-         \x20   commands:\n\
-         \x20     - curl -fsSL --retry 3 -o stackbake \"${{STACKBAKE_URL}}\"\n\
-         \x20     - echo \"${{STACKBAKE_SHA256}}  stackbake\" | sha256sum -c -\n\
-         \x20     - chmod +x stackbake\n\
-         \x20     - ./stackbake --version\n\
+         {env_and_install}\
          \x20 build:\n\
          \x20   commands:\n\
          \x20     # A shard (STACKBAKE_SHARD set) writes only its report into {OUT_DIR}.\n\
@@ -90,6 +76,6 @@ pub(crate) fn buildspec_yaml(taskdef: &str, appspec: &str, n: u32, settings: &st
          \x20   - imageDetail.json\n\
          \x20   - imagedefinitions.json\n\
          \x20   - stackbake-report.json\n",
-        version = env!("CARGO_PKG_VERSION"),
+        env_and_install = super::files::env_and_install(settings),
     )
 }

@@ -104,14 +104,12 @@ pub(super) fn appspec_yaml(p: &Plan) -> String {
     )
 }
 
-/// `settings`: further `env.variables` lines (see `super::build_settings`).
-pub(super) fn buildspec_yaml(taskdef: &str, appspec: &str, settings: &str) -> String {
+/// The `env` and `phases.install` sections every buildspec `init` writes:
+/// where the release binary comes from, its checksum check, and `settings`
+/// (further `env.variables` lines, see `super::build_settings`).
+pub(super) fn env_and_install(settings: &str) -> String {
     format!(
-        "# CodeBuild buildspec, written by `stackbake init`. The CodeBuild project\n\
-         # needs privileged mode ON: stackbake drives the image's Docker daemon.\n\
-         version: 0.2\n\
-         \n\
-         env:\n\
+        "env:\n\
          \x20 variables:\n\
          \x20   # Where the stackbake {version} release binary (stackbake-x86_64-linux)\n\
          \x20   # is published (GitHub release or your S3 mirror), and its sha256.\n\
@@ -125,7 +123,19 @@ pub(super) fn buildspec_yaml(taskdef: &str, appspec: &str, settings: &str) -> St
          \x20     - curl -fsSL --retry 3 -o stackbake \"${{STACKBAKE_URL}}\"\n\
          \x20     - echo \"${{STACKBAKE_SHA256}}  stackbake\" | sha256sum -c -\n\
          \x20     - chmod +x stackbake\n\
-         \x20     - ./stackbake --version\n\
+         \x20     - ./stackbake --version\n",
+        version = env!("CARGO_PKG_VERSION"),
+    )
+}
+
+/// `settings`: further `env.variables` lines (see `super::build_settings`).
+pub(super) fn buildspec_yaml(taskdef: &str, appspec: &str, settings: &str) -> String {
+    format!(
+        "# CodeBuild buildspec, written by `stackbake init`. The CodeBuild project\n\
+         # needs privileged mode ON: stackbake drives the image's Docker daemon.\n\
+         version: 0.2\n\
+         \n\
+         {env_and_install}\
          \x20 build:\n\
          \x20   commands:\n\
          \x20     - ./stackbake build\n\
@@ -137,6 +147,6 @@ pub(super) fn buildspec_yaml(taskdef: &str, appspec: &str, settings: &str) -> St
          \x20   - imageDetail.json\n\
          \x20   - imagedefinitions.json\n\
          \x20   - stackbake-report.json\n",
-        version = env!("CARGO_PKG_VERSION"),
+        env_and_install = env_and_install(settings),
     )
 }

@@ -85,15 +85,12 @@ impl Client {
         let Ok(want) = Digest::parse(digest) else {
             return Err(self.invalid_reference(repo, digest));
         };
-        let req = Req {
-            method: Method::GET,
-            path: format!("/v2/{repo}/blobs/{digest}"),
-            accept: "*/*",
-            content_type: None,
-            body: None,
-            scope: format!("repository:{repo}:pull"),
+        let req = Req::pull(
+            Method::GET,
             repo,
-        };
+            format!("/v2/{repo}/blobs/{digest}"),
+            "*/*",
+        );
         let reply = self.call(&req).await?;
         if !(200..=299).contains(&reply.status) {
             return Err(self.unexpected(&req, &reply));

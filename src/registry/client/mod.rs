@@ -163,15 +163,12 @@ impl Client {
         reference: &str,
     ) -> Result<Option<String>, RegistryError> {
         self.check_names(repo, reference)?;
-        let req = Req {
-            method: Method::HEAD,
-            path: format!("/v2/{repo}/manifests/{reference}"),
-            accept: ACCEPT_MANIFESTS,
-            content_type: None,
-            body: None,
-            scope: format!("repository:{repo}:pull"),
+        let req = Req::pull(
+            Method::HEAD,
             repo,
-        };
+            format!("/v2/{repo}/manifests/{reference}"),
+            ACCEPT_MANIFESTS,
+        );
         let reply = self.call(&req).await?;
         match reply.status {
             404 => Ok(None),
@@ -193,15 +190,12 @@ impl Client {
         reference: &str,
     ) -> Result<Option<Manifest>, RegistryError> {
         self.check_names(repo, reference)?;
-        let req = Req {
-            method: Method::GET,
-            path: format!("/v2/{repo}/manifests/{reference}"),
-            accept: ACCEPT_MANIFESTS,
-            content_type: None,
-            body: None,
-            scope: format!("repository:{repo}:pull"),
+        let req = Req::pull(
+            Method::GET,
             repo,
-        };
+            format!("/v2/{repo}/manifests/{reference}"),
+            ACCEPT_MANIFESTS,
+        );
         let reply = self.call(&req).await?;
         match reply.status {
             404 => return Ok(None),

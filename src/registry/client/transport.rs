@@ -31,6 +31,21 @@ pub(super) struct Req<'a> {
     pub(super) repo: &'a str,
 }
 
+impl<'a> Req<'a> {
+    /// A read (`GET`/`HEAD`, no body) of `path` in `repo`, under its pull scope.
+    pub(super) fn pull(method: Method, repo: &'a str, path: String, accept: &'static str) -> Self {
+        Req {
+            method,
+            path,
+            accept,
+            content_type: None,
+            body: None,
+            scope: format!("repository:{repo}:pull"),
+            repo,
+        }
+    }
+}
+
 pub(super) struct Reply {
     pub(super) status: u16,
     pub(super) headers: HeaderMap,

@@ -167,70 +167,47 @@ impl Sb {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        let started = Instant::now();
-        let mut child = term
+        let child = term
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start `script` (util-linux): {e}"));
-        let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
-        let status = loop {
-            match child.try_wait().expect("wait for script") {
-                Some(status) => break Some(status),
-                None if started.elapsed() > self.timeout => {
-                    stop(&mut child);
-                    break None;
-                }
-                None => thread::sleep(Duration::from_millis(25)),
-            }
-        };
-        let outcome = Outcome {
-            command: format!("(in a terminal) {command}"),
-            code: status.and_then(|s| s.code()),
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-            elapsed: started.elapsed(),
-        };
-        assert!(
-            status.is_some(),
-            "timed out after {:?}:\n{outcome}",
-            self.timeout
-        );
-        outcome
+        finish(child, format!("(in a terminal) {command}"), self.timeout)
     }
 
     /// Runs the binary to completion (or the timeout, which panics).
     pub(crate) fn run(self) -> Outcome {
         let (mut cmd, command) = self.command();
-        let started = Instant::now();
-        let mut child = cmd
+        let child = cmd
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {BIN}: {e}"));
-        let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
-        let status = loop {
-            match child.try_wait().expect("wait for stackbake") {
-                Some(status) => break Some(status),
-                None if started.elapsed() > self.timeout => {
-                    stop(&mut child);
-                    break None;
-                }
-                None => thread::sleep(Duration::from_millis(25)),
-            }
-        };
-        let outcome = Outcome {
-            command,
-            code: status.and_then(|s| s.code()),
-            stdout: stdout.join().unwrap_or_default(),
-            stderr: stderr.join().unwrap_or_default(),
-            elapsed: started.elapsed(),
-        };
-        assert!(
-            status.is_some(),
-            "timed out after {:?}:\n{outcome}",
-            self.timeout
-        );
-        outcome
+        finish(child, command, self.timeout)
     }
+}
+
+/// Collects `child`'s output until it exits, or stops it after `timeout`
+/// (which panics, showing what it printed).
+fn finish(mut child: Child, command: String, timeout: Duration) -> Outcome {
+    let started = Instant::now();
+    let stdout = drain(child.stdout.take());
+    let stderr = drain(child.stderr.take());
+    let status = loop {
+        match child.try_wait().expect("wait for the child process") {
+            Some(status) => break Some(status),
+            None if started.elapsed() > timeout => {
+                stop(&mut child);
+                break None;
+            }
+            None => thread::sleep(Duration::from_millis(25)),
+        }
+    };
+    let outcome = Outcome {
+        command,
+        code: status.and_then(|s| s.code()),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+        elapsed: started.elapsed(),
+    };
+    assert!(status.is_some(), "timed out after {timeout:?}:\n{outcome}");
+    outcome
 }
 
 fn drain(pipe: Option<impl Read + Send + 'static>) -> thread::JoinHandle<String> {
